@@ -1,0 +1,57 @@
+"""Additive (Bahdanau) attention: score(s, h) = v^T tanh(W_q s + W_k h)."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class AdditiveAttention(keras.layers.Layer):
+    """Bahdanau attention with the keys projected once per sentence.
+
+    Written out rather than `keras.layers.AdditiveAttention`, which has no query/key projections
+    and would redo the key side at every decoder step.
+
+    Args:
+        units: attention width A.
+
+    Usage:
+        keys = attention.project_keys(memory)            # [B, S, A], once per sentence
+        context, weights = attention(query, keys, memory, mask)
+
+    Call arguments:
+        query: [B, Q] decoder state.
+        keys: [B, S, A] from `project_keys`.
+        values: [B, S, M] encoder memory.
+        mask: bool [B, S], True at real tokens; padding gets exactly zero weight.
+
+    Returns:
+        context [B, M] (the weighted sum of values) and weights [B, S] (rows sum to 1).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, query_dim, memory_dim):
+        self.query_kernel = self.add_weight((query_dim, self.units), name="query_kernel",
+                                            initializer="glorot_uniform")
+        self.key_kernel = self.add_weight((memory_dim, self.units), name="key_kernel",
+                                          initializer="glorot_uniform")
+        self.energy = self.add_weight((self.units,), name="energy", initializer="glorot_uniform")
+        self.built = True
+
+    def project_keys(self, memory):
+        return ops.matmul(memory, self.key_kernel)
+
+    def call(self, query, keys, values, mask):
+        hidden = ops.tanh(keys + ops.matmul(query, self.query_kernel)[:, None, :])
+        scores = ops.sum(hidden * self.energy, axis=-1)
+        # exp(-1e9 - max) underflows to exactly 0 in float32, so padding gets zero weight.
+        scores = ops.where(mask, ops.cast(scores, "float32"), -1e9)
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.sum(ops.cast(weights, values.dtype)[:, :, None] * values, axis=1)
+        return context, weights
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

@@ -1,0 +1,135 @@
+"""Training callbacks that Keras does not have: dev BLEU, throughput, and the run checkpoint.
+
+Order matters: DevBleu writes logs["val_bleu"] before ReduceLROnPlateau, EarlyStopping and
+RunCheckpoint read it, and RunCheckpoint saves their state after they have updated it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Sequence
+
+import keras
+
+from nmt import checkpoints, evaluate
+from nmt.decoding import Searcher, search_all
+
+log = logging.getLogger("nmt")
+
+# Attributes of Keras's EarlyStopping / ReduceLROnPlateau that make up their state across epochs.
+_CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
+
+
+class DevBleu(keras.callbacks.Callback):
+    """Greedy-decodes the dev set after each epoch and puts its BLEU in logs["val_bleu"]."""
+
+    def __init__(self, sources: Sequence[Sequence[int]], references: Sequence[str],
+                 tgt_tokenizer, tokenize: str, decode_config, batch_size: int = 64):
+        super().__init__()
+        self.sources, self.references = sources, references
+        self.tgt_tokenizer, self.tokenize = tgt_tokenizer, tokenize
+        self.decode_config, self.batch_size = decode_config, batch_size
+        self.searcher = None
+
+    def on_train_begin(self, logs=None):
+        self.searcher = Searcher(self.model, self.decode_config)
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        found = search_all(self.searcher, self.sources, self.batch_size)
+        hypotheses = [self.tgt_tokenizer.decode(hyps[0].ids) for hyps in found]
+        logs["val_bleu"] = evaluate.bleu(hypotheses, self.references, self.tokenize).score
+        logs["bleu_seconds"] = time.perf_counter() - start
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Adds tokens/s (training time only), perplexities and the learning rate to the logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.train_seconds = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self.train_seconds is None:  # validation starts: the training part of the epoch ends
+            self.train_seconds = time.perf_counter() - self.start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.train_seconds or (time.perf_counter() - self.start)
+        logs["train_seconds"] = seconds
+        logs["tokens_per_sec"] = logs.get("target_tokens", 0.0) / max(seconds, 1e-9)
+        for prefix in ("", "val_"):
+            if f"{prefix}nll" in logs:
+                logs[f"{prefix}ppl"] = math.exp(min(float(logs[f"{prefix}nll"]), 50.0))
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        log.info("epoch %d: train ppl %.2f | dev ppl %.2f | dev BLEU %.2f | %.0f target tokens/s "
+                 "| lr %.2g", epoch + 1, logs.get("ppl", math.nan), logs.get("val_ppl", math.nan),
+                 logs.get("val_bleu", math.nan), logs["tokens_per_sec"], logs["learning_rate"])
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Writes best and last weights and the resume state, atomically, after every epoch.
+
+    Also restores the state of the stateful Keras callbacks it is given (early stopping, plateau
+    decay) when training resumes; Keras's BackupAndRestore keeps only weights and the epoch, and
+    writes its files in place, so a kill while writing can leave them unloadable.
+
+    Args:
+        run: the RunDir.
+        stateful: name -> callback whose `_CALLBACK_STATE` attributes are saved and restored.
+        resumed: the state read from the run directory, or None.
+        is_chief: only the chief of a multi-worker run writes files.
+    """
+
+    def __init__(self, run: checkpoints.RunDir, stateful: dict, resumed: dict | None,
+                 is_chief: bool = True, monitor: str = "val_bleu"):
+        super().__init__()
+        self.run, self.stateful, self.resumed = run, stateful, resumed
+        self.is_chief, self.monitor = is_chief, monitor
+        self.best = (resumed or {}).get("best", -math.inf)
+
+    def on_train_begin(self, logs=None):
+        saved = (self.resumed or {}).get("callbacks", {})
+        for name, callback in self.stateful.items():
+            for attribute, value in saved.get(name, {}).items():
+                setattr(callback, attribute, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float(logs[self.monitor])
+        improved = value > self.best
+        if improved:
+            self.best = value
+        if not self.is_chief:
+            return
+        if improved:
+            checkpoints.save_weights(self.model, self.run.best)
+        checkpoints.save_weights(self.model, self.run.last)
+        callback_state = {name: {a: _plain(getattr(cb, a)) for a in _CALLBACK_STATE
+                                 if hasattr(cb, a)} for name, cb in self.stateful.items()}
+        checkpoints.save_resume_state(self.run, self.model, {
+            "epoch": epoch + 1, "best": self.best, "stopped": bool(self.model.stop_training),
+            "callbacks": callback_state})
+
+
+def _plain(value):
+    """JSON-friendly copy of a callback attribute (numpy scalars to Python numbers)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records each training step's duration, end time and real target tokens (for benchmarks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.tokens, self.ends = [], [], []
+        self._seen = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        self.seconds.append(now - self._start)
+        self.ends.append(now)
+        seen = float(logs["target_tokens"])  # cumulative over the epoch
+        self.tokens.append(seen - self._seen)
+        self._seen = seen

@@ -1,0 +1,203 @@
+"""The run directory: what lives where, atomic saves, and loading a model folder for translation.
+
+    RUN/recipe.yaml          the resolved recipe (every key) that trained it
+    RUN/model.json           format version, model config and vocabulary sizes
+    RUN/vocab/src.*, tgt.*   the tokenizers
+    RUN/best.weights.h5      weights with the best dev BLEU so far
+    RUN/last.weights.h5      weights after the last finished epoch
+    RUN/backup/              resume state: weights + optimizer + callback state of the last epoch
+    RUN/metrics.csv          one row per epoch; RUN/tensorboard/ event files; RUN/train.log
+
+A model folder needs only recipe.yaml, model.json, vocab/ and the weights. Loading one runs no
+code from it: JSON, safe YAML, a SentencePiece model or word list, and HDF5 arrays.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import nmt
+import vocab
+from nmt import config
+from nmt.errors import ConfigError, ModelDirError
+from nmt.textio import atomic_path, atomic_write
+
+FORMAT_VERSION = 1
+
+
+class RunDir:
+    """Paths inside a run directory."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.recipe = self.root / "recipe.yaml"
+        self.model_json = self.root / "model.json"
+        self.vocab_dir = self.root / "vocab"
+        self.best = self.root / "best.weights.h5"
+        self.last = self.root / "last.weights.h5"
+        self.backup = self.root / "backup"
+        self.state = self.backup / "state.json"
+        self.metrics = self.root / "metrics.csv"
+        self.tensorboard = self.root / "tensorboard"
+        self.log = self.root / "train.log"
+
+    def vocab_prefix(self, side: str) -> Path:
+        return self.vocab_dir / side
+
+
+class LoadedModel(NamedTuple):
+    model: object
+    src_tokenizer: object
+    tgt_tokenizer: object
+    recipe: config.Recipe
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+def save_description(run: RunDir, recipe: config.Recipe, src_size: int, tgt_size: int) -> None:
+    """Writes recipe.yaml and model.json (atomically)."""
+    with atomic_write(run.recipe) as handle:
+        handle.write(config.dump_recipe(recipe))
+    description = {"format_version": FORMAT_VERSION, "nmt_version": nmt.__version__,
+                   "src_vocab_size": src_size, "tgt_vocab_size": tgt_size,
+                   "model": config.to_dict(recipe)["model"]}
+    with atomic_write(run.model_json) as handle:
+        json.dump(description, handle, indent=2)
+        handle.write("\n")
+
+
+def save_tokenizers(run: RunDir, src_tokenizer, tgt_tokenizer) -> None:
+    """Writes vocab/ whole or not at all: into a temporary folder, then renamed."""
+    tmp = Path(tempfile.mkdtemp(dir=run.root, prefix=".vocab."))
+    try:
+        src_tokenizer.save(tmp / "src")
+        tgt_tokenizer.save(tmp / "tgt")
+        if run.vocab_dir.exists():
+            shutil.rmtree(run.vocab_dir)
+        os.replace(tmp, run.vocab_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_tokenizers(run: RunDir):
+    try:
+        return vocab.load(run.vocab_prefix("src")), vocab.load(run.vocab_prefix("tgt"))
+    except FileNotFoundError as err:
+        raise ModelDirError(f"incomplete model folder: {err}", str(run.root)) from None
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ModelDirError(f"cannot read its vocabulary ({err})", str(run.vocab_dir)) from None
+
+
+def save_weights(model, path: Path, with_optimizer: bool = False) -> None:
+    """Writes model weights (optionally with the optimizer state) atomically."""
+    import keras
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        if with_optimizer or model.optimizer is None:
+            model.save_weights(tmp)
+        else:
+            keras.saving.save_weights(model, tmp, objects_to_skip=[model.optimizer])
+
+
+def load_weights(model, path: Path) -> None:
+    if not path.is_file():
+        raise ModelDirError("no such weights file", str(path))
+    try:
+        model.load_weights(path)
+    except Exception as err:  # h5py and Keras raise many types for truncated or foreign files
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ModelDirError(f"cannot load weights, the file is truncated, corrupt or from "
+                            f"another model ({reason})", str(path)) from None
+
+
+# ---- resume state ---------------------------------------------------------------------------------
+
+def save_resume_state(run: RunDir, model, state: dict) -> None:
+    """Saves weights + optimizer as backup/epoch-N.weights.h5, then state.json pointing at it.
+
+    The pointer is replaced only after the new weights are complete, and older weight files are
+    removed only after that, so a kill at any moment leaves a loadable pair.
+    """
+    name = f"epoch-{state['epoch']:04d}.weights.h5"
+    save_weights(model, run.backup / name, with_optimizer=True)
+    with atomic_write(run.state) as handle:
+        json.dump({**state, "weights": name}, handle, indent=2)
+    for old in run.backup.glob("epoch-*.weights.h5"):
+        if old.name != name:
+            old.unlink()
+
+
+def read_resume_state(run: RunDir) -> dict | None:
+    """The saved state dict, or None for a fresh run."""
+    if not run.state.is_file():
+        return None
+    try:
+        return json.loads(run.state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelDirError(f"unreadable resume state ({err})", str(run.state)) from None
+
+
+def restore_resume_state(run: RunDir, model, state: dict) -> None:
+    """Loads the backed-up weights and optimizer state into a compiled model."""
+    model.optimizer.build(model.trainable_variables)
+    load_weights(model, run.backup / state["weights"])
+
+
+def finish(run: RunDir, state: dict) -> None:
+    """Marks the run finished and drops the resume weights (best/last stay)."""
+    with atomic_write(run.state) as handle:
+        json.dump({**state, "finished": True, "weights": None}, handle, indent=2)
+    for old in run.backup.glob("epoch-*.weights.h5"):
+        old.unlink()
+
+
+# ---- reading a model folder ---------------------------------------------------------------------
+
+def read_description(root: str | os.PathLike) -> dict:
+    run = RunDir(root)
+    if not run.root.is_dir():
+        raise ModelDirError("no such model folder", str(run.root))
+    if not run.model_json.is_file():
+        raise ModelDirError("not a model folder (no model.json; is it a run directory of "
+                            "`nmt train`?)", str(run.root))
+    try:
+        description = json.loads(run.model_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelDirError(f"unreadable ({err})", str(run.model_json)) from None
+    version = description.get("format_version") if isinstance(description, dict) else None
+    if version != FORMAT_VERSION:
+        raise ModelDirError(f"model folder format {version!r}, but nmt {nmt.__version__} reads "
+                            f"format {FORMAT_VERSION}", str(run.model_json))
+    return description
+
+
+def load_model(root: str | os.PathLike, weights: str = "best") -> LoadedModel:
+    """Builds the model of a run directory and loads its `best` (or `last`) weights."""
+    from nmt.model import Seq2Seq
+
+    run = RunDir(root)
+    description = read_description(root)
+    try:
+        recipe = config.load_recipe(run.recipe)
+        model_config = config.recipe_from_dict({"model": description["model"]}).model
+        sizes = int(description["src_vocab_size"]), int(description["tgt_vocab_size"])
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise ModelDirError(f"inconsistent model description ({err})", str(run.model_json)) \
+            from None
+    src_tokenizer, tgt_tokenizer = load_tokenizers(run)
+    if (len(src_tokenizer), len(tgt_tokenizer)) != sizes:
+        raise ModelDirError(f"vocabulary sizes {len(src_tokenizer)}/{len(tgt_tokenizer)} do not "
+                            f"match model.json's {sizes[0]}/{sizes[1]}", str(run.vocab_dir))
+    path = {"best": run.best, "last": run.last}[weights]
+    if not path.is_file() and weights == "best" and run.last.is_file():
+        path = run.last
+    if not path.is_file():
+        raise ModelDirError("no trained weights yet (best.weights.h5 is written at the end of "
+                            "the first epoch)", str(run.root))
+    model = Seq2Seq.from_model_config(model_config, *sizes)
+    load_weights(model, path)
+    return LoadedModel(model, src_tokenizer, tgt_tokenizer, recipe)
+

@@ -1,0 +1,202 @@
+"""The `nmt` command: argparse subcommands, each one function call; errors as one line.
+
+TensorFlow is imported only inside the verbs that run a model, so `nmt --help` and `nmt bleu`
+start at once.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import nmt
+from nmt.errors import NmtError
+
+STARTED = time.perf_counter()
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except NmtError as err:
+        print(f"nmt: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nmt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `nmt translate ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nmt", description="Recurrent neural machine translation: BiLSTM encoder, "
+        "attentional LSTM decoder, beam search, BLEU and error analysis.")
+    parser.add_argument("--version", action="version", version=f"nmt {nmt.__version__}")
+    verbs = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = verbs.add_parser("train", help="train a recipe into a run directory (resumes if killed)",
+                         description="Train a recipe. Running the same command again after a "
+                         "crash continues from the last finished epoch.")
+    p.add_argument("recipe", metavar="RECIPE", help="recipe folder or its recipe.yaml")
+    p.add_argument("--run-dir", help="output folder (default: runs/<recipe name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a recipe key (repeatable)")
+    _threads(p)
+    p.set_defaults(run=_train)
+
+    p = verbs.add_parser("translate", help="translate lines (stdin to stdout by default)",
+                         description="Translate one sentence per line, streaming in batches; "
+                         "output keeps input order, a blank line gives a blank line.")
+    _model(p)
+    p.add_argument("-i", "--input", help="input file (default: stdin)")
+    p.add_argument("-o", "--output", help="output file, written atomically (default: stdout)")
+    _search(p)
+    p.add_argument("--nbest", type=_positive, default=1,
+                   help="write the K best per line as 'index ||| text ||| score'")
+    p.add_argument("--scores", action="store_true", help="prefix each line with 'score<TAB>'")
+    p.add_argument("--alignments", action="store_true",
+                   help="append '<TAB>src-tgt ...' links (argmax attention)")
+    _threads(p)
+    p.set_defaults(run=_translate)
+
+    p = verbs.add_parser("bleu", help="BLEU, chrF and TER of hypotheses against references",
+                         description="Corpus BLEU, chrF and TER through sacrebleu, each with its "
+                         "signature.")
+    p.add_argument("reference", metavar="REF", help="reference file, one sentence per line")
+    p.add_argument("-i", "--input", help="hypothesis file (default: stdin)")
+    p.add_argument("--tokenize", default="13a",
+                   help="sacrebleu tokenizer (13a, none, intl, char, ja-mecab...; default 13a)")
+    p.set_defaults(run=_bleu)
+
+    p = verbs.add_parser("evaluate", help="translate a test set, score it and analyse errors",
+                         description="Translate SRC, score against REF, and classify each "
+                         "sentence as a search error or a model error; writes a report folder.")
+    _model(p)
+    p.add_argument("--src", required=True, help="source file")
+    p.add_argument("--ref", required=True, help="reference file")
+    _search(p)
+    p.add_argument("--beams", type=_beam_list, help="beam widths of the sweep, e.g. 1,2,5,10,20 "
+                   "(default: the recipe's eval.beam_sweep)")
+    p.add_argument("--tokenize", help="sacrebleu tokenizer (default: the recipe's)")
+    p.add_argument("--heatmaps", type=_positive, default=5,
+                   help="attention heatmaps of this many worst sentences (default 5)")
+    p.add_argument("--show", type=int, action="append", default=[], metavar="LINE",
+                   help="also plot the heatmap of this 1-based line (repeatable)")
+    p.add_argument("--out", help="report folder (default: <model>/report-<src name>)")
+    _threads(p)
+    p.set_defaults(run=_evaluate)
+
+    p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
+    kinds = p.add_subparsers(title="what", metavar="WHAT")
+    b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
+    b.add_argument("recipe", metavar="RECIPE")
+    b.add_argument("--steps", type=_positive, default=100, help="steps per round (default 100)")
+    b.add_argument("--warmup", type=int, default=20, help="steps before timing (default 20)")
+    b.add_argument("--rounds", type=_positive, default=3, help="timed rounds (default 3)")
+    b.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE")
+    _threads(b)
+    b.set_defaults(run=_bench_train)
+    b = kinds.add_parser("translate", help="translation speed of a model on a file")
+    _model(b)
+    b.add_argument("-i", "--input", required=True, help="source file")
+    b.add_argument("--beam-size", type=_positive, help="beam width (default: the recipe's)")
+    b.add_argument("--batch-size", type=_positive, help="sentences per batch")
+    b.add_argument("--rounds", type=_positive, default=3,
+                   help="passes over the file; the first (tracing) is reported apart")
+    _threads(b)
+    b.set_defaults(run=_bench_translate)
+    return parser
+
+
+def _model(p):
+    p.add_argument("--model", required=True, metavar="DIR", help="run directory of `nmt train`")
+
+
+def _search(p):
+    p.add_argument("--beam-size", type=_positive, help="beam width; 1 = greedy "
+                   "(default: the recipe's decode.beam_size)")
+    p.add_argument("--alpha", type=float,
+                   help="length normalization: score = sum log p / T^alpha (default: recipe's)")
+    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
+
+
+def _threads(p):
+    p.add_argument("--threads", type=_positive,
+                   help="TensorFlow threads (default: all cores)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _beam_list(text: str) -> tuple:
+    return tuple(_positive(part) for part in text.split(","))
+
+
+# ---- verbs ----------------------------------------------------------------------------------------
+
+def _train(args) -> int:
+    from nmt.train import train
+    result = train(args.recipe, args.run_dir, args.overrides, threads=args.threads)
+    print(f"{result.run_dir}: {result.epochs} epochs, best dev BLEU {result.best_bleu:.2f}")
+    return 0
+
+
+def _translate(args) -> int:
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt.translate import Translator, translate_file
+    translator = Translator(args.model, args.beam_size, args.alpha, args.batch_size)
+    if args.nbest > translator.decode.beam_size:
+        raise NmtError(f"--nbest {args.nbest} is larger than the beam size "
+                       f"{translator.decode.beam_size}")
+    translate_file(translator, args.input, args.output, args.nbest, args.scores, args.alignments)
+    return 0
+
+
+def _bleu(args) -> int:
+    from nmt import evaluate, textio
+    references = list(textio.read_lines(args.reference, allow_blank=True, allow_tab=True))
+    handle, name = textio.open_input(args.input)
+    hypotheses = list(textio.validate_lines(handle, name, allow_blank=True, allow_tab=True))
+    evaluate.check_lengths(hypotheses, references, name, args.reference)
+    for score in evaluate.corpus_scores(hypotheses, references, args.tokenize):
+        print(f"{score.text}\n  signature: {score.signature}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt.analysis import evaluate_model
+    evaluate_model(args)
+    return 0
+
+
+def _bench_train(args) -> int:
+    from nmt import bench
+    bench.print_json(bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
+                                       args.threads, args.overrides, started=STARTED))
+    return 0
+
+
+def _bench_translate(args) -> int:
+    from nmt import bench
+    bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size,
+                                           args.batch_size, args.rounds, args.threads,
+                                           started=STARTED))
+    return 0

@@ -1,0 +1,284 @@
+"""Typed recipe configuration: one frozen dataclass per recipe section.
+
+A recipe is YAML with the sections below. Loading validates every key and value once, so the rest of
+the code can trust a `Recipe`; errors name the file, the line and the closest valid key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nmt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = "small_parallel_enja"  # folder under the data root ($NMT_DATA), or an absolute path
+    src: str = "ja"  # file suffix of the source side
+    tgt: str = "en"  # file suffix of the target side
+    train: str = "train"  # file prefix: train.<src> / train.<tgt>
+    dev: str = "dev"
+    test: str = "test"
+    max_len: int = 50  # training pairs with more tokens than this on either side are dropped
+    max_line_tokens: int = 1000  # a corpus line longer than this is an error (an unsplit document)
+    train_lines: int = 0  # use only the first N training pairs (0 = all)
+    download_url: str = ""  # base URL the corpus files can be fetched from, if missing locally
+    sha256: dict = field(default_factory=dict)  # file name -> expected sha256 of downloaded files
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    kind: Literal["words", "sentencepiece"] = "words"
+    size: int = 8000  # maximum entries per side, the 4 specials included
+    min_freq: int = 1  # words only: drop rarer types
+    model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece only
+    character_coverage: float = 1.0  # sentencepiece only: 0.9995 suits large CJK alphabets
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: Literal["lstm", "gru"] = "lstm"
+    embedding_dim: int = 256
+    encoder_units: int = 256  # per direction: the encoder memory is twice this wide
+    encoder_layers: int = 2
+    decoder_units: int = 512
+    attention_units: int = 512
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64  # sentences per batch (global, across replicas)
+    epochs: int = 30
+    learning_rate: float = 0.001
+    clip_norm: float = 5.0  # clip gradients by their global norm
+    label_smoothing: float = 0.0
+    patience: int = 5  # early stopping: epochs without a better dev BLEU
+    lr_decay: float = 0.5  # multiply the learning rate by this when dev BLEU stalls
+    lr_patience: int = 2  # epochs without a better dev BLEU before the decay
+    min_learning_rate: float = 1.0e-5
+    shuffle_buffer: int = 100000  # pairs held for shuffling; bounds memory on large corpora
+    seed: int = 42
+    distribution: Literal["default", "mirrored", "multi_worker"] = "default"
+    mixed_precision: bool = False  # mixed_float16 compute, for GPUs
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam_size: int = 5
+    alpha: float = 1.0  # length normalization: score = sum log p / penalty(T)
+    length_penalty: Literal["average", "gnmt"] = "average"  # T^alpha | ((5+T)/6)^alpha
+    max_len_ratio: float = 2.0  # output length limit = ratio * source length + offset
+    max_len_offset: int = 10
+    max_input_len: int = 250  # longer source lines are translated in pieces of this many tokens
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tokenize: str = "13a"  # sacrebleu tokenizer; "none" for pre-tokenized corpora
+    beam_sweep: tuple = (1, 2, 5, 10, 20)  # beam widths compared by `nmt evaluate`
+
+
+@dataclass(frozen=True)
+class Recipe:
+    data: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe))
+_SECTION_TYPES = typing.get_type_hints(Recipe)
+_POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
+             "attention_units", "batch_size", "epochs", "max_len", "max_line_tokens", "beam_size",
+             "shuffle_buffer", "min_freq", "max_input_len"}
+_BELOW_ONE = {"dropout", "label_smoothing"}  # probabilities that must stay below 1
+
+
+def recipe_file(path: str | os.PathLike) -> Path:
+    """RECIPE may be a recipe folder or its recipe.yaml."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "recipe.yaml"
+    if not path.is_file():
+        raise ConfigError("no such recipe file", str(path))
+    return path
+
+
+def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> Recipe:
+    """Reads, validates and applies `section.key=value` overrides to a recipe file."""
+    path = recipe_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 ({err.reason})", str(path)) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", str(path), line) from None
+    values, lines = _mapping_with_lines(node, str(path))
+    for override in overrides:
+        section, key, value = _parse_override(override)
+        values.setdefault(section, {})[key] = value
+        lines[(section, key)] = None
+    return _build(values, lines, str(path))
+
+
+def recipe_from_dict(values: dict, source: str = "<recipe>") -> Recipe:
+    """Builds a validated recipe from plain nested dicts (tests, the Python API)."""
+    return _build(values, {}, source)
+
+
+def to_dict(recipe: Recipe) -> dict:
+    """Plain nested dicts (tuples as lists), the form `save_recipe` writes."""
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+    return {name: {k: plain(v) for k, v in dataclasses.asdict(getattr(recipe, name)).items()}
+            for name in SECTIONS}
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML: every key, defaults filled in."""
+    return yaml.safe_dump(to_dict(recipe), sort_keys=False, allow_unicode=True)
+
+
+def replace(recipe: Recipe, section: str, **changes) -> Recipe:
+    """A copy of `recipe` with keys of one section changed (validated like a recipe file)."""
+    values = to_dict(recipe)
+    values[section].update(changes)
+    return recipe_from_dict(values)
+
+
+def data_root() -> Path:
+    """$NMT_DATA if set, else the per-user data folder."""
+    if os.environ.get("NMT_DATA"):
+        return Path(os.environ["NMT_DATA"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "nmt" / "data"
+
+
+def corpus_path(data: DataConfig, split: str, side: str) -> Path:
+    """The file of one split ("train", "dev", "test") and side ("src", "tgt")."""
+    folder = Path(data.corpus).expanduser()
+    if not folder.is_absolute():
+        folder = data_root() / folder
+    return folder / f"{getattr(data, split)}.{getattr(data, side)}"
+
+
+def _parse_override(text: str) -> tuple[str, str, Any]:
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return section, key, value
+
+
+def _mapping_with_lines(node, path: str) -> tuple[dict, dict]:
+    """Nested dict of a two-level YAML mapping, and the line of every (section, key)."""
+    if node is None:
+        return {}, {}
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError("a recipe must be a mapping of sections", path, node.start_mark.line + 1)
+    values, lines = {}, {}
+    for key_node, section_node in node.value:
+        section = key_node.value
+        lines[(section, None)] = key_node.start_mark.line + 1
+        if isinstance(section_node, yaml.ScalarNode) and section_node.value in ("", "~", "null"):
+            values[section] = {}
+            continue
+        if not isinstance(section_node, yaml.MappingNode):
+            raise ConfigError(f"section '{section}' must be a mapping of keys", path,
+                              key_node.start_mark.line + 1)
+        values[section] = {}
+        for item_key, item_value in section_node.value:
+            values[section][item_key.value] = yaml.safe_load(yaml.serialize(item_value))
+            lines[(section, item_key.value)] = item_key.start_mark.line + 1
+    return values, lines
+
+
+def _build(values: dict, lines: dict, path: str) -> Recipe:
+    sections = {}
+    for section, entries in values.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", path,
+                              lines.get((section, None)))
+        if not isinstance(entries, dict):
+            raise ConfigError(f"section '{section}' must be a mapping of keys", path,
+                              lines.get((section, None)))
+        cls = _SECTION_TYPES[section]
+        hints = typing.get_type_hints(cls)
+        checked = {}
+        for key, value in entries.items():
+            line = lines.get((section, key))
+            if key not in hints:
+                raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, hints)}", path, line)
+            checked[key] = _check_value(f"{section}.{key}", hints[key], value, path, line)
+        try:
+            sections[section] = cls(**checked)
+        except TypeError as err:
+            raise ConfigError(f"section '{section}': {err}", path) from None
+    return Recipe(**sections)
+
+
+def _check_value(name: str, hint, value, path: str, line: int | None):
+    def fail(expected: str):
+        raise ConfigError(f"{name} must be {expected}, got {value!r}", path, line)
+
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            fail("one of " + ", ".join(map(str, choices)))
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        if value < 0 or (value == 0 and name.split(".")[1] in _POSITIVE):
+            fail("a positive integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail("a number")
+        if value < 0:
+            fail("a non-negative number")
+        if name.split(".")[1] in _BELOW_ONE and value >= 1:
+            fail("below 1")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    if hint is tuple:
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            fail("a list of positive integers")
+        return tuple(value)
+    if hint is dict:
+        if not isinstance(value, dict):
+            fail("a mapping")
+        return dict(value)
+    raise AssertionError(f"unhandled config type {hint} for {name}")
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

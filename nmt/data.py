@@ -1,0 +1,99 @@
+"""Ids to batches: the streaming tf.data training pipeline and order-keeping inference batches.
+
+Training examples: source = ids + EOS; target_in = BOS + ids; target_out = ids + EOS; PAD = 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from vocab import BOS, EOS, PAD
+
+PairReader = Callable[[], Iterable[tuple[str, str]]]
+
+
+@dataclasses.dataclass
+class CorpusStats:
+    """What one pass over a parallel corpus found (logged before training)."""
+    pairs: int = 0
+    kept: int = 0
+    dropped_too_long: int = 0
+    target_tokens: int = 0  # of kept pairs, EOS included: the tokens one epoch trains on
+
+
+def source_ids(tokenizer, line: str) -> list[int]:
+    """Model input for a source line: its ids followed by EOS (the end-of-sentence marker)."""
+    return tokenizer.encode(line) + [EOS]
+
+
+def encode_pairs(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
+                 max_len: int | None = None,
+                 stats: CorpusStats | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields (source ids + EOS, BOS + target ids + EOS) as int32 arrays.
+
+    Pairs with more than `max_len` tokens on either side are dropped (and counted in `stats`).
+    """
+    for src, tgt in pairs:
+        src_ids, tgt_ids = source_ids(src_tokenizer, src), tgt_tokenizer.encode(tgt)
+        if stats is not None:
+            stats.pairs += 1
+        if max_len is not None and (len(src_ids) - 1 > max_len or len(tgt_ids) > max_len):
+            if stats is not None:
+                stats.dropped_too_long += 1
+            continue
+        if stats is not None:
+            stats.kept += 1
+            stats.target_tokens += len(tgt_ids) + 1
+        yield (np.asarray(src_ids, dtype=np.int32),
+               np.asarray([BOS] + tgt_ids + [EOS], dtype=np.int32))
+
+
+def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, batch_size: int,
+                     max_len: int | None, shuffle_buffer: int = 0, seed: int = 0,
+                     max_bucket_len: int = 0):
+    """A streaming, bucketed tf.data pipeline of ({"source", "target_in"}, target_out) batches.
+
+    `read_pairs` is called once per epoch and yields (source line, target line); nothing is held
+    in memory but the shuffle buffer and the partly filled buckets. Batches group pairs of the
+    same target length (the decoder is the expensive part), so target padding is nearly zero.
+    `shuffle_buffer` 0 keeps corpus order (dev data).
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None], tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: encode_pairs(read_pairs(), src_tokenizer, tgt_tokenizer, max_len),
+        output_signature=(spec, spec))
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    longest = (max_len or max_bucket_len or 100) + 2
+    boundaries = list(range(3, longest + 1))  # one bucket per target length (BOS/EOS included)
+    dataset = dataset.bucket_by_sequence_length(
+        lambda src, tgt: tf.shape(tgt)[0], boundaries, [batch_size] * (len(boundaries) + 1),
+        padded_shapes=([None], [None]), padding_values=(PAD, PAD))
+    dataset = dataset.map(lambda src, tgt: ({"source": src, "target_in": tgt[:, :-1]}, tgt[:, 1:]),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], dtype=np.int32) -> np.ndarray:
+    """Right-pads id sequences with PAD into a [len(sequences), longest] array."""
+    longest = max((len(s) for s in sequences), default=0)
+    batch = np.full((len(sequences), max(longest, 1)), PAD, dtype=dtype)
+    for row, ids in enumerate(sequences):
+        batch[row, :len(ids)] = ids
+    return batch
+
+
+def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int
+                          ) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Batches of similar-length sequences for decoding: yields (their indices, padded ids).
+
+    Sorting by length saves the padding work; the indices let the caller restore input order.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        yield indices, pad_batch([sequences[i] for i in indices])

@@ -1,0 +1,206 @@
+"""Attentional decoder: an LSTM (or GRU) with Bahdanau attention and input feeding.
+
+One step, as in Luong et al. (2015) input feeding with Bahdanau's additive score (JoeyNMT's
+recurrent decoder):
+
+    s_t = RNN([E y_{t-1}; a_{t-1}], s_{t-1})          input feeding: a_{t-1} is the last step's output
+    c_t, w_t = attention(query=s_t, memory)            additive score, padding masked
+    a_t = tanh(W_c [s_t; c_t] + b_c)                   the attentional vector
+    p(y_t | y_<t, x) = softmax(W_o a_t + b_o)
+
+Written as one `step` function that both the teacher-forced `call` (a while loop over target
+positions) and the model's `decode_step` use, so training and search compute the same thing.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from nmt.attention import AdditiveAttention
+
+
+class Memory(NamedTuple):
+    """What the decoder attends to, computed once per sentence by `Seq2Seq.encode`."""
+    values: object  # [B, S, M] encoder outputs
+    keys: object  # [B, S, A] attention keys, projected once
+    mask: object  # bool [B, S], True at real tokens
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class AttentionDecoder(keras.layers.Layer):
+    """Target embeddings, recurrent cell with input feeding, attention and output projection.
+
+    Args:
+        vocab_size: target vocabulary size V.
+        embedding_dim: embedding width E.
+        units: recurrent state and attentional vector width U.
+        attention_units: attention width A.
+        memory_dim: encoder memory width M.
+        cell: "lstm" or "gru".
+        dropout: on the recurrent input [E y; a] and on [s; c] before the attentional vector.
+
+    State: a tuple (h, c, a) for LSTM and (h, a) for GRU, each [B, U]; `a` is the fed input.
+    """
+
+    def __init__(self, vocab_size, embedding_dim, units, attention_units, memory_dim, cell="lstm",
+                 dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
+        self.attention_units, self.memory_dim = attention_units, memory_dim
+        self.cell, self.dropout = cell, dropout
+        self.gates = {"lstm": 4, "gru": 3}[cell]
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.attention = AdditiveAttention(attention_units, name="attention")
+        self.bridges = [keras.layers.Dense(units, activation="tanh", name=f"bridge_{part}")
+                        for part in ("h", "c")[:2 if cell == "lstm" else 1]]
+        # Logits stay float32 under mixed precision so the softmax is computed accurately.
+        self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def build(self, input_shape=None):
+        units, gates = self.units, self.gates
+        self.embedding.build((None, None))
+        self.input_kernel = self.add_weight((self.embedding_dim, gates * units), name="input_kernel",
+                                            initializer="glorot_uniform")
+        self.input_bias = self.add_weight((gates * units,), name="input_bias",
+                                          initializer=self._gate_bias_initializer)
+        if self.cell == "lstm":
+            # [a_{t-1}; h_{t-1}] multiplied by one kernel: one matmul per step.
+            self.recurrent_kernel = self.add_weight((2 * units, gates * units),
+                                                    name="recurrent_kernel",
+                                                    initializer="glorot_uniform")
+        else:
+            # GRU's reset gate scales the recurrent part only, so the fed input gets its own kernel.
+            self.feed_kernel = self.add_weight((units, gates * units), name="feed_kernel",
+                                               initializer="glorot_uniform")
+            self.recurrent_kernel = self.add_weight((units, gates * units), name="recurrent_kernel",
+                                                    initializer="orthogonal")
+            self.recurrent_bias = self.add_weight((gates * units,), name="recurrent_bias",
+                                                  initializer="zeros")
+        self.combine_kernel = self.add_weight((units + self.memory_dim, units),
+                                              name="combine_kernel", initializer="glorot_uniform")
+        self.combine_bias = self.add_weight((units,), name="combine_bias", initializer="zeros")
+        self.attention.build(units, self.memory_dim)
+        for bridge in self.bridges:
+            bridge.build((None, self.memory_dim))
+        self.output_layer.build((None, units))
+        self.built = True
+
+    def _gate_bias_initializer(self, shape, dtype=None):
+        # LSTM forget-gate bias 1 (Keras gate order i, f, g, o), as Keras's unit_forget_bias.
+        bias = np.zeros(shape, dtype="float32")
+        if self.cell == "lstm":
+            bias[self.units:2 * self.units] = 1.0
+        return ops.convert_to_tensor(bias, dtype=dtype)
+
+    def initial_state(self, encoder_final):
+        """Decoder state from the encoder's final states (a tanh bridge per part) and a zero feed."""
+        parts = [bridge(state) for bridge, state in zip(self.bridges, encoder_final)]
+        return (*parts, ops.zeros_like(parts[0]))
+
+    def project_inputs(self, tokens, training=False):
+        """E y @ W_x + b for all positions at once: [..] ids -> [.., G*U], outside the step loop."""
+        embedded = self.embedding(tokens)
+        if training and self.dropout > 0:
+            embedded = keras.random.dropout(embedded, self.dropout, seed=self.seed_generator)
+        return ops.matmul(embedded, self.input_kernel) + self.input_bias
+
+    def step(self, projected_input, state, memory: Memory, feed_mask=None, hidden_mask=None):
+        """One decoder step.
+
+        Args:
+            projected_input: [B, G*U] from `project_inputs` of the previous target token.
+            state: the decoder state tuple.
+            memory: the encoder `Memory`.
+            feed_mask, hidden_mask: scaled dropout masks [B, U] and [B, U+M], or None.
+
+        Returns:
+            (attentional vector a_t [B, U], new state, attention weights [B, S]).
+        """
+        feed = state[-1]
+        if feed_mask is not None:
+            feed = feed * feed_mask
+        if self.cell == "lstm":
+            h, c = state[0], state[1]
+            z = projected_input + ops.matmul(ops.concatenate([feed, h], axis=-1),
+                                             self.recurrent_kernel)
+            i, f, g, o = ops.split(z, 4, axis=-1)
+            c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+            h = ops.sigmoid(o) * ops.tanh(c)
+            recurrent = (h, c)
+        else:
+            h = state[0]
+            x = projected_input + ops.matmul(feed, self.feed_kernel)
+            r_part = ops.matmul(h, self.recurrent_kernel) + self.recurrent_bias
+            x_z, x_r, x_h = ops.split(x, 3, axis=-1)
+            h_z, h_r, h_h = ops.split(r_part, 3, axis=-1)
+            z = ops.sigmoid(x_z + h_z)
+            r = ops.sigmoid(x_r + h_r)
+            h = z * h + (1.0 - z) * ops.tanh(x_h + r * h_h)
+            recurrent = (h,)
+        context, weights = self.attention(h, memory.keys, memory.values, memory.mask)
+        hidden = ops.concatenate([h, context], axis=-1)
+        if hidden_mask is not None:
+            hidden = hidden * hidden_mask
+        attentional = ops.tanh(ops.matmul(hidden, self.combine_kernel) + self.combine_bias)
+        return attentional, (*recurrent, attentional), weights
+
+    def logits(self, attentional):
+        """[.., U] attentional vectors -> [.., V] float32 logits."""
+        return self.output_layer(attentional)
+
+    def call(self, target_in, state, memory: Memory, training=False, return_attention=False):
+        """Teacher-forced decoding of a whole target prefix.
+
+        Args:
+            target_in: int [B, T], BOS followed by the target (padding after its end is harmless:
+                later positions never influence earlier ones).
+            state: initial state from `initial_state`.
+            memory: the encoder `Memory`.
+
+        Returns:
+            logits [B, T, V]; with `return_attention`, also the weights [B, T, S].
+        """
+        inputs = tf.transpose(self.project_inputs(target_in, training), [1, 0, 2])
+        steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        inputs = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
+        masks = self._dropout_masks(steps, batch, inputs.dtype) if training else None
+        outputs = tf.TensorArray(self.compute_dtype, size=steps)
+        weights = tf.TensorArray("float32", size=steps if return_attention else 0,
+                                 dynamic_size=False)
+
+        def body(t, state, outputs, weights):
+            feed_mask, hidden_mask = (masks[0].read(t), masks[1].read(t)) if masks else (None, None)
+            out, state, attention = self.step(inputs.read(t), state, memory, feed_mask, hidden_mask)
+            outputs = outputs.write(t, out)
+            if return_attention:
+                weights = weights.write(t, attention)
+            return t + 1, state, outputs, weights
+
+        _, _, outputs, weights = tf.while_loop(lambda t, *_: t < steps, body,
+                                               (tf.constant(0), tuple(state), outputs, weights))
+        logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
+        if return_attention:
+            return logits, tf.transpose(weights.stack(), [1, 0, 2])
+        return logits
+
+    def _dropout_masks(self, steps, batch, dtype):
+        """Per-step dropout masks for the fed input and the [s; c] vector, drawn before the loop."""
+        if self.dropout <= 0:
+            return None
+        masks = []
+        for width in (self.units, self.units + self.memory_dim):
+            ones = ops.ones((steps, batch, width), dtype=dtype)
+            mask = keras.random.dropout(ones, self.dropout, seed=self.seed_generator)
+            masks.append(tf.TensorArray(dtype, size=steps).unstack(mask))
+        return masks
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "embedding_dim": self.embedding_dim, "units": self.units,
+                "attention_units": self.attention_units, "memory_dim": self.memory_dim,
+                "cell": self.cell, "dropout": self.dropout}

@@ -1,0 +1,36 @@
+"""Errors a user can act on. The CLI prints them as one line, without a traceback."""
+from __future__ import annotations
+
+
+class NmtError(Exception):
+    """Base class: `str(error)` is the complete one-line message."""
+
+
+class ConfigError(NmtError):
+    """A recipe or an override is invalid (unknown key, wrong type, bad value)."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.path, self.line = path, line
+        super().__init__(_located(message, path, line))
+
+
+class DataError(NmtError):
+    """A text file is unusable: misaligned, not UTF-8, an empty or over-long line, missing."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.path, self.line = path, line
+        super().__init__(_located(message, path, line))
+
+
+class ModelDirError(NmtError):
+    """A model folder is missing, incomplete, corrupt or of an incompatible version."""
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(_located(message, path, None))
+
+
+def _located(message: str, path: str | None, line: int | None) -> str:
+    if path is None:
+        return message
+    return f"{path}:{line}: {message}" if line is not None else f"{path}: {message}"

@@ -1,0 +1,48 @@
+"""Corpus metrics through sacrebleu's API: BLEU, chrF and TER, each with its signature."""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+from sacrebleu.metrics import BLEU, CHRF, TER
+
+from nmt.errors import DataError
+
+
+class Score(NamedTuple):
+    name: str
+    score: float
+    text: str  # sacrebleu's own formatting, e.g. "BLEU = 31.2 62.0/37.6/... (BP = ...)"
+    signature: str
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> Score:
+    # With tokenize="none" the user declares the text tokenized: skip sacrebleu's warning about it.
+    metric = BLEU(tokenize=tokenize, force=tokenize == "none")
+    result = metric.corpus_score(list(hypotheses), [list(references)])
+    return Score("BLEU", result.score, str(result), str(metric.get_signature()))
+
+
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str],
+                  tokenize: str = "13a") -> list[Score]:
+    """BLEU (with `tokenize`), chrF and TER of hypotheses against one reference each."""
+    scores = [bleu(hypotheses, references, tokenize)]
+    for name, metric in (("chrF", CHRF()), ("TER", TER())):
+        result = metric.corpus_score(list(hypotheses), [list(references)])
+        scores.append(Score(name, result.score, str(result), str(metric.get_signature())))
+    return scores
+
+
+def sentence_bleu(hypothesis: str, reference: str, tokenize: str = "13a") -> float:
+    """Smoothed sentence BLEU (sacrebleu's default exp smoothing), for per-sentence analysis."""
+    return BLEU(tokenize=tokenize, effective_order=True).sentence_score(hypothesis,
+                                                                         [reference]).score
+
+
+def check_lengths(hypotheses: Sequence[str], references: Sequence[str], hyp_name: str,
+                  ref_name: str) -> None:
+    """One hypothesis per reference line, and at least one line."""
+    if not references:
+        raise DataError("empty file", ref_name)
+    if len(hypotheses) != len(references):
+        raise DataError(f"{len(hypotheses)} lines, but the reference {ref_name} has "
+                        f"{len(references)}", hyp_name)

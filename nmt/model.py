@@ -1,0 +1,88 @@
+"""The encoder-decoder: teacher-forced `call` for training, `encode` / `decode_step` for search.
+
+The model maps ids to logits and knows nothing of files, strings, training or search.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+from keras import ops
+
+from nmt.config import ModelConfig
+from nmt.decoder import AttentionDecoder, Memory
+from nmt.encoder import Encoder
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class Seq2Seq(keras.Model):
+    """Bidirectional-RNN encoder, attentional RNN decoder with input feeding.
+
+    Args:
+        src_vocab_size, tgt_vocab_size: vocabulary sizes (PAD = 0 on both sides).
+        cell, embedding_dim, encoder_units, encoder_layers, decoder_units, attention_units,
+        dropout: as in `nmt.config.ModelConfig`.
+
+    Call arguments:
+        inputs: {"source": int [B, S], "target_in": int [B, T]} (target_in = BOS + target).
+
+    Returns:
+        logits [B, T, V] predicting target_out = target + EOS.
+
+    The inference protocol used by `nmt.decoding`:
+        memory, state = model.encode(source)
+        log_probs, state, attention = model.decode_step(token, state, memory)
+    """
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
+                 encoder_units=256, encoder_layers=2, decoder_units=512, attention_units=512,
+                 dropout=0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
+        self.model_config = ModelConfig(cell=cell, embedding_dim=embedding_dim,
+                                        encoder_units=encoder_units, encoder_layers=encoder_layers,
+                                        decoder_units=decoder_units,
+                                        attention_units=attention_units, dropout=dropout)
+        self.encoder = Encoder(src_vocab_size, embedding_dim, encoder_units, encoder_layers, cell,
+                               dropout, name="encoder")
+        self.decoder = AttentionDecoder(tgt_vocab_size, embedding_dim, decoder_units,
+                                        attention_units, 2 * encoder_units, cell, dropout,
+                                        name="decoder")
+        self.build(None)
+
+    @classmethod
+    def from_model_config(cls, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
+        return cls(src_vocab_size, tgt_vocab_size, **dataclasses.asdict(config))
+
+    def build(self, input_shape=None):
+        # Every size is known from the config: build now, so weights exist before the first call
+        # (the while loops of training and search cannot create variables).
+        self.encoder.build((None, None))
+        self.decoder.build()
+        self.built = True
+
+    def call(self, inputs, training=False):
+        memory, state = self.encode(inputs["source"], training=training)
+        return self.decoder(inputs["target_in"], state, memory, training=training)
+
+    def encode(self, source, training=False):
+        """Encodes int [B, S] source ids -> (Memory, initial decoder state)."""
+        values, final, mask = self.encoder(source, training=training)
+        keys = self.decoder.attention.project_keys(values)
+        return Memory(values, keys, mask), self.decoder.initial_state(final)
+
+    def decode_step(self, token, state, memory):
+        """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S])."""
+        attentional, state, weights = self.decoder.step(self.decoder.project_inputs(token),
+                                                        state, memory)
+        log_probs = ops.log_softmax(self.decoder.logits(attentional), axis=-1)
+        return log_probs, state, weights
+
+    def teacher_forced(self, source, target_in):
+        """Logits [B, T, V] and attention weights [B, T, S] of given targets (no dropout)."""
+        memory, state = self.encode(source)
+        return self.decoder(target_in, state, memory, return_attention=True)
+
+    def get_config(self):
+        return {"src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,
+                **dataclasses.asdict(self.model_config), "name": self.name}

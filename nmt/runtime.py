@@ -1,0 +1,47 @@
+"""Starting TensorFlow: quietly, with a chosen number of threads. The only place it is imported
+on behalf of the command line, so that `nmt --help` and `nmt bleu` never pay for it."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+
+def import_tensorflow(threads: int | None = None):
+    """Imports TensorFlow and Keras with their C++ start-up chatter hidden; returns `tf`.
+
+    TensorFlow prints device probing messages straight to file descriptor 2 before its logging is
+    configured, so stderr is redirected to a temporary file while it loads; the file is shown if
+    the import fails. `threads` (if given) bounds the intra- and inter-op thread pools, and must be
+    set before any op runs.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    already = "tensorflow" in sys.modules
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+            if not already:
+                tf.get_logger().setLevel("ERROR")
+                if threads:
+                    tf.config.threading.set_intra_op_parallelism_threads(threads)
+                    tf.config.threading.set_inter_op_parallelism_threads(threads)
+                tf.config.list_physical_devices()  # probes devices now, while stderr is captured
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
+
+
+def thread_count() -> int:
+    """The intra-op threads TensorFlow uses (0 = its default: all cores)."""
+    import tensorflow as tf
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1

@@ -1,0 +1,95 @@
+from pathlib import Path
+
+import pytest
+
+from nmt import config
+from nmt.errors import ConfigError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/recipe.yaml"))
+
+
+def test_defaults_fill_missing_sections(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  decoder_units: 64\n")
+    recipe = config.load_recipe(path)
+    assert recipe.model.decoder_units == 64
+    assert recipe.model.encoder_units == config.ModelConfig().encoder_units
+    assert recipe.train == config.TrainConfig()
+
+
+def test_unknown_key_names_file_line_and_close_match(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  epochs: 3\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        config.load_recipe(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:3: ")
+    assert "train.learning_rat" in message and "did you mean 'learning_rate'" in message
+
+
+def test_unknown_section(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("modle:\n  cell: lstm\n")
+    with pytest.raises(ConfigError, match=r":1: unknown section 'modle' \(did you mean 'model'"):
+        config.load_recipe(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("train:\n  batch_size: many\n", "train.batch_size must be an integer"),
+    ("train:\n  batch_size: 0\n", "must be a positive integer"),
+    ("model:\n  cell: rnn\n", "model.cell must be one of lstm, gru"),
+    ("model:\n  dropout: 1.5\n", "model.dropout must be below 1"),
+    ("train:\n  mixed_precision: 1\n", "must be true or false"),
+    ("eval:\n  beam_sweep: [1, x]\n", "a list of positive integers"),
+    ("train: 3\n", "section 'train' must be a mapping"),
+    ("train:\n  epochs: [1\n", "invalid YAML"),
+])
+def test_bad_values_are_one_line_errors(tmp_path, text, expected):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as err:
+        config.load_recipe(path)
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_are_typed_and_validated(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    recipe = config.load_recipe(path, ["train.epochs=7", "model.dropout=0.5", "model.cell=gru"])
+    assert (recipe.train.epochs, recipe.model.dropout, recipe.model.cell) == (7, 0.5, "gru")
+    with pytest.raises(ConfigError, match="unknown key 'train.epoch'"):
+        config.load_recipe(path, ["train.epoch=7"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        config.load_recipe(path, ["epochs=7"])
+
+
+def test_dump_round_trips(tmp_path):
+    recipe = config.load_recipe(RECIPES[0], ["train.epochs=2"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.dump_recipe(recipe))
+    assert config.load_recipe(path) == recipe
+
+
+def test_recipe_folder_or_file(tmp_path):
+    folder = RECIPES[0].parent
+    assert config.load_recipe(folder) == config.load_recipe(RECIPES[0])
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        config.load_recipe(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.parent.name)
+def test_shipped_recipes_load_and_comment_every_key(path):
+    config.load_recipe(path)
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and not stripped.endswith(":"):
+            key = stripped.split(":")[0]
+            assert "#" in line, f"{path.name}:{number}: key '{key}' has no comment"
+
+
+def test_data_root_and_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("NMT_DATA", str(tmp_path))
+    data = config.DataConfig(corpus="c", src="de", tgt="en", train="tr")
+    assert config.corpus_path(data, "train", "src") == tmp_path / "c" / "tr.de"
+    absolute = config.DataConfig(corpus=str(tmp_path / "x"))
+    assert config.corpus_path(absolute, "dev", "tgt") == tmp_path / "x" / "dev.en"

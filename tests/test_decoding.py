@@ -1,0 +1,192 @@
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from nmt.config import DecodeConfig
+from vocab import BOS, EOS, PAD, UNK
+
+A, B, C = 4, 5, 6  # the scripted model's three real tokens; vocabulary size 7
+
+
+class ScriptedModel:
+    """A fake model with known probabilities: p(next | previous token) from a fixed table.
+
+    It ignores the source (attention is uniform over real source tokens) and implements the
+    inference protocol plus `teacher_forced`, which is all the decoding module may use.
+    """
+
+    def __init__(self, table: dict):
+        import tensorflow as tf
+        probs = np.full((7, 7), 1e-9)
+        for previous, row in table.items():
+            for token, p in row.items():
+                probs[previous, token] = p
+        self.log_table = tf.constant(np.log(probs / probs.sum(axis=1, keepdims=True)), tf.float32)
+        self.tf = tf
+
+    def encode(self, source):
+        tf = self.tf
+        mask = tf.not_equal(source, PAD)
+        batch = tf.shape(source)[0]
+        return {"mask": mask}, (tf.zeros([batch]),)
+
+    def decode_step(self, token, state, memory):
+        tf = self.tf
+        weights = tf.cast(memory["mask"], tf.float32)
+        weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
+        return tf.gather(self.log_table, token), (state[0] + 1.0,), weights
+
+    def teacher_forced(self, source, target_in):
+        tf = self.tf
+        memory, _ = self.encode(source)
+        weights = tf.cast(memory["mask"], tf.float32)
+        weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
+        steps = tf.shape(target_in)[1]
+        return tf.gather(self.log_table, target_in), tf.tile(weights[:, None], [1, steps, 1])
+
+
+def searcher(model, **decode):
+    from nmt.decoding import Searcher
+    return Searcher(model, DecodeConfig(**decode))
+
+
+SOURCE = np.array([[A, B, C, EOS]], np.int32)  # 3 source words -> limit 2*3+10 = 16 tokens
+
+# From BOS: EOS 0.55, A 0.45.  After A: EOS 0.7, B 0.3.  After B: EOS 1.
+SHORT_OR_LONG = {BOS: {EOS: 0.55, A: 0.45}, A: {EOS: 0.7, B: 0.3}, B: {EOS: 1.0}}
+
+
+def test_greedy_follows_argmax(tf):
+    model = ScriptedModel({BOS: {A: 0.6, B: 0.4}, A: {C: 0.5, EOS: 0.2, B: 0.3},
+                           C: {EOS: 0.9, A: 0.1}})
+    hyp = searcher(model).greedy(SOURCE)[0]
+    assert hyp.ids == [A, C]
+    assert hyp.log_prob == pytest.approx(math.log(0.6) + math.log(0.5) + math.log(0.9), abs=1e-5)
+
+
+def test_alpha_changes_the_winner_as_computed_by_hand(tf):
+    model = ScriptedModel(SHORT_OR_LONG)
+    empty = math.log(0.55)  # T = 1
+    one = math.log(0.45) + math.log(0.7)  # T = 2
+    assert empty > one and empty < one / 2  # alpha 0 prefers "", alpha 1 prefers "A"
+    best = searcher(model, alpha=0.0).beam(SOURCE, beam_size=3)[0][0]
+    assert best.ids == [] and best.score == pytest.approx(empty, abs=1e-5)
+    best = searcher(model, alpha=1.0).beam(SOURCE, beam_size=3)[0][0]
+    assert best.ids == [A] and best.score == pytest.approx(one / 2, abs=1e-5)
+    gnmt = searcher(model, alpha=1.0, length_penalty="gnmt").beam(SOURCE, beam_size=3)[0]
+    assert gnmt[0].score == pytest.approx(max(empty / 1.0, one / (7 / 6)), abs=1e-5)
+
+
+def test_beam_one_is_greedy_even_with_normalization(tf):
+    model = ScriptedModel(SHORT_OR_LONG)
+    for alpha in (0.0, 1.0, 2.0):
+        search = searcher(model, alpha=alpha)
+        assert search.beam(SOURCE, beam_size=1)[0][0] == search.greedy(SOURCE)[0]
+
+
+def test_nbest_sorted_distinct_and_frozen_after_eos(tf):
+    model = ScriptedModel(SHORT_OR_LONG)
+    nbest = searcher(model, alpha=1.0).beam(SOURCE, beam_size=3, nbest=3)[0]
+    assert [h.ids for h in nbest] == [[A], [], [A, B]]
+    scores = [h.score for h in nbest]
+    assert scores == sorted(scores, reverse=True)
+    # Nothing was added after EOS: each log-prob is exactly its tokens' and EOS's.
+    assert nbest[2].log_prob == pytest.approx(math.log(0.45 * 0.3 * 1.0), abs=1e-5)
+
+
+def test_length_limit_forces_eos(tf):
+    model = ScriptedModel({BOS: {A: 1.0}, A: {A: 0.99, EOS: 0.01}})
+    search = searcher(model, max_len_ratio=1.0, max_len_offset=2)
+    limit = search.max_length(3)
+    for hyp in (search.greedy(SOURCE)[0], search.beam(SOURCE, beam_size=4)[0][0]):
+        assert hyp.ids == [A] * (limit - 1)
+        expected = math.log(0.99) * (limit - 2) + math.log(0.01)
+        assert hyp.log_prob == pytest.approx(expected, abs=1e-4)
+
+
+def test_scores_agree_with_forced_scoring(tf):
+    model = ScriptedModel(SHORT_OR_LONG)
+    search = searcher(model, alpha=1.0)
+    nbest = search.beam(SOURCE, beam_size=3, nbest=3)[0]
+    forced, attention = search.score(np.repeat(SOURCE, 3, axis=0), [h.ids for h in nbest])
+    for hyp, again in zip(nbest, forced):
+        assert again.score == pytest.approx(hyp.score, abs=1e-5)
+    assert attention[2].shape == (3, 4)  # A, B, EOS over 4 source positions
+
+
+# ---- a real (tiny, random) model ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def random_model(tf):
+    import keras
+
+    from nmt.model import Seq2Seq
+    keras.utils.set_random_seed(7)
+    model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
+                    attention_units=7, dropout=0.0)
+    kernel = model.decoder.output_layer.kernel
+    kernel.assign(kernel * 5.0)  # sharper distributions: hypotheses then differ between beams
+    return model
+
+
+def random_sources(count, seed):
+    rng = np.random.default_rng(seed)
+    rows = [list(rng.integers(4, 12, size=rng.integers(1, 6))) + [EOS] for _ in range(count)]
+    from nmt.data import pad_batch
+    return pad_batch(rows)
+
+
+def test_exhaustive_optimum_with_a_beam_as_wide_as_the_search_space(tf, random_model):
+    search = searcher(random_model, alpha=1.0, max_len_ratio=1.0, max_len_offset=1)
+    alphabet = [UNK, A, B, C]  # every token search may emit, EOS aside
+    for row in random_sources(4, seed=1):
+        source = row[None, :]
+        words = int((row != PAD).sum()) - 1
+        limit = search.max_length(words)
+        candidates = [list(seq) for n in range(limit) for seq in itertools.product(alphabet,
+                                                                                   repeat=n)]
+        scored, _ = search.score(np.repeat(source, len(candidates), axis=0), candidates)
+        optimum = max(scored, key=lambda h: h.score)
+        found = search.beam(source, beam_size=len(candidates))[0][0]
+        assert found.ids == optimum.ids
+        assert found.score == pytest.approx(optimum.score, abs=1e-4)
+
+
+def test_wider_beams_never_score_lower(tf, rough_model):
+    """Not a theorem of beam search (a wider beam can drop the prefix a narrower one kept), so
+    this checks it where it matters, on a trained model, over sentences where widths disagree."""
+    from nmt.data import pad_batch
+    model, sources = rough_model
+    search = searcher(model, alpha=1.0)
+    found = {beam: np.array([h[0].score for h in search.beam(pad_batch(sources), beam)])
+             for beam in (1, 2, 3, 5, 8)}
+    assert np.any(found[8] > found[1] + 1e-3)  # the widths do find different hypotheses
+    for narrow, wide in zip((1, 2, 3, 5), (2, 3, 5, 8)):
+        assert np.all(found[wide] >= found[narrow] - 1e-5)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_batched_equals_one_at_a_time_and_padding_changes_nothing(tf, random_model, beam):
+    search = searcher(random_model, alpha=1.0)
+    sources = random_sources(6, seed=3)
+    batched = search.beam(sources, beam_size=beam, nbest=beam)
+    padded = search.beam(np.pad(sources, ((0, 0), (0, 4))), beam_size=beam, nbest=beam)
+    for row, hyps in enumerate(batched):
+        alone = search.beam(sources[row:row + 1, :int((sources[row] != PAD).sum())],
+                            beam_size=beam, nbest=beam)[0]
+        for group in (alone, padded[row]):
+            assert [h.ids for h in group] == [h.ids for h in hyps]
+            np.testing.assert_allclose([h.score for h in group], [h.score for h in hyps],
+                                       atol=1e-5)
+
+
+def test_search_all_keeps_input_order(tf, random_model):
+    from nmt.decoding import search_all
+    search = searcher(random_model, alpha=1.0)
+    sources = [[4, 5, 6, 7, 8, EOS], [9, EOS], [10, 11, EOS]]
+    found = search_all(search, sources, batch_size=2, beam_size=2)
+    for source, hyps in zip(sources, found):
+        alone = search.beam(np.array([source], np.int32), beam_size=2)[0]
+        assert hyps[0].ids == alone[0].ids

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def layers(tf):
+    import keras
+
+    from nmt.attention import AdditiveAttention
+    from nmt.encoder import Encoder
+    keras.utils.set_random_seed(3)
+    return Encoder, AdditiveAttention
+
+
+@pytest.mark.parametrize("cell, num_layers", [("lstm", 1), ("lstm", 3), ("gru", 2)])
+def test_encoder_padding_changes_nothing(layers, cell, num_layers):
+    Encoder, _ = layers
+    encoder = Encoder(30, 8, 5, num_layers=num_layers, cell=cell, dropout=0.5)
+    short = np.array([[4, 5, 6, 3]], np.int32)
+    padded = np.array([[4, 5, 6, 3, 0, 0, 0]], np.int32)
+    memory, final, mask = encoder(short)
+    memory_p, final_p, mask_p = encoder(padded)
+    assert memory.shape == (1, 4, 10) and memory_p.shape == (1, 7, 10)
+    np.testing.assert_allclose(memory_p[:, :4], memory, atol=1e-6)
+    assert np.all(np.asarray(memory_p[:, 4:]) == 0.0)
+    assert len(final) == (2 if cell == "lstm" else 1) and final[0].shape == (1, 10)
+    for a, b in zip(final, final_p):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.asarray(mask_p).tolist() == [[True] * 4 + [False] * 3]
+
+
+def test_encoder_config_round_trip(layers):
+    Encoder, _ = layers
+    encoder = Encoder(30, 8, 5, num_layers=2, cell="gru", dropout=0.1)
+    clone = Encoder.from_config(encoder.get_config())
+    assert clone.get_config() == encoder.get_config()
+
+
+def test_dropout_only_in_training(layers):
+    Encoder, _ = layers
+    encoder = Encoder(30, 8, 5, dropout=0.5)
+    source = np.array([[4, 5, 6, 7, 8, 3]], np.int32)
+    first, second = encoder(source)[0], encoder(source)[0]
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(encoder(source, training=True)[0], first)
+
+
+def test_attention_sums_to_one_and_ignores_padding(layers, tf):
+    _, AdditiveAttention = layers
+    attention = AdditiveAttention(6)
+    attention.build(4, 10)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(2, 5, 10)).astype("float32")
+    mask = np.array([[True, True, True, False, False], [True] * 5])
+    keys = attention.project_keys(values)
+    query = rng.normal(size=(2, 4)).astype("float32")
+    context, weights = attention(query, keys, values, mask)
+    weights = np.asarray(weights)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(weights[0, 3:] == 0.0) and np.all(weights[1] > 0)
+    np.testing.assert_allclose(context, np.einsum("bs,bsm->bm", weights, values), rtol=1e-5)
+    # The padded positions' values do not matter at all.
+    values[0, 3:] = 1000.0
+    context2, _ = attention(query, attention.project_keys(values), values, mask)
+    np.testing.assert_allclose(np.asarray(context2)[0], np.asarray(context)[0], rtol=1e-6)
+    assert AdditiveAttention.from_config(attention.get_config()).units == 6

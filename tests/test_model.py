@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from nmt.config import ModelConfig
+
+
+def tiny_model(cell="lstm", layers=1, dropout=0.0, seed=0):
+    import keras
+
+    from nmt.model import Seq2Seq
+    keras.utils.set_random_seed(seed)
+    return Seq2Seq(20, 15, cell=cell, embedding_dim=8, encoder_units=6, encoder_layers=layers,
+                   decoder_units=10, attention_units=7, dropout=dropout)
+
+
+SOURCE = np.array([[4, 5, 6, 7, 3], [8, 9, 3, 0, 0]], np.int32)
+TARGET_IN = np.array([[2, 5, 6, 7], [2, 9, 4, 0]], np.int32)
+
+
+@pytest.mark.parametrize("cell, layers", [("lstm", 1), ("lstm", 2), ("gru", 2)])
+def test_teacher_forced_call_equals_step_by_step(tf, cell, layers):
+    model = tiny_model(cell, layers, dropout=0.3)
+    logits = model({"source": SOURCE, "target_in": TARGET_IN})
+    assert logits.shape == (2, 4, 15)
+    memory, state = model.encode(SOURCE)
+    steps = []
+    for t in range(TARGET_IN.shape[1]):
+        log_probs, state, weights = model.decode_step(TARGET_IN[:, t], state, memory)
+        steps.append(np.asarray(log_probs))
+        assert weights.shape == (2, 5)
+    np.testing.assert_allclose(np.stack(steps, axis=1), tf.nn.log_softmax(logits), atol=1e-5)
+
+
+def test_teacher_forced_attention_matches_steps(tf):
+    model = tiny_model()
+    _, weights = model.teacher_forced(SOURCE, TARGET_IN)
+    memory, state = model.encode(SOURCE)
+    for t in range(TARGET_IN.shape[1]):
+        _, state, step_weights = model.decode_step(TARGET_IN[:, t], state, memory)
+        np.testing.assert_allclose(weights[:, t], step_weights, atol=1e-6)
+    assert np.all(np.asarray(weights)[1, :, 3:] == 0.0)
+
+
+def test_training_mode_uses_dropout(tf):
+    model = tiny_model(dropout=0.5)
+    inputs = {"source": SOURCE, "target_in": TARGET_IN}
+    np.testing.assert_array_equal(model(inputs), model(inputs))
+    assert not np.allclose(model(inputs, training=True), model(inputs))
+
+
+def test_weights_round_trip_and_config_rebuild(tf, tmp_path):
+    from nmt.model import Seq2Seq
+    model = tiny_model("gru", 2, seed=1)
+    inputs = {"source": SOURCE, "target_in": TARGET_IN}
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    clone = Seq2Seq.from_config(model.get_config())
+    assert not np.allclose(clone(inputs), model(inputs))
+    clone.load_weights(path)
+    np.testing.assert_array_equal(clone(inputs), model(inputs))
+    config = ModelConfig(cell="gru", embedding_dim=8, encoder_units=6, encoder_layers=2,
+                         decoder_units=10, attention_units=7, dropout=0.0)
+    assert Seq2Seq.from_model_config(config, 20, 15).count_params() == model.count_params()
+
+
+def test_padding_the_source_changes_no_logit(tf):
+    model = tiny_model(layers=2)
+    padded = np.pad(SOURCE, ((0, 0), (0, 3)))
+    np.testing.assert_allclose(model({"source": padded, "target_in": TARGET_IN}),
+                               model({"source": SOURCE, "target_in": TARGET_IN}), atol=1e-5)

@@ -1,0 +1,85 @@
+import pytest
+
+from nmt import textio
+from nmt.errors import DataError
+
+
+def write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("content, line, reason", [
+    (b"ok\n\xff\xfe bad\n", 2, "invalid UTF-8"),
+    (b"ok\nnul\x00here\n", 2, "NUL byte"),
+    (b"ok\r\nthen\r\n", 1, "CRLF"),
+    (b"a\tb\n", 1, "TAB inside a line"),
+    (b"one\n\nthree\n", 2, "empty line"),
+    (b"one\n   \n", 2, "empty line"),
+    (b"a b c d e\n", 1, "5 tokens, more than the limit of 4"),
+])
+def test_bad_lines_name_file_and_line(tmp_path, content, line, reason):
+    path = write(tmp_path / "x.txt", content)
+    with pytest.raises(DataError) as err:
+        list(textio.read_lines(path, max_tokens=4))
+    assert str(err.value).startswith(f"{path}:{line}: ")
+    assert reason in str(err.value)
+
+
+def test_allowed_blank_and_tab(tmp_path):
+    path = write(tmp_path / "x.txt", "a\tb\n\nc\n".encode())
+    assert list(textio.read_lines(path, allow_blank=True, allow_tab=True)) == ["a\tb", "", "c"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        list(textio.read_lines(tmp_path / "nope"))
+
+
+def test_last_line_without_newline(tmp_path):
+    path = write(tmp_path / "x.txt", "first\nlast".encode())
+    assert list(textio.read_lines(path)) == ["first", "last"]
+
+
+def test_parallel_misaligned_names_the_short_file(tmp_path):
+    src = write(tmp_path / "a.src", b"1\n2\n3\n")
+    tgt = write(tmp_path / "a.tgt", b"1\n2\n")
+    with pytest.raises(DataError) as err:
+        list(textio.read_parallel(src, tgt))
+    assert str(err.value).startswith(f"{tgt}:2: misaligned")
+    assert textio.count_parallel(src, src) == 3
+
+
+def test_parallel_empty_file(tmp_path):
+    empty = write(tmp_path / "e.src", b"")
+    with pytest.raises(DataError, match="empty file"):
+        list(textio.read_parallel(empty, empty))
+
+
+def test_parallel_limit_stops_early(tmp_path):
+    src = write(tmp_path / "a.src", b"1\n2\n3\n")
+    assert len(list(textio.read_parallel(src, src, limit=2))) == 2
+
+
+def test_atomic_write_keeps_old_content_on_failure(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with textio.atomic_write(path) as out:
+            out.write("partial")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    with textio.atomic_write(path) as out:
+        out.write("new\n")
+    assert path.read_text() == "new\n"
+
+
+def test_atomic_path_renames_only_on_success(tmp_path):
+    path = tmp_path / "w.weights.h5"
+    with pytest.raises(ValueError):
+        with textio.atomic_path(path, suffix=".weights.h5") as tmp:
+            assert tmp.name.endswith(".weights.h5")
+            tmp.write_bytes(b"half")
+            raise ValueError
+    assert not path.exists() and list(tmp_path.iterdir()) == []

@@ -1,0 +1,75 @@
+"""SentencePiece subword tokenizer (unigram or BPE) with the shared special ids."""
+from __future__ import annotations
+
+import io
+import os
+from typing import Iterable
+
+import sentencepiece as spm
+
+from vocab.specials import BOS, BOS_TOKEN, EOS, EOS_TOKEN, PAD, PAD_TOKEN, UNK, UNK_TOKEN
+
+SUFFIX = ".spm.model"
+MAX_TRAINING_SENTENCES = 2_000_000  # sampled by SentencePiece; bounds memory on large corpora
+
+
+class SentencePieceTokenizer:
+    """Wraps a trained SentencePiece model; `decode` gives detokenized text."""
+
+    def __init__(self, model_proto: bytes):
+        self.model_proto = model_proto
+        self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+
+    @classmethod
+    def train(cls, lines: Iterable[str], size: int, model_type: str = "unigram",
+              character_coverage: float = 1.0) -> "SentencePieceTokenizer":
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=model, vocab_size=size,
+            model_type=model_type, character_coverage=character_coverage,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_piece=PAD_TOKEN,
+            unk_piece=UNK_TOKEN, bos_piece=BOS_TOKEN, eos_piece=EOS_TOKEN,
+            input_sentence_size=MAX_TRAINING_SENTENCES, shuffle_input_sentence=True,
+            hard_vocab_limit=False, minloglevel=2, num_threads=os.cpu_count() or 1)
+        return cls(model.getvalue())
+
+    @classmethod
+    def load(cls, prefix: str | os.PathLike) -> "SentencePieceTokenizer":
+        with open(f"{prefix}{SUFFIX}", "rb") as handle:
+            return cls(handle.read())
+
+    def save(self, prefix: str | os.PathLike) -> str:
+        path = f"{prefix}{SUFFIX}"
+        with open(path, "wb") as handle:
+            handle.write(self.model_proto)
+        return path
+
+    def encode(self, line: str) -> list[int]:
+        """Subword ids of a line, without BOS/EOS."""
+        return self.processor.encode(line)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Detokenized text of ids: stops at EOS, drops PAD and BOS."""
+        return self.processor.decode(self._content(ids))
+
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        """The subword pieces of ids (stops at EOS), e.g. for heatmap labels."""
+        return [self.processor.id_to_piece(i) for i in self._content(ids)]
+
+    def source_pieces(self, line: str) -> list[str]:
+        """How the model sees a source line, one label per encoded id."""
+        return self.processor.encode(line, out_type=str)
+
+    def __len__(self) -> int:
+        return self.processor.get_piece_size()
+
+    @staticmethod
+    def _content(ids: Iterable[int]) -> list[int]:
+        out = []
+        for index in ids:
+            index = int(index)
+            if index == EOS:
+                break
+            if index not in (PAD, BOS):
+                out.append(index)
+        return out
