@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=_beam_list, help="beam widths of the sweep, e.g. 1,2,5,10,20 "
                    "(default: the recipe's eval.beam_sweep)")
     p.add_argument("--tokenize", help="sacrebleu tokenizer (default: the recipe's)")
-    p.add_argument("--heatmaps", type=_positive, default=5,
+    p.add_argument("--heatmaps", type=int, default=5,
                    help="attention heatmaps of this many worst sentences (default 5)")
     p.add_argument("--show", type=int, action="append", default=[], metavar="LINE",
                    help="also plot the heatmap of this 1-based line (repeatable)")
@@ -180,10 +180,20 @@ def _bleu(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from pathlib import Path
+
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt.analysis import evaluate_model
-    evaluate_model(args)
+    from nmt import report
+    from nmt.translate import Translator
+    translator = Translator(args.model, args.beam_size, args.alpha, args.batch_size)
+    out = Path(args.out or Path(args.model) / f"report-{Path(args.src).name}")
+    result = report.run_evaluation(
+        translator, args.src, args.ref, out,
+        translator.recipe.eval.beam_sweep if args.beams is None else args.beams,
+        args.tokenize or translator.recipe.eval.tokenize, args.heatmaps, args.show)
+    print(report.summary(result))
+    print(f"report: {out / 'report.md'}")
     return 0
 
 

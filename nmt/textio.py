@@ -73,6 +73,8 @@ def read_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
             break
         if src is None or tgt is None:
             short, long_ = (src_path, tgt_path) if src is None else (tgt_path, src_path)
+            if count == 0:
+                raise DataError("empty file", str(short))
             raise DataError(f"misaligned corpora: it ends after {count} lines but {long_} "
                             f"goes on", str(short), count)
         count += 1

@@ -48,6 +48,9 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     read_train = lambda: textio.read_parallel(  # noqa: E731
         *train_files, max_tokens=recipe.data.max_line_tokens, limit=recipe.data.train_lines)
     dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=recipe.data.max_line_tokens))
+    # Check the whole training corpus before anything is printed or written.
+    textio.count_parallel(*train_files, max_tokens=recipe.data.max_line_tokens,
+                          limit=recipe.data.train_lines)
 
     run.root.mkdir(parents=True, exist_ok=True)
     _log_to(run.log if chief else None)

@@ -1,0 +1,179 @@
+"""Error analysis: is a bad translation the search's fault or the model's?
+
+For every sentence the model scores the reference y* by forced decoding, with the same
+length-normalized score the beam search maximizes, and compares it with its score of the beam
+output y^ (also by forced decoding, so both numbers come from one computation):
+
+    score(y*) > score(y^)   search error: the model prefers the reference, the search missed it
+                            (a wider beam may help)
+    otherwise               model error: the model prefers its own wrong output
+                            (architecture, regularization, data)
+
+Two more classes keep the counts honest: "correct" (y^ = y*, nothing to blame) and "oov" (the
+reference has words outside the vocabulary: its score is that of <unk>, not comparable).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from nmt import data, evaluate
+from nmt.decoding import Searcher, search_all
+from vocab import UNK
+
+CATEGORIES = ("search_error", "model_error", "correct", "oov")
+LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 15), (16, 20), (21, 30), (31, 10**9))
+
+
+@dataclass
+class Sentence:
+    """Every number the report shows about one sentence."""
+    line: int  # 1-based line in the source file
+    source: str
+    reference: str
+    hypothesis: str
+    source_length: int  # source tokens as the model sees them (EOS excluded)
+    hypothesis_score: float
+    reference_score: float
+    hypothesis_log_prob: float
+    reference_log_prob: float
+    sentence_bleu: float
+    category: str
+    reference_beyond_limit: bool = False  # longer than the search's length limit allows
+    hypothesis_ids: list = field(default_factory=list)
+
+
+@dataclass
+class SweepPoint:
+    """Corpus figures of one beam width."""
+    beam_size: int
+    bleu: float
+    search_errors: int
+    comparable: int
+    mean_hypothesis_score: float
+    seconds: float
+
+    @property
+    def search_error_rate(self) -> float:
+        return self.search_errors / max(self.comparable, 1)
+
+
+@dataclass
+class Analysis:
+    sentences: list[Sentence]
+    sweep: list[SweepPoint] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        return {c: sum(s.category == c for s in self.sentences) for c in CATEGORIES}
+
+    def to_json(self) -> dict:
+        return {"counts": self.counts(), "sentences": [asdict(s) for s in self.sentences],
+                "sweep": [{**asdict(p), "search_error_rate": p.search_error_rate}
+                          for p in self.sweep]}
+
+
+def classify(reference_score: float, hypothesis_score: float, identical: bool, oov: bool) -> str:
+    if identical:
+        return "correct"
+    if oov:
+        return "oov"
+    return "search_error" if reference_score > hypothesis_score else "model_error"
+
+
+def analyze(searcher: Searcher, sources: Sequence[Sequence[int]],
+            references: Sequence[Sequence[int]], hypotheses: Sequence[Sequence[int]],
+            batch_size: int = 64) -> list[tuple[float, float, float, float]]:
+    """Forced scores of references and hypotheses: (ref score, hyp score, ref logp, hyp logp)."""
+    ref_scored = forced_scores(searcher, sources, references, batch_size)
+    hyp_scored = forced_scores(searcher, sources, hypotheses, batch_size)
+    return [(r.score, h.score, r.log_prob, h.log_prob) for r, h in zip(ref_scored, hyp_scored)]
+
+
+def forced_scores(searcher: Searcher, sources, targets, batch_size: int):
+    """Hypotheses (with scores) of given targets, by forced decoding in length-sorted batches."""
+    out: list = [None] * len(sources)
+    for indices, batch in data.length_sorted_batches(sources, batch_size):
+        scored, _ = searcher.score(batch, [targets[i] for i in indices])
+        for index, hyp in zip(indices, scored):
+            out[index] = hyp
+    return out
+
+
+def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Sequence[str],
+                   beam_size: int, tokenize: str, sweep: Sequence[int] = ()):
+    """Translates with `beam_size`, classifies every sentence, and runs the beam sweep.
+
+    Lines whose source is longer than the model's `max_input_len` are translated in pieces and
+    left out of the analysis (their scores would not be those of one search).
+    Returns (Analysis, hypothesis lines for every input line).
+    """
+    searcher, decode = translator.searcher, translator.decode
+    src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
+    sources = [data.source_ids(src_tok, line) for line in source_lines]
+    references = [tgt_tok.encode(line) for line in reference_lines]
+    usable = [i for i, s in enumerate(sources)
+              if source_lines[i].strip() and len(s) - 1 <= decode.max_input_len]
+
+    def run(beam: int):
+        start = time.perf_counter()
+        found = search_all(searcher, [sources[i] for i in usable], decode.batch_size, beam,
+                           decode.alpha)
+        ids = [hyps[0].ids for hyps in found]
+        scores = analyze(searcher, [sources[i] for i in usable], [references[i] for i in usable],
+                         ids, decode.batch_size)
+        return ids, scores, time.perf_counter() - start
+
+    runs = {beam: run(beam) for beam in dict.fromkeys([beam_size, *sweep])}
+    main_ids, main_scores, _ = runs[beam_size]
+    hypotheses = [""] * len(source_lines)
+    for index, ids in zip(usable, main_ids):
+        hypotheses[index] = tgt_tok.decode(ids)
+    rest = [i for i in sorted(set(range(len(source_lines))) - set(usable))
+            if source_lines[i].strip()]
+    for index, found in zip(rest, translator.translate([source_lines[i] for i in rest])):
+        hypotheses[index] = found[0].text
+
+    sentences = []
+    for index, ids, (ref_score, hyp_score, ref_lp, hyp_lp) in zip(usable, main_ids, main_scores):
+        words = len(sources[index]) - 1
+        sentences.append(Sentence(
+            line=index + 1, source=source_lines[index], reference=reference_lines[index],
+            hypothesis=hypotheses[index], source_length=words, hypothesis_score=hyp_score,
+            reference_score=ref_score, hypothesis_log_prob=hyp_lp, reference_log_prob=ref_lp,
+            sentence_bleu=evaluate.sentence_bleu(hypotheses[index], reference_lines[index],
+                                                 tokenize),
+            category=classify(ref_score, hyp_score, ids == references[index],
+                              UNK in references[index]),
+            reference_beyond_limit=len(references[index]) + 1 > searcher.max_length(words),
+            hypothesis_ids=list(ids)))
+    analysis = Analysis(sentences)
+    refs = [reference_lines[i] for i in usable]
+    for beam in sweep:
+        ids, scores, seconds = runs[beam]
+        comparable = [(r, h) for i, (r, h, _, _) in zip(usable, scores)
+                      if UNK not in references[i]]
+        analysis.sweep.append(SweepPoint(
+            beam_size=beam, bleu=evaluate.bleu([tgt_tok.decode(h) for h in ids], refs,
+                                               tokenize).score,
+            search_errors=sum(r > h for r, h in comparable), comparable=len(comparable),
+            mean_hypothesis_score=sum(h for _, h, _, _ in scores) / max(len(scores), 1),
+            seconds=seconds))
+    return analysis, hypotheses
+
+
+def by_length(sentences: Sequence[Sentence], tokenize: str) -> list[dict]:
+    """Per source-length bucket: sentences, corpus BLEU and search-error share."""
+    rows = []
+    for low, high in LENGTH_BUCKETS:
+        group = [s for s in sentences if low <= s.source_length <= high]
+        if not group:
+            continue
+        errors = sum(s.category == "search_error" for s in group)
+        comparable = sum(s.category in ("search_error", "model_error") for s in group)
+        rows.append({"lengths": f"{low}-{high}" if high < 10**9 else f"{low}+",
+                     "sentences": len(group),
+                     "bleu": evaluate.bleu([s.hypothesis for s in group],
+                                           [s.reference for s in group], tokenize).score,
+                     "search_error_share": errors / max(comparable, 1)})
+    return rows

@@ -1,0 +1,96 @@
+"""Figures: attention heatmaps and the beam sweep (matplotlib, drawn off-screen, saved as PNG).
+
+Japanese tokens need a CJK font. The first installed one of `CJK_FAMILIES` is used as a fallback
+behind DejaVu Sans; with none installed, tokens the default font cannot draw are replaced by their
+position ("#3") and the caller is told, so the report can list them as text instead.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+from nmt.textio import atomic_path
+
+CJK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans JP", "Source Han Sans JP", "IPAexGothic",
+                "IPAGothic", "IPAPGothic", "TakaoGothic", "VL Gothic", "Droid Sans Fallback",
+                "WenQuanYi Zen Hei", "Noto Sans CJK SC")
+INSTALL_HINT = "install a CJK font, e.g. `apt-get install fonts-noto-cjk` or fonts-ipafont-gothic"
+
+
+@functools.lru_cache(maxsize=1)
+def cjk_family() -> str | None:
+    """The first CJK-capable font family installed, or None."""
+    from matplotlib import font_manager
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return next((family for family in CJK_FAMILIES if family in installed), None)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_charmap() -> frozenset:
+    from matplotlib import font_manager, ft2font
+    path = font_manager.findfont("DejaVu Sans")
+    return frozenset(ft2font.FT2Font(path).get_charmap())
+
+
+def drawable(label: str) -> bool:
+    """Whether the fonts available can draw every character of `label`."""
+    return cjk_family() is not None or all(ord(ch) in _default_charmap() for ch in label)
+
+
+def attention_heatmap(weights, source_tokens: Sequence[str], target_tokens: Sequence[str],
+                      path: str | Path, title: str = "") -> bool:
+    """Draws attention weights [len(target_tokens), len(source_tokens)] as a PNG heatmap.
+
+    Source tokens run along the x axis, output tokens down the y axis. Returns False when some
+    labels could not be drawn and were replaced by their positions.
+    """
+    from matplotlib.figure import Figure
+
+    all_drawn = all(drawable(t) for t in [*source_tokens, *target_tokens])
+    xs = [t if drawable(t) else f"#{i}" for i, t in enumerate(source_tokens)]
+    ys = [t if drawable(t) else f"#{i}" for i, t in enumerate(target_tokens)]
+    width = 1.5 + 0.38 * len(xs)
+    height = 1.5 + 0.32 * len(ys)
+    figure = Figure(figsize=(max(width, 4), max(height, 3)), dpi=100)
+    axes = figure.subplots()
+    image = axes.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    axes.set_xticks(range(len(xs)), xs, rotation=90, fontfamily=_families())
+    axes.set_yticks(range(len(ys)), ys, fontfamily=_families())
+    axes.set_xlabel("source")
+    axes.set_ylabel("output")
+    if title:
+        axes.set_title(title, fontsize=9, fontfamily=_families())
+    figure.colorbar(image, ax=axes, fraction=0.04)
+    figure.tight_layout()
+    _save(figure, path)
+    return all_drawn
+
+
+def sweep_plot(beams: Sequence[int], bleu: Sequence[float], search_error_rate: Sequence[float],
+               path: str | Path) -> None:
+    """BLEU and the share of search errors against the beam width."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 3.5), dpi=100)
+    axes = figure.subplots()
+    axes.plot(beams, bleu, "o-", color="tab:blue")
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(list(beams), [str(b) for b in beams])
+    axes.set_xlabel("beam width")
+    axes.set_ylabel("BLEU", color="tab:blue")
+    errors = axes.twinx()
+    errors.plot(beams, [100 * r for r in search_error_rate], "s--", color="tab:red")
+    errors.set_ylabel("search errors (% of sentences)", color="tab:red")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _families() -> list[str]:
+    family = cjk_family()
+    return ["DejaVu Sans", family] if family else ["DejaVu Sans"]
+
+
+def _save(figure, path: str | Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")

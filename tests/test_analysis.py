@@ -1,0 +1,103 @@
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from nmt import analysis, report
+from nmt.config import DecodeConfig
+from test_decoding import A, B, BOS, C, EOS, ScriptedModel
+
+# Greedy takes A (0.6) then EOS (0.55): p = 0.33. The path B, EOS has p = 0.4: greedy misses it.
+TRAP = {BOS: {A: 0.6, B: 0.4}, A: {EOS: 0.55, C: 0.45}, B: {EOS: 1.0}, C: {EOS: 1.0}}
+SOURCE = [[A, B, EOS]]
+
+
+def scores(model, reference, beam):
+    from nmt.decoding import Searcher, search_all
+    searcher = Searcher(model, DecodeConfig(alpha=0.0))
+    output = search_all(searcher, SOURCE, 8, beam_size=beam)[0][0].ids
+    (ref_score, hyp_score, _, _), = analysis.analyze(searcher, SOURCE, [reference], [output])
+    return output, ref_score, hyp_score
+
+
+def test_reference_outscoring_the_output_is_a_search_error(tf):
+    output, ref_score, hyp_score = scores(ScriptedModel(TRAP), [B], beam=1)
+    assert output == [A]
+    assert ref_score == pytest.approx(math.log(0.4), abs=1e-5)
+    assert hyp_score == pytest.approx(math.log(0.6 * 0.55), abs=1e-5)
+    assert analysis.classify(ref_score, hyp_score, output == [B], oov=False) == "search_error"
+    # A wider beam finds the reference: the search error is gone.
+    output, ref_score, hyp_score = scores(ScriptedModel(TRAP), [B], beam=2)
+    assert output == [B] and analysis.classify(ref_score, hyp_score, True, False) == "correct"
+
+
+def test_output_outscoring_the_reference_is_a_model_error(tf):
+    output, ref_score, hyp_score = scores(ScriptedModel(TRAP), [C], beam=2)
+    assert output == [B] and ref_score < hyp_score
+    assert analysis.classify(ref_score, hyp_score, False, oov=False) == "model_error"
+    assert analysis.classify(0.0, -1.0, False, oov=True) == "oov"
+
+
+@pytest.fixture(scope="module")
+def evaluation(reverse_run, tmp_path_factory):
+    """A report on inputs partly longer than any training string, so the model makes errors."""
+    from nmt.translate import Translator
+    from test_learning import __name__ as _  # noqa: F401  (keeps the fixture's model warm)
+    folder = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(5)
+    sources = [" ".join(map(str, rng.integers(0, 10, n))) for n in rng.integers(2, 16, 40)]
+    (folder / "src").write_text("".join(s + "\n" for s in sources))
+    (folder / "ref").write_text("".join(" ".join(reversed(s.split())) + "\n" for s in sources))
+    translator = Translator(reverse_run, beam_size=2)
+    result = report.run_evaluation(translator, folder / "src", folder / "ref", folder / "out",
+                                   beams=(1, 2, 4), tokenize="none", heatmaps=3, show=[1])
+    return folder / "out", result
+
+
+def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
+    out, _ = evaluation
+    saved = json.loads((out / "report.json").read_text())
+    sentences = saved["sentences"]
+    assert len(sentences) == 40
+    for category in analysis.CATEGORIES:
+        assert saved["counts"][category] == sum(s["category"] == category for s in sentences)
+    assert saved["counts"]["search_error"] + saved["counts"]["model_error"] > 0
+    for s in sentences:
+        expected = analysis.classify(s["reference_score"], s["hypothesis_score"],
+                                     s["hypothesis"] == s["reference"], False)
+        assert s["category"] == expected
+    markdown = (out / "report.md").read_text()
+    for category, row in report.totals(sentences).items():
+        assert f"| {category} | {row['sentences']} | {100 * row['share']:.1f} % |" in markdown
+    for point in saved["sweep"]:
+        assert point["search_error_rate"] == pytest.approx(
+            point["search_errors"] / point["comparable"])
+    assert (out / "hypotheses.txt").read_text().count("\n") == 40
+
+
+def test_report_has_figures_and_signatures(evaluation):
+    out, result = evaluation
+    assert (out / "figures" / "beam_sweep.png").stat().st_size > 1000
+    lines = [entry["line"] for entry in result["heatmaps"]]
+    assert 1 in lines and len(lines) >= 3
+    for entry in result["heatmaps"]:
+        assert (out / entry["figure"]).stat().st_size > 1000
+    assert "tok:none" in result["scores"][0]["signature"]
+    assert "| metric | score | sacrebleu signature |" in (out / "report.md").read_text()
+
+
+def test_japanese_heatmap_renders(tmp_path):
+    from nmt import plotting
+    weights = np.full((3, 4), 0.25)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drawn = plotting.attention_heatmap(weights, ["猫", "が", "寝る", "</s>"],
+                                           ["the", "cat", "</s>"], tmp_path / "ja.png")
+    missing = [w for w in caught if "missing from font" in str(w.message)]
+    assert (tmp_path / "ja.png").stat().st_size > 1000
+    if plotting.cjk_family():
+        assert drawn and not missing
+    else:  # the clear fallback: positions instead of boxes, and the caller is told
+        assert not drawn and not missing
