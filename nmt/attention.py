@@ -42,7 +42,8 @@ class AdditiveAttention(keras.layers.Layer):
         self.built = True
 
     def project_keys(self, memory):
-        return ops.matmul(memory, self.key_kernel)
+        # Called as a method, outside __call__'s autocast: cast for mixed precision.
+        return ops.matmul(memory, ops.cast(self.key_kernel, memory.dtype))
 
     def call(self, query, keys, values, mask):
         hidden = ops.tanh(keys + ops.matmul(query, self.query_kernel)[:, None, :])

@@ -51,16 +51,16 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     import keras
 
     from nmt.callbacks import StepTimer
-    from nmt.train import _compiled_model
+    from nmt.train import compiled_trainer
 
     keras.utils.set_random_seed(recipe.train.seed)
-    model = _compiled_model(recipe, len(tokenizers[0]), len(tokenizers[1]))
+    trainer = compiled_trainer(recipe, len(tokenizers[0]), len(tokenizers[1]))
     dataset = data.training_dataset(read, *tokenizers, batch_size=recipe.train.batch_size,
                                     max_len=recipe.data.max_len,
                                     shuffle_buffer=recipe.train.shuffle_buffer,
                                     seed=recipe.train.seed).repeat()
     timer = StepTimer()
-    model.fit(dataset, steps_per_epoch=1 + warmup + rounds * steps, epochs=1, callbacks=[timer],
+    trainer.fit(dataset, steps_per_epoch=1 + warmup + rounds * steps, epochs=1, callbacks=[timer],
               verbose=0, shuffle=False)
     first_step = timer.ends[0] - started
     tokens_per_sentence = stats.target_tokens / max(stats.kept, 1)
@@ -73,7 +73,7 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
                           1000 * statistics.median(timer.seconds[window])))
     return {"bench": "train", "recipe": str(recipe_path), "steps_per_round": steps,
             "rounds": rounds, "warmup_steps": warmup, "batch_size": recipe.train.batch_size,
-            "parameters": model.count_params(),
+            "parameters": trainer.seq2seq.count_params(),
             "target_tokens_per_sec": round(statistics.median(r[0] for r in per_round), 1),
             "sentences_per_sec": round(statistics.median(r[1] for r in per_round), 2),
             "median_step_ms": round(statistics.median(r[2] for r in per_round), 1),

@@ -33,7 +33,7 @@ class DevBleu(keras.callbacks.Callback):
         self.searcher = None
 
     def on_train_begin(self, logs=None):
-        self.searcher = Searcher(self.model, self.decode_config)
+        self.searcher = Searcher(self.model.seq2seq, self.decode_config)
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
@@ -69,6 +69,9 @@ class EpochSummary(keras.callbacks.Callback):
 class RunCheckpoint(keras.callbacks.Callback):
     """Writes best and last weights and the resume state, atomically, after every epoch.
 
+    Runs under a `Seq2SeqTrainer`: best/last hold the translation model's weights only, the
+    resume state the trainer's (with the optimizer).
+
     Also restores the state of the stateful Keras callbacks it is given (early stopping, plateau
     decay) when training resumes; Keras's BackupAndRestore keeps only weights and the epoch, and
     writes its files in place, so a kill while writing can leave them unloadable.
@@ -101,8 +104,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not self.is_chief:
             return
         if improved:
-            checkpoints.save_weights(self.model, self.run.best)
-        checkpoints.save_weights(self.model, self.run.last)
+            checkpoints.save_weights(self.model.seq2seq, self.run.best)
+        checkpoints.save_weights(self.model.seq2seq, self.run.last)
         callback_state = {name: {a: _plain(getattr(cb, a)) for a in _CALLBACK_STATE
                                  if hasattr(cb, a)} for name, cb in self.stateful.items()}
         checkpoints.save_resume_state(self.run, self.model, {

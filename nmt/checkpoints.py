@@ -6,6 +6,7 @@
     RUN/best.weights.h5      weights with the best dev BLEU so far
     RUN/last.weights.h5      weights after the last finished epoch
     RUN/backup/              resume state: weights + optimizer + callback state of the last epoch
+                             (kept after the end, so that a run can be extended by more epochs)
     RUN/metrics.csv          one row per epoch; RUN/tensorboard/ event files; RUN/train.log
 
 A model folder needs only recipe.yaml, model.json, vocab/ and the weights. Loading one runs no
@@ -92,14 +93,10 @@ def load_tokenizers(run: RunDir):
         raise ModelDirError(f"cannot read its vocabulary ({err})", str(run.vocab_dir)) from None
 
 
-def save_weights(model, path: Path, with_optimizer: bool = False) -> None:
-    """Writes model weights (optionally with the optimizer state) atomically."""
-    import keras
+def save_weights(model, path: Path) -> None:
+    """Writes a model's weights atomically (a compiled model's include its optimizer state)."""
     with atomic_path(path, suffix=".weights.h5") as tmp:
-        if with_optimizer or model.optimizer is None:
-            model.save_weights(tmp)
-        else:
-            keras.saving.save_weights(model, tmp, objects_to_skip=[model.optimizer])
+        model.save_weights(tmp)
 
 
 def load_weights(model, path: Path) -> None:
@@ -115,14 +112,14 @@ def load_weights(model, path: Path) -> None:
 
 # ---- resume state ---------------------------------------------------------------------------------
 
-def save_resume_state(run: RunDir, model, state: dict) -> None:
+def save_resume_state(run: RunDir, trainer, state: dict) -> None:
     """Saves weights + optimizer as backup/epoch-N.weights.h5, then state.json pointing at it.
 
     The pointer is replaced only after the new weights are complete, and older weight files are
     removed only after that, so a kill at any moment leaves a loadable pair.
     """
     name = f"epoch-{state['epoch']:04d}.weights.h5"
-    save_weights(model, run.backup / name, with_optimizer=True)
+    save_weights(trainer, run.backup / name)
     with atomic_write(run.state) as handle:
         json.dump({**state, "weights": name}, handle, indent=2)
     for old in run.backup.glob("epoch-*.weights.h5"):
@@ -140,18 +137,10 @@ def read_resume_state(run: RunDir) -> dict | None:
         raise ModelDirError(f"unreadable resume state ({err})", str(run.state)) from None
 
 
-def restore_resume_state(run: RunDir, model, state: dict) -> None:
-    """Loads the backed-up weights and optimizer state into a compiled model."""
-    model.optimizer.build(model.trainable_variables)
-    load_weights(model, run.backup / state["weights"])
-
-
-def finish(run: RunDir, state: dict) -> None:
-    """Marks the run finished and drops the resume weights (best/last stay)."""
-    with atomic_write(run.state) as handle:
-        json.dump({**state, "finished": True, "weights": None}, handle, indent=2)
-    for old in run.backup.glob("epoch-*.weights.h5"):
-        old.unlink()
+def restore_resume_state(run: RunDir, trainer, state: dict) -> None:
+    """Loads the backed-up weights and optimizer state into a compiled trainer."""
+    trainer.optimizer.build(trainer.trainable_variables)
+    load_weights(trainer, run.backup / state["weights"])
 
 
 # ---- reading a model folder ---------------------------------------------------------------------

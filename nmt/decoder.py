@@ -107,7 +107,7 @@ class AttentionDecoder(keras.layers.Layer):
         embedded = self.embedding(tokens)
         if training and self.dropout > 0:
             embedded = keras.random.dropout(embedded, self.dropout, seed=self.seed_generator)
-        return ops.matmul(embedded, self.input_kernel) + self.input_bias
+        return ops.matmul(embedded, self._cast(self.input_kernel)) + self._cast(self.input_bias)
 
     def step(self, projected_input, state, memory: Memory, feed_mask=None, hidden_mask=None):
         """One decoder step.
@@ -127,15 +127,16 @@ class AttentionDecoder(keras.layers.Layer):
         if self.cell == "lstm":
             h, c = state[0], state[1]
             z = projected_input + ops.matmul(ops.concatenate([feed, h], axis=-1),
-                                             self.recurrent_kernel)
+                                             self._cast(self.recurrent_kernel))
             i, f, g, o = ops.split(z, 4, axis=-1)
             c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
             h = ops.sigmoid(o) * ops.tanh(c)
             recurrent = (h, c)
         else:
             h = state[0]
-            x = projected_input + ops.matmul(feed, self.feed_kernel)
-            r_part = ops.matmul(h, self.recurrent_kernel) + self.recurrent_bias
+            x = projected_input + ops.matmul(feed, self._cast(self.feed_kernel))
+            r_part = ops.matmul(h, self._cast(self.recurrent_kernel)) + \
+                self._cast(self.recurrent_bias)
             x_z, x_r, x_h = ops.split(x, 3, axis=-1)
             h_z, h_r, h_h = ops.split(r_part, 3, axis=-1)
             z = ops.sigmoid(x_z + h_z)
@@ -146,8 +147,14 @@ class AttentionDecoder(keras.layers.Layer):
         hidden = ops.concatenate([h, context], axis=-1)
         if hidden_mask is not None:
             hidden = hidden * hidden_mask
-        attentional = ops.tanh(ops.matmul(hidden, self.combine_kernel) + self.combine_bias)
+        attentional = ops.tanh(ops.matmul(hidden, self._cast(self.combine_kernel)) +
+                               self._cast(self.combine_bias))
         return attentional, (*recurrent, attentional), weights
+
+    def _cast(self, weight):
+        # `step` also runs outside this layer's __call__ (search), where Keras does not autocast
+        # variables to the compute dtype under mixed precision.
+        return ops.cast(weight, self.compute_dtype)
 
     def logits(self, attentional):
         """[.., U] attentional vectors -> [.., V] float32 logits."""

@@ -5,6 +5,7 @@ import csv
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ class TrainResult:
     run_dir: Path
     epochs: int
     best_bleu: float
-    finished: bool
+    model: object = None  # the trained Keras model (its last weights), when training ran
 
 
 def default_run_dir(recipe_path: str | os.PathLike) -> Path:
@@ -38,10 +39,10 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     chief = distribute.is_chief()
     _log_to(None)
     resumed = _check_run_dir(run, recipe)
-    if resumed and resumed.get("finished"):
+    if resumed and (resumed["stopped"] or resumed["epoch"] >= recipe.train.epochs):
         log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
                  run.root, resumed["epoch"], resumed["best"])
-        return TrainResult(run.root, resumed["epoch"], resumed["best"], True)
+        return TrainResult(run.root, resumed["epoch"], resumed["best"])
 
     train_files = corpus.split_files(recipe.data, "train")
     dev_files = corpus.split_files(recipe.data, "dev")
@@ -70,22 +71,18 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     from nmt import callbacks as nmt_callbacks
 
     keras.utils.set_random_seed(recipe.train.seed)
-    if recipe.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = distribute.make_strategy(recipe.train.distribution)
     with strategy.scope():
-        model = _compiled_model(recipe, len(src_tokenizer), len(tgt_tokenizer))
+        trainer = compiled_trainer(recipe, len(src_tokenizer), len(tgt_tokenizer))
     initial_epoch = 0
     if resumed:
-        checkpoints.restore_resume_state(run, model, resumed)
+        checkpoints.restore_resume_state(run, trainer, resumed)
         initial_epoch = resumed["epoch"]
         log.info("resuming after epoch %d (best dev BLEU so far %.2f)", initial_epoch,
                  resumed["best"])
-        if resumed.get("stopped"):
-            return _finish(run, resumed)
     if chief:
         _trim_metrics(run.metrics, initial_epoch)
-    log.info("model: %s parameters; %d threads; %s", f"{model.count_params():,}",
+    log.info("model: %s parameters; %d threads; %s", f"{trainer.seq2seq.count_params():,}",
              runtime.thread_count(), type(strategy).__name__)
 
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
@@ -116,32 +113,37 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
                       keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_set, validation_data=dev_set, epochs=recipe.train.epochs,
+    # The streaming dataset's length is unknown until the first epoch ends; Keras warns about it.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    trainer.fit(train_set, validation_data=dev_set, epochs=recipe.train.epochs,
               initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
               shuffle=False)  # the dataset shuffles itself
     state = checkpoints.read_resume_state(run) or {"epoch": initial_epoch, "best": float("nan")}
-    return _finish(run, state) if chief else TrainResult(run.root, state["epoch"],
-                                                         state["best"], True)
-
-
-def _compiled_model(recipe: config.Recipe, src_size: int, tgt_size: int):
-    from nmt.losses import MaskedCrossEntropy, TargetTokens, TokenNLL
-    from nmt.model import Seq2Seq
-    from nmt.optimizers import FusedAdam
-
-    model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
-    model.compile(optimizer=FusedAdam(recipe.train.learning_rate,
-                                      global_clipnorm=recipe.train.clip_norm or None),
-                  loss=MaskedCrossEntropy(recipe.train.label_smoothing),
-                  metrics=[TokenNLL(), TargetTokens()])
-    return model
-
-
-def _finish(run: checkpoints.RunDir, state: dict) -> TrainResult:
-    checkpoints.finish(run, state)
     log.info("finished after %d epochs; best dev BLEU %.2f; model folder: %s", state["epoch"],
              state["best"], run.root)
-    return TrainResult(run.root, state["epoch"], state["best"], True)
+    return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
+
+
+def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
+    """A fresh model wrapped in its training step, with the optimizer of the recipe."""
+    from nmt.model import Seq2Seq
+    from nmt.optimizers import FusedAdam
+    from nmt.trainer import Seq2SeqTrainer
+
+    import keras
+
+    # Layers take the global dtype policy when built; keep mixed precision to this model.
+    previous = keras.mixed_precision.global_policy()
+    if recipe.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
+        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing)
+        trainer.compile(optimizer=FusedAdam(recipe.train.learning_rate,
+                                            global_clipnorm=recipe.train.clip_norm or None))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return trainer
 
 
 def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | None:

@@ -24,6 +24,8 @@ class SentencePieceTokenizer:
     def train(cls, lines: Iterable[str], size: int, model_type: str = "unigram",
               character_coverage: float = 1.0) -> "SentencePieceTokenizer":
         model = io.BytesIO()
+        # Fixed seed: every worker of a distributed run must build the same vocabulary.
+        spm.set_random_generator_seed(0)
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(lines), model_writer=model, vocab_size=size,
             model_type=model_type, character_coverage=character_coverage,

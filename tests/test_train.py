@@ -1,0 +1,95 @@
+"""Training from a recipe: the run directory, resuming, and refusing to mix runs."""
+import csv
+import json
+
+import pytest
+
+from conftest import tiny_recipe_dict, write_recipe
+from nmt import checkpoints, config
+from nmt.errors import ConfigError
+
+
+@pytest.fixture
+def recipe(tmp_path, reverse_corpus):
+    return write_recipe(tmp_path / "recipe", tiny_recipe_dict(
+        reverse_corpus, train={"epochs": 1, "patience": 5}))
+
+
+def metrics_rows(run):
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_directory_is_self_describing(recipe, tmp_path):
+    from nmt.train import train
+    result = train(recipe, tmp_path / "run", verbose=0)
+    run = checkpoints.RunDir(tmp_path / "run")
+    assert result.epochs == 1
+    for path in (run.recipe, run.model_json, run.best, run.last, run.metrics, run.log):
+        assert path.is_file(), path
+    assert any(run.tensorboard.rglob("events.out.tfevents.*"))
+    assert config.load_recipe(run.recipe) == config.load_recipe(recipe)
+    description = json.loads(run.model_json.read_text())
+    assert description["format_version"] == checkpoints.FORMAT_VERSION
+    assert description["tgt_vocab_size"] == len(checkpoints.load_tokenizers(run)[1])
+    row, = metrics_rows(run.root)
+    for key in ("loss", "nll", "ppl", "val_nll", "val_ppl", "val_bleu", "tokens_per_sec",
+                "learning_rate"):
+        assert float(row[key]) >= 0, key
+    assert float(row["ppl"]) == pytest.approx(2.718281828 ** float(row["nll"]), rel=1e-4)
+    # Only the model folder is needed to translate: copy it elsewhere and load it.
+    import shutil
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(run.root, copy)
+    loaded = checkpoints.load_model(copy)
+    assert loaded.model.count_params() > 0 and loaded.recipe == config.load_recipe(recipe)
+
+
+def test_resume_continues_and_a_finished_run_stays_finished(recipe, tmp_path):
+    from nmt.train import train
+    run = tmp_path / "run"
+    train(recipe, run, verbose=0)
+    weights_after_one = (run / "last.weights.h5").read_bytes()
+    result = train(recipe, run, overrides=["train.epochs=2"], verbose=0)
+    assert result.epochs == 2
+    assert [r["epoch"] for r in metrics_rows(run)] == ["0", "1"]
+    assert (run / "last.weights.h5").read_bytes() != weights_after_one
+    state = json.loads((run / "backup" / "state.json").read_text())
+    assert state["epoch"] == 2 and (run / "backup" / state["weights"]).is_file()
+    again = train(recipe, run, overrides=["train.epochs=2"], verbose=0)
+    assert again.epochs == 2 and len(metrics_rows(run)) == 2
+
+
+def test_a_run_directory_refuses_other_settings(recipe, tmp_path):
+    from nmt.train import train
+    train(recipe, tmp_path / "run", verbose=0)
+    with pytest.raises(ConfigError, match=r"different settings \(model.decoder_units\)"):
+        train(recipe, tmp_path / "run", overrides=["model.decoder_units=8"], verbose=0)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(recipe, tmp_path / "other", verbose=0)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_sentencepiece_vocabulary_and_gru(tmp_path, reverse_corpus):
+    from nmt.train import train
+    recipe = write_recipe(tmp_path / "r", tiny_recipe_dict(
+        reverse_corpus, vocab={"kind": "sentencepiece", "size": 30, "model_type": "bpe"},
+        model={"cell": "gru", "encoder_layers": 2}))
+    train(recipe, tmp_path / "run", verbose=0)
+    assert (tmp_path / "run" / "vocab" / "tgt.spm.model").is_file()
+    loaded = checkpoints.load_model(tmp_path / "run")
+    assert loaded.model.model_config.cell == "gru"
+
+
+def test_shipped_tiny_recipe_trains_on_the_real_corpus(tmp_path):
+    """The README's recipe, a few steps on the real data: guards paths, keys and vocabulary."""
+    from conftest import real_corpus
+    from nmt.train import train
+    assert (real_corpus() / "train.ja").is_file(), "set NMT_DATA to the folder of the corpora"
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    result = train(root / "recipes" / "ja-en-tiny", tmp_path / "run",
+                   overrides=["data.train_lines=300", "train.epochs=1", "vocab.size=500"],
+                   verbose=0)
+    assert result.epochs == 1 and (tmp_path / "run" / "best.weights.h5").is_file()
