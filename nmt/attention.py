@@ -47,7 +47,7 @@ class AdditiveAttention(keras.layers.Layer):
 
     def call(self, query, keys, values, mask):
         hidden = ops.tanh(keys + ops.matmul(query, self.query_kernel)[:, None, :])
-        scores = ops.sum(hidden * self.energy, axis=-1)
+        scores = ops.tensordot(hidden, self.energy, 1)  # one [B*S, A] x [A] product
         # exp(-1e9 - max) underflows to exactly 0 in float32, so padding gets zero weight.
         scores = ops.where(mask, ops.cast(scores, "float32"), -1e9)
         weights = ops.softmax(scores, axis=-1)

@@ -72,7 +72,7 @@ class Seq2SeqTrainer(keras.Model):
         return self.seq2seq(inputs, training=training)
 
     def train_step(self, data):
-        inputs, targets = data
+        inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.seq2seq.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.seq2seq(inputs, training=True)
@@ -84,7 +84,7 @@ class Seq2SeqTrainer(keras.Model):
         return self._update_metrics(loss_sum, nll_sum, count)
 
     def test_step(self, data):
-        inputs, targets = data
+        inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.seq2seq(inputs, training=False)
         return self._update_metrics(*token_losses(targets, logits, self.label_smoothing))
 
