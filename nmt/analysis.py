@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from nmt import data, evaluate
-from nmt.decoding import Searcher, search_all
+from nmt.decoding import score_all, search_all
 from vocab import UNK
 
 CATEGORIES = ("search_error", "model_error", "correct", "oov")
@@ -81,25 +81,6 @@ def classify(reference_score: float, hypothesis_score: float, identical: bool, o
     return "search_error" if reference_score > hypothesis_score else "model_error"
 
 
-def analyze(searcher: Searcher, sources: Sequence[Sequence[int]],
-            references: Sequence[Sequence[int]], hypotheses: Sequence[Sequence[int]],
-            batch_size: int = 64) -> list[tuple[float, float, float, float]]:
-    """Forced scores of references and hypotheses: (ref score, hyp score, ref logp, hyp logp)."""
-    ref_scored = forced_scores(searcher, sources, references, batch_size)
-    hyp_scored = forced_scores(searcher, sources, hypotheses, batch_size)
-    return [(r.score, h.score, r.log_prob, h.log_prob) for r, h in zip(ref_scored, hyp_scored)]
-
-
-def forced_scores(searcher: Searcher, sources, targets, batch_size: int):
-    """Hypotheses (with scores) of given targets, by forced decoding in length-sorted batches."""
-    out: list = [None] * len(sources)
-    for indices, batch in data.length_sorted_batches(sources, batch_size):
-        scored, _ = searcher.score(batch, [targets[i] for i in indices])
-        for index, hyp in zip(indices, scored):
-            out[index] = hyp
-    return out
-
-
 def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Sequence[str],
                    beam_size: int, tokenize: str, sweep: Sequence[int] = ()):
     """Translates with `beam_size`, classifies every sentence, and runs the beam sweep.
@@ -115,13 +96,15 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
     usable = [i for i, s in enumerate(sources)
               if source_lines[i].strip() and len(s) - 1 <= decode.max_input_len]
 
+    usable_sources = [sources[i] for i in usable]
+    reference_scores, _ = score_all(searcher, usable_sources, [references[i] for i in usable],
+                                    decode.batch_size)
+
     def run(beam: int):
         start = time.perf_counter()
-        found = search_all(searcher, [sources[i] for i in usable], decode.batch_size, beam,
-                           decode.alpha)
+        found = search_all(searcher, usable_sources, decode.batch_size, beam, decode.alpha)
         ids = [hyps[0].ids for hyps in found]
-        scores = analyze(searcher, [sources[i] for i in usable], [references[i] for i in usable],
-                         ids, decode.batch_size)
+        scores, _ = score_all(searcher, usable_sources, ids, decode.batch_size)
         return ids, scores, time.perf_counter() - start
 
     runs = {beam: run(beam) for beam in dict.fromkeys([beam_size, *sweep])}
@@ -135,42 +118,45 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
         hypotheses[index] = found[0].text
 
     sentences = []
-    for index, ids, (ref_score, hyp_score, ref_lp, hyp_lp) in zip(usable, main_ids, main_scores):
+    for index, ids, ref, hyp in zip(usable, main_ids, reference_scores, main_scores):
         words = len(sources[index]) - 1
         sentences.append(Sentence(
             line=index + 1, source=source_lines[index], reference=reference_lines[index],
-            hypothesis=hypotheses[index], source_length=words, hypothesis_score=hyp_score,
-            reference_score=ref_score, hypothesis_log_prob=hyp_lp, reference_log_prob=ref_lp,
+            hypothesis=hypotheses[index], source_length=words, hypothesis_score=hyp.score,
+            reference_score=ref.score, hypothesis_log_prob=hyp.log_prob,
+            reference_log_prob=ref.log_prob,
             sentence_bleu=evaluate.sentence_bleu(hypotheses[index], reference_lines[index],
                                                  tokenize),
-            category=classify(ref_score, hyp_score, ids == references[index],
+            category=classify(ref.score, hyp.score, ids == references[index],
                               UNK in references[index]),
             reference_beyond_limit=len(references[index]) + 1 > searcher.max_length(words),
             hypothesis_ids=list(ids)))
     analysis = Analysis(sentences)
     refs = [reference_lines[i] for i in usable]
+    comparable = [UNK not in references[i] for i in usable]
     for beam in sweep:
         ids, scores, seconds = runs[beam]
-        comparable = [(r, h) for i, (r, h, _, _) in zip(usable, scores)
-                      if UNK not in references[i]]
         analysis.sweep.append(SweepPoint(
             beam_size=beam, bleu=evaluate.bleu([tgt_tok.decode(h) for h in ids], refs,
                                                tokenize).score,
-            search_errors=sum(r > h for r, h in comparable), comparable=len(comparable),
-            mean_hypothesis_score=sum(h for _, h, _, _ in scores) / max(len(scores), 1),
+            search_errors=sum(ok and ref.score > hyp.score
+                              for ok, ref, hyp in zip(comparable, reference_scores, scores)),
+            comparable=sum(comparable),
+            mean_hypothesis_score=sum(h.score for h in scores) / max(len(scores), 1),
             seconds=seconds))
     return analysis, hypotheses
 
 
 def by_length(sentences: Sequence[Sentence], tokenize: str) -> list[dict]:
-    """Per source-length bucket: sentences, corpus BLEU and search-error share."""
+    """Per source-length bucket: sentences, corpus BLEU and the share of search errors among
+    sentences with comparable scores (as in the beam sweep: all but the oov class)."""
     rows = []
     for low, high in LENGTH_BUCKETS:
         group = [s for s in sentences if low <= s.source_length <= high]
         if not group:
             continue
         errors = sum(s.category == "search_error" for s in group)
-        comparable = sum(s.category in ("search_error", "model_error") for s in group)
+        comparable = sum(s.category != "oov" for s in group)
         rows.append({"lengths": f"{low}-{high}" if high < 10**9 else f"{low}+",
                      "sentences": len(group),
                      "bleu": evaluate.bleu([s.hypothesis for s in group],

@@ -33,10 +33,10 @@ class AdditiveAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = units
 
-    def build(self, query_dim, memory_dim):
-        self.query_kernel = self.add_weight((query_dim, self.units), name="query_kernel",
+    def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None):
+        self.query_kernel = self.add_weight((query_shape[-1], self.units), name="query_kernel",
                                             initializer="glorot_uniform")
-        self.key_kernel = self.add_weight((memory_dim, self.units), name="key_kernel",
+        self.key_kernel = self.add_weight((values_shape[-1], self.units), name="key_kernel",
                                           initializer="glorot_uniform")
         self.energy = self.add_weight((self.units,), name="energy", initializer="glorot_uniform")
         self.built = True

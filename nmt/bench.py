@@ -12,7 +12,7 @@ import resource
 import statistics
 import time
 
-from nmt import config, corpus, data, runtime, textio
+from nmt import config, data, runtime, textio, train
 
 
 def peak_rss_mib() -> float:
@@ -28,33 +28,22 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
                 threads: int | None = None, overrides=(), started: float | None = None) -> dict:
     """Trains the recipe's model for warmup + rounds * steps batches (no run directory).
 
-    Reports real (non-pad) target tokens per second in the steady state (median over rounds), and
-    sentences per second derived from it with the corpus's mean target length, the seconds from `started` (process start) to the end of the first
-    step, and the peak resident memory.
+    Reports real (non-pad) target tokens per second in the steady state (median over rounds),
+    sentences per second derived from it with the corpus's mean target length, the seconds from
+    `started` (process start) to the end of the first step, and the peak resident memory.
     """
     started = started or time.perf_counter()
     recipe = config.load_recipe(recipe_path, overrides)
-    import vocab
-
-    src_file, tgt_file = corpus.split_files(recipe.data, "train")
-    read = lambda: textio.read_parallel(src_file, tgt_file,  # noqa: E731
-                                        max_tokens=recipe.data.max_line_tokens,
-                                        limit=recipe.data.train_lines)
-    tokenizers = [vocab.train(recipe.vocab.kind, (pair[side] for pair in read()), recipe.vocab.size,
-                              min_freq=recipe.vocab.min_freq, model_type=recipe.vocab.model_type,
-                              character_coverage=recipe.vocab.character_coverage)
-                  for side in (0, 1)]
-    stats = data.CorpusStats()
-    for _ in data.encode_pairs(read(), *tokenizers, recipe.data.max_len, stats):
-        pass
+    read, _ = train.checked_corpus(recipe.data)
+    tokenizers = train.build_tokenizers(recipe.vocab, read)
+    stats = data.corpus_stats(read(), *tokenizers, recipe.data.max_len)
     runtime.import_tensorflow(threads)
     import keras
 
     from nmt.callbacks import StepTimer
-    from nmt.train import compiled_trainer
 
     keras.utils.set_random_seed(recipe.train.seed)
-    trainer = compiled_trainer(recipe, len(tokenizers[0]), len(tokenizers[1]))
+    trainer = train.compiled_trainer(recipe, len(tokenizers[0]), len(tokenizers[1]))
     dataset = data.training_dataset(read, *tokenizers, batch_size=recipe.train.batch_size,
                                     max_len=recipe.data.max_len,
                                     shuffle_buffer=recipe.train.shuffle_buffer,

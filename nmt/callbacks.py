@@ -67,14 +67,13 @@ class EpochSummary(keras.callbacks.Callback):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Writes best and last weights and the resume state, atomically, after every epoch.
+    """Commits every finished epoch to the run directory (see `checkpoints.commit_epoch`).
 
-    Runs under a `Seq2SeqTrainer`: best/last hold the translation model's weights only, the
-    resume state the trainer's (with the optimizer).
-
-    Also restores the state of the stateful Keras callbacks it is given (early stopping, plateau
-    decay) when training resumes; Keras's BackupAndRestore keeps only weights and the epoch, and
-    writes its files in place, so a kill while writing can leave them unloadable.
+    Runs under a `Seq2SeqTrainer`: best/last hold the translation model's weights, the resume
+    weights the trainer's (with the optimizer). Also restores the state of the stateful Keras
+    callbacks it is given (early stopping, plateau decay) when training resumes. Keras's own
+    BackupAndRestore keeps only weights and the epoch number, and writes its files in place, so a
+    kill while it writes can leave them unloadable.
 
     Args:
         run: the RunDir.
@@ -101,16 +100,11 @@ class RunCheckpoint(keras.callbacks.Callback):
         improved = value > self.best
         if improved:
             self.best = value
-        if not self.is_chief:
-            return
-        if improved:
-            checkpoints.save_weights(self.model.seq2seq, self.run.best)
-        checkpoints.save_weights(self.model.seq2seq, self.run.last)
-        callback_state = {name: {a: _plain(getattr(cb, a)) for a in _CALLBACK_STATE
-                                 if hasattr(cb, a)} for name, cb in self.stateful.items()}
-        checkpoints.save_resume_state(self.run, self.model, {
-            "epoch": epoch + 1, "best": self.best, "stopped": bool(self.model.stop_training),
-            "callbacks": callback_state})
+        if self.is_chief:
+            callback_state = {name: {a: _plain(getattr(cb, a)) for a in _CALLBACK_STATE
+                                     if hasattr(cb, a)} for name, cb in self.stateful.items()}
+            checkpoints.commit_epoch(self.run, self.model, {
+                "epoch": epoch + 1, "best": self.best, "callbacks": callback_state}, improved)
 
 
 def _plain(value):

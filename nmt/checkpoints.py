@@ -5,9 +5,14 @@
     RUN/vocab/src.*, tgt.*   the tokenizers
     RUN/best.weights.h5      weights with the best dev BLEU so far
     RUN/last.weights.h5      weights after the last finished epoch
-    RUN/backup/              resume state: weights + optimizer + callback state of the last epoch
-                             (kept after the end, so that a run can be extended by more epochs)
+    RUN/backup/state.json    the last committed epoch: counters, callback state, file names
+    RUN/backup/*.weights.h5  the files state.json names: resume weights (with the optimizer),
+                             last and best model weights; kept after the end, so that a run can
+                             be extended by more epochs
     RUN/metrics.csv          one row per epoch; RUN/tensorboard/ event files; RUN/train.log
+
+An epoch is committed when state.json is replaced; best/last in RUN are then hard links to the
+files it names, re-made on resume. A kill at any moment leaves a consistent, loadable directory.
 
 A model folder needs only recipe.yaml, model.json, vocab/ and the weights. Loading one runs no
 code from it: JSON, safe YAML, a SentencePiece model or word list, and HDF5 arrays.
@@ -77,11 +82,18 @@ def save_tokenizers(run: RunDir, src_tokenizer, tgt_tokenizer) -> None:
     try:
         src_tokenizer.save(tmp / "src")
         tgt_tokenizer.save(tmp / "tgt")
-        if run.vocab_dir.exists():
-            shutil.rmtree(run.vocab_dir)
         os.replace(tmp, run.vocab_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_temporaries(run: RunDir) -> None:
+    """Deletes the temporary files and folders a killed run left behind (never read)."""
+    for folder in (run.root, run.backup):
+        for path in folder.glob(".*.tmp*"):
+            path.unlink(missing_ok=True)
+    for path in run.root.glob(".vocab.*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def load_tokenizers(run: RunDir):
@@ -112,23 +124,46 @@ def load_weights(model, path: Path) -> None:
 
 # ---- resume state ---------------------------------------------------------------------------------
 
-def save_resume_state(run: RunDir, trainer, state: dict) -> None:
-    """Saves weights + optimizer as backup/epoch-N.weights.h5, then state.json pointing at it.
+def commit_epoch(run: RunDir, trainer, state: dict, improved: bool) -> dict:
+    """Saves one finished epoch; `state` holds its counters and callback state.
 
-    The pointer is replaced only after the new weights are complete, and older weight files are
-    removed only after that, so a kill at any moment leaves a loadable pair.
+    Writes the resume weights and the model weights into backup/, then state.json naming them
+    (the commit), then publishes best/last. Returns the state as written.
     """
-    name = f"epoch-{state['epoch']:04d}.weights.h5"
-    save_weights(trainer, run.backup / name)
+    epoch = state["epoch"]
+    previous = read_resume_state(run) or {}
+    resume, last = f"resume-{epoch:04d}.weights.h5", f"last-{epoch:04d}.weights.h5"
+    save_weights(trainer, run.backup / resume)
+    save_weights(trainer.seq2seq, run.backup / last)
+    state = {**state, "resume": resume, "last": last,
+             "best_weights": last if improved else previous.get("best_weights", last)}
     with atomic_write(run.state) as handle:
-        json.dump({**state, "weights": name}, handle, indent=2)
-    for old in run.backup.glob("epoch-*.weights.h5"):
-        if old.name != name:
-            old.unlink()
+        json.dump(state, handle, indent=2)
+    publish(run, state)
+    return state
+
+
+def publish(run: RunDir, state: dict) -> None:
+    """Points RUN/best and RUN/last at the files state.json names; drops files it no longer names.
+
+    Hard links replaced atomically: no copy, and never a half-written best or last.
+    """
+    for name, target in ((state["last"], run.last), (state["best_weights"], run.best)):
+        source = run.backup / name
+        # rename() between two links of one file does nothing: skip what is already in place.
+        if target.exists() and os.path.samefile(source, target):
+            continue
+        with atomic_path(target, suffix=".weights.h5") as tmp:
+            tmp.unlink()
+            os.link(source, tmp)
+    named = {state["resume"], state["last"], state["best_weights"]}
+    for path in run.backup.glob("*.weights.h5"):
+        if path.name not in named:
+            path.unlink(missing_ok=True)
 
 
 def read_resume_state(run: RunDir) -> dict | None:
-    """The saved state dict, or None for a fresh run."""
+    """The committed state, or None for a run that has not finished an epoch."""
     if not run.state.is_file():
         return None
     try:
@@ -138,9 +173,9 @@ def read_resume_state(run: RunDir) -> dict | None:
 
 
 def restore_resume_state(run: RunDir, trainer, state: dict) -> None:
-    """Loads the backed-up weights and optimizer state into a compiled trainer."""
+    """Loads the committed weights and optimizer state into a compiled trainer."""
     trainer.optimizer.build(trainer.trainable_variables)
-    load_weights(trainer, run.backup / state["weights"])
+    load_weights(trainer, run.backup / state["resume"])
 
 
 # ---- reading a model folder ---------------------------------------------------------------------

@@ -9,10 +9,13 @@ import argparse
 import sys
 import time
 
+from sacrebleu.metrics import BLEU
+
 import nmt
 from nmt.errors import NmtError
 
 STARTED = time.perf_counter()
+TOKENIZERS = list(BLEU.TOKENIZERS)
 
 
 def main(argv=None) -> int:
@@ -71,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "signature.")
     p.add_argument("reference", metavar="REF", help="reference file, one sentence per line")
     p.add_argument("-i", "--input", help="hypothesis file (default: stdin)")
-    p.add_argument("--tokenize", default="13a",
-                   help="sacrebleu tokenizer (13a, none, intl, char, ja-mecab...; default 13a)")
+    p.add_argument("--tokenize", default="13a", choices=TOKENIZERS, metavar="T",
+                   help="sacrebleu tokenizer: %(choices)s (default 13a)")
     p.set_defaults(run=_bleu)
 
     p = verbs.add_parser("evaluate", help="translate a test set, score it and analyse errors",
@@ -84,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     _search(p)
     p.add_argument("--beams", type=_beam_list, help="beam widths of the sweep, e.g. 1,2,5,10,20 "
                    "(default: the recipe's eval.beam_sweep)")
-    p.add_argument("--tokenize", help="sacrebleu tokenizer (default: the recipe's)")
-    p.add_argument("--heatmaps", type=int, default=5,
+    p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
+                   help="sacrebleu tokenizer (default: the recipe's eval.tokenize)")
+    p.add_argument("--heatmaps", type=_non_negative, default=5,
                    help="attention heatmaps of this many worst sentences (default 5)")
     p.add_argument("--show", type=int, action="append", default=[], metavar="LINE",
                    help="also plot the heatmap of this 1-based line (repeatable)")
@@ -134,12 +138,20 @@ def _threads(p):
 
 
 def _positive(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
+
+
+def _non_negative(text: str) -> int:
+    return _integer(text, 0, "a non-negative integer")
+
+
+def _integer(text: str, lowest: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 

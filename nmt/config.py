@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from sacrebleu.metrics import BLEU
 
 from nmt.errors import ConfigError
 
@@ -102,7 +103,9 @@ _SECTION_TYPES = typing.get_type_hints(Recipe)
 _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
              "attention_units", "batch_size", "epochs", "max_len", "max_line_tokens", "beam_size",
              "shuffle_buffer", "min_freq", "max_input_len"}
-_BELOW_ONE = {"dropout", "label_smoothing"}  # probabilities that must stay below 1
+# Keys whose values are fractions, and the interval each must lie in.
+_INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",
+              "character_coverage": "(0, 1]"}
 
 
 def recipe_file(path: str | os.PathLike) -> Path:
@@ -153,7 +156,7 @@ def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, allow_unicode=True)
 
 
-def replace(recipe: Recipe, section: str, **changes) -> Recipe:
+def with_changes(recipe: Recipe, section: str, **changes) -> Recipe:
     """A copy of `recipe` with keys of one section changed (validated like a recipe file)."""
     values = to_dict(recipe)
     values[section].update(changes)
@@ -260,12 +263,15 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
             fail("a number")
         if value < 0:
             fail("a non-negative number")
-        if name.split(".")[1] in _BELOW_ONE and value >= 1:
-            fail("below 1")
+        interval = _INTERVALS.get(name.split(".")[1])
+        if interval and not _inside(value, interval):
+            fail(f"in {interval}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
             fail("a string")
+        if name == "eval.tokenize" and value not in BLEU.TOKENIZERS:
+            fail("a sacrebleu tokenizer: " + ", ".join(BLEU.TOKENIZERS))
         return value
     if hint is tuple:
         if not isinstance(value, (list, tuple)) or not all(
@@ -277,6 +283,14 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
             fail("a mapping")
         return dict(value)
     raise AssertionError(f"unhandled config type {hint} for {name}")
+
+
+def _inside(value: float, interval: str) -> bool:
+    """Whether value lies in an interval written "[0, 1)" or "(0, 1]"."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
 
 
 def _suggest(word: str, choices) -> str:

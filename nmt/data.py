@@ -50,6 +50,15 @@ def encode_pairs(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
                np.asarray([BOS] + tgt_ids + [EOS], dtype=np.int32))
 
 
+def corpus_stats(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
+                 max_len: int | None) -> CorpusStats:
+    """Counts pairs, dropped pairs and target tokens in one pass over a corpus."""
+    stats = CorpusStats()
+    for _ in encode_pairs(pairs, src_tokenizer, tgt_tokenizer, max_len, stats):
+        pass
+    return stats
+
+
 def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, batch_size: int,
                      max_len: int | None, shuffle_buffer: int = 0, seed: int = 0,
                      max_bucket_len: int = 0):

@@ -84,7 +84,7 @@ class AttentionDecoder(keras.layers.Layer):
         self.combine_kernel = self.add_weight((units + self.memory_dim, units),
                                               name="combine_kernel", initializer="glorot_uniform")
         self.combine_bias = self.add_weight((units,), name="combine_bias", initializer="zeros")
-        self.attention.build(units, self.memory_dim)
+        self.attention.build((None, units), values_shape=(None, None, self.memory_dim))
         for bridge in self.bridges:
             bridge.build((None, self.memory_dim))
         self.output_layer.build((None, units))

@@ -106,7 +106,7 @@ class Searcher:
 
     def max_length(self, source_length: int) -> int:
         """Output length limit (EOS included) for a source of `source_length` tokens."""
-        return int(self.config.max_len_ratio * source_length) + self.config.max_len_offset
+        return max(1, int(self.config.max_len_ratio * source_length) + self.config.max_len_offset)
 
     # ---- compiled graphs ----------------------------------------------------------------------
 
@@ -265,6 +265,21 @@ def search_all(searcher: Searcher, sources: Sequence[Sequence[int]], batch_size:
         for index, hyps in zip(indices, found):
             results[index] = hyps
     return results
+
+
+def score_all(searcher: Searcher, sources: Sequence[Sequence[int]],
+              targets: Sequence[Sequence[int]], batch_size: int, alpha: float | None = None):
+    """Forced scores and attention of many (source, target) pairs, in length-sorted batches.
+
+    Returns (hypotheses, attention matrices [T+1, S+1]) in input order.
+    """
+    hyps: list = [None] * len(sources)
+    attention: list = [None] * len(sources)
+    for indices, batch in length_sorted_batches(sources, batch_size):
+        scored, weights = searcher.score(batch, [targets[i] for i in indices], alpha)
+        for index, hyp, matrix in zip(indices, scored, weights):
+            hyps[index], attention[index] = hyp, matrix[:, :len(sources[index])]
+    return hyps, attention
 
 
 def _restrict(log_probs, at_limit):

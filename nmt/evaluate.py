@@ -5,7 +5,7 @@ from typing import NamedTuple, Sequence
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-from nmt.errors import DataError
+from nmt.errors import DataError, NmtError
 
 
 class Score(NamedTuple):
@@ -16,10 +16,20 @@ class Score(NamedTuple):
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> Score:
-    # With tokenize="none" the user declares the text tokenized: skip sacrebleu's warning about it.
-    metric = BLEU(tokenize=tokenize, force=tokenize == "none")
+    metric = bleu_metric(tokenize)
     result = metric.corpus_score(list(hypotheses), [list(references)])
     return Score("BLEU", result.score, str(result), str(metric.get_signature()))
+
+
+def bleu_metric(tokenize: str, **options) -> BLEU:
+    """sacrebleu's BLEU with `tokenize`. Some tokenizers need extra packages (ja-mecab,
+    ko-mecab) or a download (spm, flores*): their failures become one-line errors."""
+    try:
+        # With tokenize="none" the text is declared tokenized: skip sacrebleu's warning about it.
+        return BLEU(tokenize=tokenize, force=tokenize == "none", **options)
+    except Exception as err:  # noqa: BLE001  sacrebleu raises RuntimeError, ImportError, OSError
+        reason = " ".join(str(err).split())
+        raise NmtError(f"sacrebleu cannot set up the '{tokenize}' tokenizer: {reason}") from None
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str],
@@ -34,8 +44,8 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str],
 
 def sentence_bleu(hypothesis: str, reference: str, tokenize: str = "13a") -> float:
     """Smoothed sentence BLEU (sacrebleu's default exp smoothing), for per-sentence analysis."""
-    return BLEU(tokenize=tokenize, effective_order=True).sentence_score(hypothesis,
-                                                                         [reference]).score
+    return bleu_metric(tokenize, effective_order=True).sentence_score(hypothesis,
+                                                                       [reference]).score
 
 
 def check_lengths(hypotheses: Sequence[str], references: Sequence[str], hyp_name: str,

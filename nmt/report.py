@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nmt import analysis, data, evaluate, plotting, textio
+from nmt.decoding import score_all
 from nmt.errors import DataError
 
 EXPLANATION = (
@@ -95,7 +96,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"References with out-of-vocabulary words (flagged, class *oov*): "
               f"{report['oov_references']}. References longer than the search's length limit: "
               f"{report['references_beyond_length_limit']}.", "", "## By source length", "",
-              "| source tokens | sentences | BLEU | search errors (share of search + model) |",
+              "| source tokens | sentences | BLEU | search errors (share of comparable) |",
               "|---|---|---|---|"]
     lines += [f"| {r['lengths']} | {r['sentences']} | {r['bleu']:.2f} | "
               f"{100 * r['search_error_share']:.1f} % |" for r in report["by_length"]]
@@ -153,16 +154,16 @@ def _chosen(sentences, worst: int, show: Sequence[int]):
 
 def _draw_heatmaps(translator, sentences, folder: Path) -> list[dict]:
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
+    sources = [data.source_ids(src_tok, s.source) for s in sentences]
+    _, attention = score_all(translator.searcher, sources, [s.hypothesis_ids for s in sentences],
+                             translator.decode.batch_size)
     entries = []
-    for sentence in sentences:
-        source, target = data.source_ids(src_tok, sentence.source), sentence.hypothesis_ids
-        _, weights = translator.searcher.score(data.pad_batch([source]), [target])
+    for sentence, weights in zip(sentences, attention):
         source_labels = src_tok.source_pieces(sentence.source) + ["</s>"]
-        output_labels = tgt_tok.pieces(target) + ["</s>"]
+        output_labels = tgt_tok.pieces(sentence.hypothesis_ids) + ["</s>"]
         name = f"figures/attention-line{sentence.line}.png"
-        drawn = plotting.attention_heatmap(weights[0][:, :len(source)], source_labels,
-                                           output_labels, folder.parent / name,
-                                           f"line {sentence.line}")
+        drawn = plotting.attention_heatmap(weights, source_labels, output_labels,
+                                           folder.parent / name, f"line {sentence.line}")
         entries.append({"line": sentence.line, "figure": name, "labels_drawn": drawn,
                         "source_tokens": " ".join(source_labels),
                         "output_tokens": " ".join(output_labels)})

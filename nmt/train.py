@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import checkpoints, config, corpus, data, distribute, runtime, textio
+from nmt import checkpoints, config, corpus, data, distribute, evaluate, runtime, textio
 from nmt.errors import ConfigError
 
 log = logging.getLogger("nmt")
@@ -39,41 +40,21 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     chief = distribute.is_chief()
     _log_to(None)
     resumed = _check_run_dir(run, recipe)
-    if resumed and (resumed["stopped"] or resumed["epoch"] >= recipe.train.epochs):
+    if resumed and _finished(resumed, recipe.train):
         log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
                  run.root, resumed["epoch"], resumed["best"])
         return TrainResult(run.root, resumed["epoch"], resumed["best"])
 
-    train_files = corpus.split_files(recipe.data, "train")
-    dev_files = corpus.split_files(recipe.data, "dev")
-    read_train = lambda: textio.read_parallel(  # noqa: E731
-        *train_files, max_tokens=recipe.data.max_line_tokens, limit=recipe.data.train_lines)
-    dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=recipe.data.max_line_tokens))
-    # Check the whole training corpus before anything is printed or written.
-    textio.count_parallel(*train_files, max_tokens=recipe.data.max_line_tokens,
-                          limit=recipe.data.train_lines)
-
-    run.root.mkdir(parents=True, exist_ok=True)
-    _log_to(run.log if chief else None)
-    src_tokenizer, tgt_tokenizer = _tokenizers(run, recipe, read_train, chief)
-    stats = data.CorpusStats()
-    for _ in data.encode_pairs(read_train(), src_tokenizer, tgt_tokenizer, recipe.data.max_len,
-                               stats):
-        pass
-    log.info("training data: %d pairs, %d kept, %d dropped as longer than %d tokens; "
-             "%d target tokens per epoch", stats.pairs, stats.kept, stats.dropped_too_long,
-             recipe.data.max_len, stats.target_tokens)
-    if chief:
-        checkpoints.save_description(run, recipe, len(src_tokenizer), len(tgt_tokenizer))
+    read_train, dev_pairs = checked_corpus(recipe.data)
+    evaluate.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
+    tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief)
 
     runtime.import_tensorflow(threads)
     import keras
-    from nmt import callbacks as nmt_callbacks
-
     keras.utils.set_random_seed(recipe.train.seed)
     strategy = distribute.make_strategy(recipe.train.distribution)
     with strategy.scope():
-        trainer = compiled_trainer(recipe, len(src_tokenizer), len(tgt_tokenizer))
+        trainer = compiled_trainer(recipe, *map(len, tokenizers))
     initial_epoch = 0
     if resumed:
         checkpoints.restore_resume_state(run, trainer, resumed)
@@ -87,48 +68,82 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
 
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
     train_set = data.training_dataset(
-        read_train, src_tokenizer, tgt_tokenizer, batch_size=recipe.train.batch_size,
-        max_len=recipe.data.max_len, shuffle_buffer=recipe.train.shuffle_buffer,
-        seed=recipe.train.seed + initial_epoch)
-    dev_set = data.training_dataset(lambda: dev_pairs, src_tokenizer, tgt_tokenizer,
+        read_train, *tokenizers, batch_size=recipe.train.batch_size, max_len=recipe.data.max_len,
+        shuffle_buffer=recipe.train.shuffle_buffer, seed=recipe.train.seed + initial_epoch)
+    longest_dev = max(len(tokenizers[1].encode(t)) for _, t in dev_pairs)
+    dev_set = data.training_dataset(lambda: dev_pairs, *tokenizers,
                                     batch_size=recipe.train.batch_size, max_len=None,
-                                    max_bucket_len=recipe.data.max_line_tokens)
-    stopping = keras.callbacks.EarlyStopping(monitor="val_bleu", mode="max",
-                                             patience=recipe.train.patience)
-    plateau = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_bleu", mode="max", factor=recipe.train.lr_decay,
-        patience=recipe.train.lr_patience, min_lr=recipe.train.min_learning_rate)
-    callbacks = [
-        nmt_callbacks.DevBleu([data.source_ids(src_tokenizer, s) for s, _ in dev_pairs],
-                              [t for _, t in dev_pairs], tgt_tokenizer, recipe.eval.tokenize,
-                              recipe.decode, recipe.decode.batch_size),
-        nmt_callbacks.EpochSummary(),
-        plateau,
-        stopping,
-        nmt_callbacks.RunCheckpoint(run, {"early_stopping": stopping, "plateau": plateau},
-                                    resumed, is_chief=chief),
-    ]
-    if chief:
-        callbacks += [keras.callbacks.CSVLogger(str(run.metrics), append=True),
-                      keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
+                                    max_bucket_len=longest_dev)
     # The streaming dataset's length is unknown until the first epoch ends; Keras warns about it.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     trainer.fit(train_set, validation_data=dev_set, epochs=recipe.train.epochs,
-              initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-              shuffle=False)  # the dataset shuffles itself
+                initial_epoch=initial_epoch, shuffle=False,  # the dataset shuffles itself
+                callbacks=_callbacks(run, recipe, dev_pairs, tokenizers, resumed, chief),
+                verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose)
     state = checkpoints.read_resume_state(run) or {"epoch": initial_epoch, "best": float("nan")}
     log.info("finished after %d epochs; best dev BLEU %.2f; model folder: %s", state["epoch"],
              state["best"], run.root)
     return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
 
 
+def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
+                     resumed: dict | None, chief: bool):
+    """Creates or repairs the run directory; returns the (source, target) tokenizers."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    if chief:
+        checkpoints.remove_temporaries(run)
+        if resumed:  # a kill between commit and publication left best/last behind
+            checkpoints.publish(run, resumed)
+    _log_to(run.log if chief else None)
+    if run.vocab_dir.is_dir():
+        tokenizers = checkpoints.load_tokenizers(run)
+    else:
+        tokenizers = build_tokenizers(recipe.vocab, read_train)
+        if chief:
+            checkpoints.save_tokenizers(run, *tokenizers)
+    stats = data.corpus_stats(read_train(), *tokenizers, recipe.data.max_len)
+    log.info("training data: %d pairs, %d kept, %d dropped as longer than %d tokens; "
+             "%d target tokens per epoch", stats.pairs, stats.kept, stats.dropped_too_long,
+             recipe.data.max_len, stats.target_tokens)
+    if chief:
+        checkpoints.save_description(run, recipe, *map(len, tokenizers))
+    return tokenizers
+
+
+def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokenizers,
+               resumed: dict | None, chief: bool) -> list:
+    """Dev BLEU first (the others read it), the run checkpoint last (it commits the epoch)."""
+    import keras
+
+    from nmt import callbacks
+
+    stateful = {"early_stopping": keras.callbacks.EarlyStopping(
+        monitor="val_bleu", mode="max", patience=recipe.train.patience)}
+    if recipe.train.lr_decay < 1:  # 1 = no decay
+        stateful["plateau"] = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_bleu", mode="max", factor=recipe.train.lr_decay,
+            patience=recipe.train.lr_patience, min_lr=recipe.train.min_learning_rate)
+    chosen = [callbacks.DevBleu([data.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
+                                [t for _, t in dev_pairs], tokenizers[1], recipe.eval.tokenize,
+                                recipe.decode, recipe.decode.batch_size),
+              callbacks.EpochSummary(), *stateful.values()]
+    if chief:
+        chosen += [keras.callbacks.CSVLogger(str(run.metrics), append=True),
+                   keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
+    return chosen + [callbacks.RunCheckpoint(run, stateful, resumed, is_chief=chief)]
+
+
+def _finished(state: dict, train: config.TrainConfig) -> bool:
+    """Whether a committed run has nothing left to do: all epochs, or early-stopped."""
+    waited = state["callbacks"].get("early_stopping", {}).get("wait", 0)
+    return state["epoch"] >= train.epochs or waited >= train.patience
+
+
 def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     """A fresh model wrapped in its training step, with the optimizer of the recipe."""
     from nmt.model import Seq2Seq
     from nmt.optimizers import FusedAdam
-    from nmt.trainer import Seq2SeqTrainer
+    from nmt.train_step import Seq2SeqTrainer
 
     import keras
 
@@ -147,40 +162,68 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
 
 
 def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | None:
-    """Refuses a run directory made with another recipe; returns its resume state, if any."""
-    if not run.recipe.is_file():
-        if run.root.exists() and any(run.root.iterdir()):
-            raise ConfigError("the run directory is not empty and holds no recipe.yaml; choose "
-                              "another --run-dir", str(run.root))
+    """Refuses a folder that is not a run of this recipe; returns its committed state, if any.
+
+    A run that never committed an epoch starts afresh (its vocabularies are kept only if they
+    were built from the same data and vocabulary settings).
+    """
+    if not run.root.exists():
         return None
-    previous = config.to_dict(config.load_recipe(run.recipe))
+    ours = run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
+    if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
+        raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
+                          "another --run-dir", str(run.root))
+    previous = config.to_dict(config.load_recipe(run.recipe)) if run.recipe.is_file() else None
     current = config.to_dict(recipe)
+    state = checkpoints.read_resume_state(run)
+    if state is None:
+        if previous is None or any(previous[s] != current[s] for s in ("data", "vocab")):
+            shutil.rmtree(run.vocab_dir, ignore_errors=True)
+        return None
     changed = [f"{s}.{k}" for s in current for k in current[s]
                if current[s][k] != previous[s][k] and (s, k) not in RESUMABLE_KEYS
                and s not in RESUMABLE_SECTIONS]
     if changed:
         raise ConfigError(f"this run directory was trained with different settings "
                           f"({', '.join(changed)}); use another --run-dir", str(run.recipe))
-    return checkpoints.read_resume_state(run)
+    return state
 
 
-def _tokenizers(run: checkpoints.RunDir, recipe: config.Recipe, read_train, chief: bool):
-    """Loads the run's tokenizers, or trains them on the training data and saves them."""
+def checked_corpus(data_config: config.DataConfig):
+    """(a function reading the training pairs, the dev pairs), both files checked completely.
+
+    The training corpus streams: it is read again each epoch, never held in memory.
+    """
+    train_files = corpus.split_files(data_config, "train")
+    dev_files = corpus.split_files(data_config, "dev")
+
+    def read_train():
+        return textio.read_parallel(*train_files, max_tokens=data_config.max_line_tokens,
+                                    limit=data_config.train_lines)
+
+    dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=data_config.max_line_tokens))
+    # The whole training corpus is checked before anything is printed or written.
+    textio.count_parallel(*train_files, max_tokens=data_config.max_line_tokens,
+                          limit=data_config.train_lines)
+    return read_train, dev_pairs
+
+
+def build_tokenizers(settings: config.VocabConfig, read_train):
+    """Trains the source and target tokenizers on the training pairs."""
     import vocab
 
-    if run.vocab_dir.is_dir():
-        return checkpoints.load_tokenizers(run)
-    settings = recipe.vocab
     made = []
     for side in (0, 1):
         log.info("training the %s %s vocabulary (size %d)", ("source", "target")[side],
                  settings.kind, settings.size)
-        made.append(vocab.train(settings.kind, (pair[side] for pair in read_train()),
-                                settings.size, min_freq=settings.min_freq,
-                                model_type=settings.model_type,
-                                character_coverage=settings.character_coverage))
-    if chief:
-        checkpoints.save_tokenizers(run, *made)
+        try:
+            made.append(vocab.train(settings.kind, (pair[side] for pair in read_train()),
+                                    settings.size, min_freq=settings.min_freq,
+                                    model_type=settings.model_type,
+                                    character_coverage=settings.character_coverage))
+        except RuntimeError as err:  # SentencePiece rejects settings the data cannot meet
+            raise ConfigError(f"vocab: SentencePiece could not train the "
+                              f"{('source', 'target')[side]} model: {err}") from None
     return tuple(made)
 
 
@@ -190,7 +233,9 @@ def _trim_metrics(path: Path, epochs: int) -> None:
         return
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
-    kept = [row for row in rows[1:] if row and int(row[0]) < epochs]
+    # A kill while a row was appended can leave it incomplete: only whole rows of done epochs stay.
+    kept = [row for row in rows[1:] if len(row) == len(rows[0]) and row[0].isdigit()
+            and int(row[0]) < epochs]
     with textio.atomic_write(path) as handle:
         csv.writer(handle).writerows(rows[:1] + kept if epochs else [])
 

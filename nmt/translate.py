@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, TextIO
 
 from nmt import checkpoints, config, data, textio
-from nmt.decoding import Searcher, search_all
+from nmt.decoding import Searcher, normalized_score, score_all, search_all
 from vocab import EOS
 
 log = logging.getLogger("nmt")
@@ -45,7 +45,7 @@ class Translator:
         self.model, self.src_tokenizer, self.tgt_tokenizer = loaded[:3]
         changes = {k: v for k, v in (("beam_size", beam_size), ("alpha", alpha),
                                      ("batch_size", batch_size)) if v is not None}
-        self.decode = config.replace(loaded.recipe, "decode", **changes).decode
+        self.decode = config.with_changes(loaded.recipe, "decode", **changes).decode
         self.recipe = loaded.recipe
         self.searcher = Searcher(self.model, self.decode)
 
@@ -85,13 +85,11 @@ class Translator:
         sources = [data.source_ids(self.src_tokenizer, line) for line in lines]
         usable = [i for i, (line, src) in enumerate(zip(lines, sources))
                   if line.strip() and len(src) - 1 <= self.decode.max_input_len]
+        _, found = score_all(self.searcher, [sources[i] for i in usable],
+                             [translations[i].ids for i in usable], self.decode.batch_size)
         weights: list = [None] * len(lines)
-        for indices, batch in data.length_sorted_batches([sources[i] for i in usable],
-                                                         self.decode.batch_size):
-            rows = [usable[i] for i in indices]
-            _, found = self.searcher.score(batch, [list(translations[r].ids) for r in rows])
-            for row, matrix in zip(rows, found):
-                weights[row] = matrix[:, :len(sources[row])]
+        for index, matrix in zip(usable, found):
+            weights[index] = matrix
         return weights
 
     def _segments(self, line: str, index: int) -> list[list[int]]:
@@ -110,12 +108,15 @@ class Translator:
             return [Translation("", 0.0, 0.0)]
         if len(parts) == 1:
             return [self._translation(h) for h in parts[0][:nbest]]
-        # A line cut into pieces: the best of each piece, joined (its n-best list is that one entry).
+        # A line cut into pieces: the best of each piece, joined (its n-best list is that one
+        # entry), scored as one hypothesis: total log-prob over the penalty of the total length.
         best = [hyps[0] for hyps in parts]
         ids = tuple(i for h in best for i in h.ids)
         texts = [self.tgt_tokenizer.decode(h.ids) for h in best]
-        return [Translation(" ".join(t for t in texts if t), sum(h.score for h in best),
-                            sum(h.log_prob for h in best), ids)]
+        log_prob = sum(h.log_prob for h in best)
+        score = float(normalized_score(log_prob, len(ids) + len(best), self.decode.alpha,
+                                       self.decode.length_penalty))
+        return [Translation(" ".join(t for t in texts if t), score, log_prob, ids)]
 
     def _translation(self, hyp) -> Translation:
         return Translation(self.tgt_tokenizer.decode(hyp.ids), hyp.score, hyp.log_prob,

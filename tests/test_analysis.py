@@ -15,11 +15,11 @@ SOURCE = [[A, B, EOS]]
 
 
 def scores(model, reference, beam):
-    from nmt.decoding import Searcher, search_all
+    from nmt.decoding import Searcher, score_all, search_all
     searcher = Searcher(model, DecodeConfig(alpha=0.0))
     output = search_all(searcher, SOURCE, 8, beam_size=beam)[0][0].ids
-    (ref_score, hyp_score, _, _), = analysis.analyze(searcher, SOURCE, [reference], [output])
-    return output, ref_score, hyp_score
+    (ref, hyp), _ = score_all(searcher, SOURCE * 2, [reference, output], 8)
+    return output, ref.score, hyp.score
 
 
 def test_reference_outscoring_the_output_is_a_search_error(tf):
@@ -44,7 +44,6 @@ def test_output_outscoring_the_reference_is_a_model_error(tf):
 def evaluation(reverse_run, tmp_path_factory):
     """A report on inputs partly longer than any training string, so the model makes errors."""
     from nmt.translate import Translator
-    from test_learning import __name__ as _  # noqa: F401  (keeps the fixture's model warm)
     folder = tmp_path_factory.mktemp("eval")
     rng = np.random.default_rng(5)
     sources = [" ".join(map(str, rng.integers(0, 10, n))) for n in rng.integers(2, 16, 40)]
@@ -53,20 +52,36 @@ def evaluation(reverse_run, tmp_path_factory):
     translator = Translator(reverse_run, beam_size=2)
     result = report.run_evaluation(translator, folder / "src", folder / "ref", folder / "out",
                                    beams=(1, 2, 4), tokenize="none", heatmaps=3, show=[1])
-    return folder / "out", result
+    return folder, result, translator
 
 
 def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
-    out, _ = evaluation
+    folder, _, translator = evaluation
+    out = folder / "out"
     saved = json.loads((out / "report.json").read_text())
     sentences = saved["sentences"]
     assert len(sentences) == 40
     for category in analysis.CATEGORIES:
         assert saved["counts"][category] == sum(s["category"] == category for s in sentences)
     assert saved["counts"]["search_error"] + saved["counts"]["model_error"] > 0
-    for s in sentences:
-        expected = analysis.classify(s["reference_score"], s["hypothesis_score"],
-                                     s["hypothesis"] == s["reference"], False)
+    # Recompute each number from the files, through other paths than the report's.
+    hypotheses = (out / "hypotheses.txt").read_text().splitlines()
+    references = (folder / "ref").read_text().splitlines()
+    sources = (folder / "src").read_text().splitlines()
+    assert [s["hypothesis"] for s in sentences] == hypotheses
+    import sacrebleu
+    assert saved["scores"][0]["score"] == pytest.approx(
+        sacrebleu.corpus_bleu(hypotheses, [references], tokenize="none").score)
+    from nmt import data
+    tok = translator.tgt_tokenizer
+    for s, source, reference, hypothesis in zip(sentences, sources, references, hypotheses):
+        ids = data.pad_batch([data.source_ids(translator.src_tokenizer, source)] * 2)
+        (ref, hyp), _ = translator.searcher.score(ids, [tok.encode(reference),
+                                                        tok.encode(hypothesis)])
+        assert (s["reference_score"], s["hypothesis_score"]) == pytest.approx(
+            (ref.score, hyp.score), abs=1e-4)
+        expected = "correct" if hypothesis == reference else (
+            "search_error" if ref.score > hyp.score else "model_error")
         assert s["category"] == expected
     markdown = (out / "report.md").read_text()
     for category, row in report.totals(sentences).items():
@@ -78,7 +93,8 @@ def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
 
 
 def test_report_has_figures_and_signatures(evaluation):
-    out, result = evaluation
+    folder, result, _ = evaluation
+    out = folder / "out"
     assert (out / "figures" / "beam_sweep.png").stat().st_size > 1000
     lines = [entry["line"] for entry in result["heatmaps"]]
     assert 1 in lines and len(lines) >= 3

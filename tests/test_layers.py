@@ -48,7 +48,7 @@ def test_dropout_only_in_training(layers):
 def test_attention_sums_to_one_and_ignores_padding(layers, tf):
     _, AdditiveAttention = layers
     attention = AdditiveAttention(6)
-    attention.build(4, 10)
+    attention.build((None, 4), values_shape=(None, None, 10))
     rng = np.random.default_rng(0)
     values = rng.normal(size=(2, 5, 10)).astype("float32")
     mask = np.array([[True, True, True, False, False], [True] * 5])

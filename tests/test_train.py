@@ -45,17 +45,31 @@ def test_run_directory_is_self_describing(recipe, tmp_path):
     assert loaded.model.count_params() > 0 and loaded.recipe == config.load_recipe(recipe)
 
 
+def optimizer_steps(run, recipe_path):
+    """The optimizer's step counter saved in a run's resume weights."""
+    from nmt.train import compiled_trainer
+    state = checkpoints.read_resume_state(checkpoints.RunDir(run))
+    sizes = json.loads((run / "model.json").read_text())
+    trainer = compiled_trainer(config.load_recipe(run / "recipe.yaml"),
+                               sizes["src_vocab_size"], sizes["tgt_vocab_size"])
+    checkpoints.restore_resume_state(checkpoints.RunDir(run), trainer, state)
+    return int(trainer.optimizer.iterations.numpy())
+
+
 def test_resume_continues_and_a_finished_run_stays_finished(recipe, tmp_path):
     from nmt.train import train
     run = tmp_path / "run"
     train(recipe, run, verbose=0)
     weights_after_one = (run / "last.weights.h5").read_bytes()
+    steps_per_epoch = optimizer_steps(run, recipe)
     result = train(recipe, run, overrides=["train.epochs=2"], verbose=0)
     assert result.epochs == 2
     assert [r["epoch"] for r in metrics_rows(run)] == ["0", "1"]
     assert (run / "last.weights.h5").read_bytes() != weights_after_one
+    # The optimizer state carried on (bucketing makes every epoch the same number of steps).
+    assert steps_per_epoch > 0 and optimizer_steps(run, recipe) == 2 * steps_per_epoch
     state = json.loads((run / "backup" / "state.json").read_text())
-    assert state["epoch"] == 2 and (run / "backup" / state["weights"]).is_file()
+    assert state["epoch"] == 2 and (run / "backup" / state["resume"]).is_file()
     again = train(recipe, run, overrides=["train.epochs=2"], verbose=0)
     assert again.epochs == 2 and len(metrics_rows(run)) == 2
 

@@ -1,0 +1,43 @@
+"""The training objective and the optimizer against Keras's own implementations."""
+import numpy as np
+import pytest
+
+
+def test_token_losses_equal_keras_crossentropy_with_label_smoothing(tf):
+    import keras
+
+    from nmt.train_step import token_losses
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(size=(3, 4, 9)) * 3, tf.float32)
+    targets = tf.constant([[5, 6, 3, 0], [7, 3, 0, 0], [4, 4, 8, 3]], tf.int32)
+    mask = (targets.numpy() != 0).astype("float32")
+    for smoothing in (0.0, 0.1, 0.3):
+        loss_sum, nll_sum, count = token_losses(targets, logits, smoothing)
+        keras_loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=smoothing, reduction=None)(
+            tf.one_hot(targets, 9), logits)
+        nll = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(
+            targets, logits)
+        assert float(count) == mask.sum() == 9
+        assert float(loss_sum) == pytest.approx(float(np.sum(keras_loss * mask)), rel=1e-5)
+        assert float(nll_sum) == pytest.approx(float(np.sum(nll * mask)), rel=1e-5)
+
+
+def test_fused_adam_equals_keras_adam(tf):
+    import keras
+
+    from nmt.optimizers import FusedAdam
+    rng = np.random.default_rng(1)
+    start = [rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(3,)).astype("float32")]
+    gradients = [[tf.constant(rng.normal(size=w.shape) * 4, tf.float32) for w in start]
+                 for _ in range(5)]
+    results = []
+    for optimizer in (FusedAdam(0.01, global_clipnorm=1.0),
+                      keras.optimizers.Adam(0.01, global_clipnorm=1.0)):
+        variables = [keras.Variable(w) for w in start]
+        for step in gradients:
+            optimizer.apply_gradients(zip(step, variables))
+        results.append([v.numpy() for v in variables])
+    for fused, reference, initial in zip(*results, start):
+        assert not np.allclose(fused, initial)
+        np.testing.assert_allclose(fused, reference, atol=1e-6)
