@@ -133,15 +133,19 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
             hypothesis_ids=list(ids)))
     analysis = Analysis(sentences)
     refs = [reference_lines[i] for i in usable]
-    comparable = [UNK not in references[i] for i in usable]
+    usable_references = [references[i] for i in usable]
     for beam in sweep:
         ids, scores, seconds = runs[beam]
+        # The sentence classes again, so that an output equal to its reference (scored in another
+        # batch, so equal only up to rounding) is never counted as a search error.
+        categories = [classify(ref.score, hyp.score, found == reference, UNK in reference)
+                      for found, reference, ref, hyp
+                      in zip(ids, usable_references, reference_scores, scores)]
         analysis.sweep.append(SweepPoint(
             beam_size=beam, bleu=evaluate.bleu([tgt_tok.decode(h) for h in ids], refs,
                                                tokenize).score,
-            search_errors=sum(ok and ref.score > hyp.score
-                              for ok, ref, hyp in zip(comparable, reference_scores, scores)),
-            comparable=sum(comparable),
+            search_errors=categories.count("search_error"),
+            comparable=len(categories) - categories.count("oov"),
             mean_hypothesis_score=sum(h.score for h in scores) / max(len(scores), 1),
             seconds=seconds))
     return analysis, hypotheses

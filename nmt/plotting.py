@@ -7,6 +7,8 @@ position ("#3") and the caller is told, so the report can list them as text inst
 from __future__ import annotations
 
 import functools
+import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +17,7 @@ from nmt.textio import atomic_path
 CJK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans JP", "Source Han Sans JP", "IPAexGothic",
                 "IPAGothic", "IPAPGothic", "TakaoGothic", "VL Gothic", "Droid Sans Fallback",
                 "WenQuanYi Zen Hei", "Noto Sans CJK SC")
+CJK_FILE_NAME = re.compile(r"cjk|ipa|takao|vl-?gothic|droid|wqy|sourcehan", re.IGNORECASE)
 INSTALL_HINT = "install a CJK font, e.g. `apt-get install fonts-noto-cjk` or fonts-ipafont-gothic"
 
 
@@ -23,6 +26,14 @@ def cjk_family() -> str | None:
     """The first CJK-capable font family installed, or None."""
     from matplotlib import font_manager
     installed = {font.name for font in font_manager.fontManager.ttflist}
+    if not installed.intersection(CJK_FAMILIES):
+        # Matplotlib's font cache predates fonts installed later (e.g. by .ci/run): register
+        # the system's CJK font files it has not seen.
+        known = {font.fname for font in font_manager.fontManager.ttflist}
+        for path in font_manager.findSystemFonts():
+            if path not in known and CJK_FILE_NAME.search(os.path.basename(path)):
+                font_manager.fontManager.addfont(path)
+        installed = {font.name for font in font_manager.fontManager.ttflist}
     return next((family for family in CJK_FAMILIES if family in installed), None)
 
 

@@ -89,6 +89,9 @@ def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
     for point in saved["sweep"]:
         assert point["search_error_rate"] == pytest.approx(
             point["search_errors"] / point["comparable"])
+        if point["beam_size"] == saved["beam_size"]:  # the same search as the classes above
+            assert point["search_errors"] == saved["counts"]["search_error"]
+            assert point["comparable"] == len(sentences) - saved["counts"]["oov"]
     assert (out / "hypotheses.txt").read_text().count("\n") == 40
 
 
