@@ -100,38 +100,38 @@ def open_input(path: str | None) -> tuple[BinaryIO, str]:
         raise DataError(f"cannot read ({err.strerror})", str(path)) from None
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[io.IOBase]:
     """Writes to a temporary file beside `path` and renames it over `path` on success.
 
     If the block raises (or the process dies), `path` keeps its previous content, if any.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Like `atomic_write`, for libraries that write a file by name (weights, models).
+    """Yields a temporary path beside `path`, renamed over `path` when the block succeeds.
 
-    Yields a temporary path ending in `suffix` (Keras insists on `.weights.h5`), renamed over `path`
-    when the block succeeds.
+    For libraries that write a file by name (weights); the temporary name ends in `suffix` (Keras
+    insists on `.weights.h5`). If the block raises or the process dies, `path` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make outputs private to their writer
     try:
         yield Path(tmp)
         with open(tmp, "rb") as handle:

@@ -73,6 +73,9 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path):
     with textio.atomic_write(path) as out:
         out.write("new\n")
     assert path.read_text() == "new\n"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert path.stat().st_mode == plain.stat().st_mode  # the umask's permissions, not 0600
 
 
 def test_atomic_path_renames_only_on_success(tmp_path):
