@@ -93,8 +93,7 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
     sources = [data.source_ids(src_tok, line) for line in source_lines]
     references = [tgt_tok.encode(line) for line in reference_lines]
-    usable = [i for i, s in enumerate(sources)
-              if source_lines[i].strip() and len(s) - 1 <= decode.max_input_len]
+    usable = [i for i, s in enumerate(sources) if translator.in_one_search(source_lines[i], s)]
 
     usable_sources = [sources[i] for i in usable]
     reference_scores, _ = score_all(searcher, usable_sources, [references[i] for i in usable],

@@ -25,11 +25,11 @@ class DevBleu(keras.callbacks.Callback):
     """Greedy-decodes the dev set after each epoch and puts its BLEU in logs["val_bleu"]."""
 
     def __init__(self, sources: Sequence[Sequence[int]], references: Sequence[str],
-                 tgt_tokenizer, tokenize: str, decode_config, batch_size: int = 64):
+                 tgt_tokenizer, tokenize: str, decode_config):
         super().__init__()
         self.sources, self.references = sources, references
         self.tgt_tokenizer, self.tokenize = tgt_tokenizer, tokenize
-        self.decode_config, self.batch_size = decode_config, batch_size
+        self.decode_config = decode_config
         self.searcher = None
 
     def on_train_begin(self, logs=None):
@@ -37,7 +37,7 @@ class DevBleu(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
-        found = search_all(self.searcher, self.sources, self.batch_size)
+        found = search_all(self.searcher, self.sources, self.decode_config.batch_size)
         hypotheses = [self.tgt_tokenizer.decode(hyps[0].ids) for hyps in found]
         logs["val_bleu"] = evaluate.bleu(hypotheses, self.references, self.tokenize).score
         logs["bleu_seconds"] = time.perf_counter() - start

@@ -6,28 +6,24 @@ class NmtError(Exception):
     """Base class: `str(error)` is the complete one-line message."""
 
 
-class ConfigError(NmtError):
+class LocatedError(NmtError):
+    """An error in a file: the message starts with `path:line:` (or `path:`) when they are known."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        self.path, self.line = path, line
+        super().__init__(_located(message, path, line))
+
+
+class ConfigError(LocatedError):
     """A recipe or an override is invalid (unknown key, wrong type, bad value)."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None):
-        self.path, self.line = path, line
-        super().__init__(_located(message, path, line))
 
-
-class DataError(NmtError):
+class DataError(LocatedError):
     """A text file is unusable: misaligned, not UTF-8, an empty or over-long line, missing."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None):
-        self.path, self.line = path, line
-        super().__init__(_located(message, path, line))
 
-
-class ModelDirError(NmtError):
+class ModelDirError(LocatedError):
     """A model folder is missing, incomplete, corrupt or of an incompatible version."""
-
-    def __init__(self, message: str, path: str | None = None):
-        self.path = path
-        super().__init__(_located(message, path, None))
 
 
 def _located(message: str, path: str | None, line: int | None) -> str:

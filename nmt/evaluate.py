@@ -1,6 +1,7 @@
 """Corpus metrics through sacrebleu's API: BLEU, chrF and TER, each with its signature."""
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Sequence
 
 from sacrebleu.metrics import BLEU, CHRF, TER
@@ -21,12 +22,13 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "
     return Score("BLEU", result.score, str(result), str(metric.get_signature()))
 
 
-def bleu_metric(tokenize: str, **options) -> BLEU:
-    """sacrebleu's BLEU with `tokenize`. Some tokenizers need extra packages (ja-mecab,
+@functools.lru_cache(maxsize=8)
+def bleu_metric(tokenize: str, effective_order: bool = False) -> BLEU:
+    """sacrebleu's BLEU with `tokenize`, built once per setting (tokenizers may load models). Some tokenizers need extra packages (ja-mecab,
     ko-mecab) or a download (spm, flores*): their failures become one-line errors."""
     try:
         # With tokenize="none" the text is declared tokenized: skip sacrebleu's warning about it.
-        return BLEU(tokenize=tokenize, force=tokenize == "none", **options)
+        return BLEU(tokenize=tokenize, force=tokenize == "none", effective_order=effective_order)
     except Exception as err:  # noqa: BLE001  sacrebleu raises RuntimeError, ImportError, OSError
         reason = " ".join(str(err).split())
         raise NmtError(f"sacrebleu cannot set up the '{tokenize}' tokenizer: {reason}") from None

@@ -125,7 +125,7 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
             patience=recipe.train.lr_patience, min_lr=recipe.train.min_learning_rate)
     chosen = [callbacks.DevBleu([data.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
                                 [t for _, t in dev_pairs], tokenizers[1], recipe.eval.tokenize,
-                                recipe.decode, recipe.decode.batch_size),
+                                recipe.decode),
               callbacks.EpochSummary(), *stateful.values()]
     if chief:
         chosen += [keras.callbacks.CSVLogger(str(run.metrics), append=True),

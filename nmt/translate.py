@@ -84,13 +84,18 @@ class Translator:
         included), by forced decoding of the translation; None for blank or over-long lines."""
         sources = [data.source_ids(self.src_tokenizer, line) for line in lines]
         usable = [i for i, (line, src) in enumerate(zip(lines, sources))
-                  if line.strip() and len(src) - 1 <= self.decode.max_input_len]
+                  if self.in_one_search(line, src)]
         _, found = score_all(self.searcher, [sources[i] for i in usable],
                              [translations[i].ids for i in usable], self.decode.batch_size)
         weights: list = [None] * len(lines)
         for index, matrix in zip(usable, found):
             weights[index] = matrix
         return weights
+
+    def in_one_search(self, line: str, source_ids) -> bool:
+        """Whether a line (source_ids: with EOS) is translated by one search: not blank, not cut
+        into pieces. Only such lines have attention and scores of their own."""
+        return bool(line.strip()) and len(source_ids) - 1 <= self.decode.max_input_len
 
     def _segments(self, line: str, index: int) -> list[list[int]]:
         """Source ids (+ EOS) of a line; over-long lines are cut into pieces; blank lines: none."""

@@ -7,7 +7,8 @@ from typing import Iterable
 
 import sentencepiece as spm
 
-from vocab.specials import BOS, BOS_TOKEN, EOS, EOS_TOKEN, PAD, PAD_TOKEN, UNK, UNK_TOKEN
+from vocab.specials import (BOS, BOS_TOKEN, EOS, EOS_TOKEN, PAD, PAD_TOKEN, UNK, UNK_TOKEN,
+                            content_ids)
 
 SUFFIX = ".spm.model"
 MAX_TRAINING_SENTENCES = 2_000_000  # sampled by SentencePiece; bounds memory on large corpora
@@ -52,11 +53,11 @@ class SentencePieceTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Detokenized text of ids: stops at EOS, drops PAD and BOS."""
-        return self.processor.decode(self._content(ids))
+        return self.processor.decode(content_ids(ids))
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
         """The subword pieces of ids (stops at EOS), e.g. for heatmap labels."""
-        return [self.processor.id_to_piece(i) for i in self._content(ids)]
+        return [self.processor.id_to_piece(i) for i in content_ids(ids)]
 
     def source_pieces(self, line: str) -> list[str]:
         """How the model sees a source line, one label per encoded id."""
@@ -65,13 +66,3 @@ class SentencePieceTokenizer:
     def __len__(self) -> int:
         return self.processor.get_piece_size()
 
-    @staticmethod
-    def _content(ids: Iterable[int]) -> list[int]:
-        out = []
-        for index in ids:
-            index = int(index)
-            if index == EOS:
-                break
-            if index not in (PAD, BOS):
-                out.append(index)
-        return out

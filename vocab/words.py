@@ -5,7 +5,7 @@ import collections
 import os
 from typing import Iterable, Sequence
 
-from vocab.specials import EOS, PAD, SPECIAL_TOKENS, UNK
+from vocab.specials import SPECIAL_TOKENS, UNK, content_ids
 
 SUFFIX = ".words.txt"
 
@@ -46,20 +46,12 @@ class WordTokenizer:
         return [self.ids.get(token, UNK) for token in line.split()]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of ids: stops at EOS, drops PAD and other specials except UNK."""
+        """Text of ids: stops at EOS, drops PAD and BOS (UNK stays, as <unk>)."""
         return " ".join(self.pieces(ids))
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
         """The tokens of ids as strings (stops at EOS; PAD, BOS dropped), e.g. for heatmap labels."""
-        out = []
-        for index in ids:
-            index = int(index)
-            if index == EOS:
-                break
-            if index == PAD or (index < len(SPECIAL_TOKENS) and index != UNK):
-                continue
-            out.append(self.tokens[index])
-        return out
+        return [self.tokens[index] for index in content_ids(ids)]
 
     def source_pieces(self, line: str) -> list[str]:
         """How the model sees a source line, one label per encoded id."""
