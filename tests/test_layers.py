@@ -36,6 +36,23 @@ def test_encoder_config_round_trip(layers):
     assert clone.get_config() == encoder.get_config()
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_encoder_rnns_meet_the_cudnn_conditions(layers, cell):
+    """Keras runs an LSTM/GRU with cuDNN on a GPU only with these settings (and right padding,
+    which the data pipeline produces); a change here would silently fall back to the slow loop."""
+    import keras
+    Encoder, _ = layers
+    encoder = Encoder(30, 8, 5, num_layers=2, cell=cell, dropout=0.3)
+    for bidirectional in encoder.rnns:
+        for rnn in (bidirectional.forward_layer, bidirectional.backward_layer):
+            assert rnn.use_cudnn == "auto" and not rnn.unroll
+            assert rnn.cell.activation is keras.activations.tanh
+            assert rnn.cell.recurrent_activation is keras.activations.sigmoid
+            assert rnn.cell.use_bias and rnn.cell.recurrent_dropout == 0
+            if cell == "gru":
+                assert rnn.cell.reset_after
+
+
 def test_dropout_only_in_training(layers):
     Encoder, _ = layers
     encoder = Encoder(30, 8, 5, dropout=0.5)
