@@ -6,6 +6,8 @@ start at once.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file, written atomically (default: stdout)")
     _search(p)
     p.add_argument("--nbest", type=_positive, default=1,
-                   help="write the K best per line as 'index ||| text ||| score'")
+                   help="K > 1: write the K best per line as 'index ||| text ||| score'")
     p.add_argument("--scores", action="store_true", help="prefix each line with 'score<TAB>'")
     p.add_argument("--alignments", action="store_true",
                    help="append '<TAB>src-tgt ...' links (argmax attention)")
@@ -127,7 +129,7 @@ def _model(p):
 def _search(p):
     p.add_argument("--beam-size", type=_positive, help="beam width; 1 = greedy "
                    "(default: the recipe's decode.beam_size)")
-    p.add_argument("--alpha", type=float,
+    p.add_argument("--alpha", type=_alpha,
                    help="length normalization: score = sum log p / T^alpha (default: recipe's)")
     p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
 
@@ -143,6 +145,16 @@ def _positive(text: str) -> int:
 
 def _non_negative(text: str) -> int:
     return _integer(text, 0, "a non-negative integer")
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _integer(text: str, lowest: int, expected: str) -> int:
@@ -169,6 +181,10 @@ def _train(args) -> int:
 
 
 def _translate(args) -> int:
+    if args.output not in (None, "-") and os.path.isdir(args.output):
+        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    if args.alignments and args.nbest > 1:
+        raise NmtError("--alignments needs one translation per line (--nbest 1)")
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt.translate import Translator, translate_file
@@ -198,8 +214,10 @@ def _evaluate(args) -> int:
     runtime.import_tensorflow(args.threads)
     from nmt import report
     from nmt.translate import Translator
-    translator = Translator(args.model, args.beam_size, args.alpha, args.batch_size)
     out = Path(args.out or Path(args.model) / f"report-{Path(args.src).name}")
+    if out.exists() and not out.is_dir():
+        raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
+    translator = Translator(args.model, args.beam_size, args.alpha, args.batch_size)
     result = report.run_evaluation(
         translator, args.src, args.ref, out,
         translator.recipe.eval.beam_sweep if args.beams is None else args.beams,

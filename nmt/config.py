@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ def recipe_file(path: str | os.PathLike) -> Path:
     return path
 
 
+OVERRIDE = "override"  # the "line" of a value given with --set
+
+
 def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> Recipe:
     """Reads, validates and applies `section.key=value` overrides to a recipe file."""
     path = recipe_file(path)
@@ -130,11 +134,13 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else None
         raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", str(path), line) from None
+    if node is None:
+        raise ConfigError("empty recipe: it needs at least a data section", str(path))
     values, lines = _mapping_with_lines(node, str(path))
     for override in overrides:
         section, key, value = _parse_override(override)
         values.setdefault(section, {})[key] = value
-        lines[(section, key)] = None
+        lines[(section, key)] = OVERRIDE
     return _build(values, lines, str(path))
 
 
@@ -193,13 +199,14 @@ def _parse_override(text: str) -> tuple[str, str, Any]:
 
 def _mapping_with_lines(node, path: str) -> tuple[dict, dict]:
     """Nested dict of a two-level YAML mapping, and the line of every (section, key)."""
-    if node is None:
-        return {}, {}
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError("a recipe must be a mapping of sections", path, node.start_mark.line + 1)
     values, lines = {}, {}
     for key_node, section_node in node.value:
         section = key_node.value
+        if section in values:
+            raise ConfigError(f"section '{section}' appears twice", path,
+                              key_node.start_mark.line + 1)
         lines[(section, None)] = key_node.start_mark.line + 1
         if isinstance(section_node, yaml.ScalarNode) and section_node.value in ("", "~", "null"):
             values[section] = {}
@@ -209,6 +216,9 @@ def _mapping_with_lines(node, path: str) -> tuple[dict, dict]:
                               key_node.start_mark.line + 1)
         values[section] = {}
         for item_key, item_value in section_node.value:
+            if item_key.value in values[section]:
+                raise ConfigError(f"key '{section}.{item_key.value}' appears twice", path,
+                                  item_key.start_mark.line + 1)
             values[section][item_key.value] = yaml.safe_load(yaml.serialize(item_value))
             lines[(section, item_key.value)] = item_key.start_mark.line + 1
     return values, lines
@@ -228,9 +238,12 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
         checked = {}
         for key, value in entries.items():
             line = lines.get((section, key))
+            # A value from `--set` is blamed on the option, not on the file.
+            where, line = ("--set", None) if line is OVERRIDE else (path, line)
             if key not in hints:
-                raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, hints)}", path, line)
-            checked[key] = _check_value(f"{section}.{key}", hints[key], value, path, line)
+                raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, hints)}", where,
+                                  line)
+            checked[key] = _check_value(f"{section}.{key}", hints[key], value, where, line)
         try:
             sections[section] = cls(**checked)
         except TypeError as err:
@@ -261,8 +274,8 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
-        if value < 0:
-            fail("a non-negative number")
+        if not math.isfinite(value) or value < 0:
+            fail("a finite non-negative number")
         interval = _INTERVALS.get(name.split(".")[1])
         if interval and not _inside(value, interval):
             fail(f"in {interval}")

@@ -180,10 +180,11 @@ def _format(index: int, translations: list[Translation], nbest: int, scores: boo
 
 
 def _links(weights) -> str:
-    """"src-tgt" pairs: each output token (EOS excluded) linked to its most attended source token."""
+    """"src-tgt" pairs: each output token linked to its most attended source token (the EOS row
+    and column left out, so every link names a real token)."""
     if weights is None:
         return ""
-    return " ".join(f"{row.argmax()}-{t}" for t, row in enumerate(weights[:-1]))
+    return " ".join(f"{row[:-1].argmax()}-{t}" for t, row in enumerate(weights[:-1]))
 
 
 def _count_lines(path: str) -> int:

@@ -95,6 +95,23 @@ def test_translate_missing_or_broken_model(tmp_path, reverse_run):
     assert_one_line_error(code, err, "not a model folder")
 
 
+def test_unusable_options_fail_before_any_work(tmp_path, reverse_run):
+    code, _, err = run_nmt("translate", "--model", reverse_run, "-o", tmp_path, stdin="1 2\n")
+    assert_one_line_error(code, err, "is a folder")
+    code, _, err = run_nmt("translate", "--model", reverse_run, "--nbest", "2", "--beam-size",
+                           "2", "--alignments", stdin="1 2\n")
+    assert_one_line_error(code, err, "--alignments needs one translation per line")
+    (tmp_path / "src").write_text("1 2\n")
+    code, _, err = run_nmt("evaluate", "--model", reverse_run, "--src", tmp_path / "src",
+                           "--ref", tmp_path / "src", "--out", tmp_path / "src")
+    assert_one_line_error(code, err, "is not a folder")
+    for alpha in ("nan", "inf", "-1"):
+        code, _, err = run_nmt("translate", "--model", reverse_run, "--alpha", alpha,
+                               stdin="1 2\n")
+        assert code == 2 and "argument --alpha: expected a finite number >= 0" in err, err
+        assert "Traceback" not in err
+
+
 def test_pipeline_translate_then_bleu(tmp_path, reverse_run):
     corpus = reverse_run.parent / "reverse"
     hyp = tmp_path / "hyp.txt"

@@ -82,6 +82,13 @@ def test_recipe_folder_or_file(tmp_path):
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.parent.name)
 def test_shipped_recipes_load_and_comment_every_key(path):
     config.load_recipe(path)
+    import dataclasses
+
+    import yaml
+    written = yaml.safe_load(path.read_text())
+    for section, cls in config._SECTION_TYPES.items():
+        missing = {f.name for f in dataclasses.fields(cls)} - set(written.get(section) or {})
+        assert not missing, f"{path}: {section} lacks {sorted(missing)}"
     for number, line in enumerate(path.read_text().splitlines(), 1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.endswith(":"):
@@ -95,3 +102,27 @@ def test_data_root_and_paths(monkeypatch, tmp_path):
     assert config.corpus_path(data, "train", "src") == tmp_path / "c" / "tr.de"
     absolute = config.DataConfig(corpus=str(tmp_path / "x"))
     assert config.corpus_path(absolute, "dev", "tgt") == tmp_path / "x" / "dev.en"
+
+
+@pytest.mark.parametrize("text, fragment, line", [
+    ("model:\n  cell: lstm\n  cell: gru\n", "key 'model.cell' appears twice", 3),
+    ("model:\n  cell: lstm\ntrain:\n  epochs: 2\nmodel:\n  cell: gru\n",
+     "section 'model' appears twice", 5),
+    ("decode:\n  alpha: .nan\n", "decode.alpha must be a finite non-negative number", 2),
+    ("train:\n  learning_rate: .inf\n", "train.learning_rate must be a finite", 2),
+    ("", "empty recipe", None),
+])
+def test_duplicates_non_finite_and_empty_recipes_are_errors(tmp_path, text, fragment, line):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config.load_recipe(path)
+    assert fragment in str(caught.value) and caught.value.line == line
+
+
+def test_override_errors_name_the_option(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  cell: lstm\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load_recipe(path, ["train.epoks=2"])
+    assert str(caught.value).startswith("--set: unknown key 'train.epoks' (did you mean 'epochs'?)")

@@ -52,6 +52,9 @@ def test_file_output_formats(translator, tmp_path):
     assert float(first[0]) < 0 and first[1] == "3 2 1"
     # Reversal: output token t attends to source token n-1-t.
     assert first[2] == "2-0 1-1 0-2"
+    for line, source in zip(out.read_text().splitlines(), ["1 2 3", "", "7 8"]):
+        links = line.split("\t")[2].split()
+        assert all(int(link.split("-")[0]) < len(source.split()) for link in links)
 
 
 def test_bad_input_leaves_no_output_file(translator, tmp_path):
