@@ -113,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = kinds.add_parser("translate", help="translation speed of a model on a file")
     _model(b)
     b.add_argument("-i", "--input", required=True, help="source file")
-    b.add_argument("--beam-size", type=_positive, help="beam width (default: the recipe's)")
-    b.add_argument("--batch-size", type=_positive, help="sentences per batch")
+    _search(b)
     b.add_argument("--rounds", type=_positive, default=3,
                    help="passes over the file; the first (tracing) is reported apart")
     _threads(b)
@@ -236,7 +235,7 @@ def _bench_train(args) -> int:
 
 def _bench_translate(args) -> int:
     from nmt import bench
-    bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size,
+    bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
                                            args.batch_size, args.rounds, args.threads,
                                            started=STARTED))
     return 0

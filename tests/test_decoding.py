@@ -106,6 +106,36 @@ def test_length_limit_forces_eos(tf):
         assert hyp.log_prob == pytest.approx(expected, abs=1e-4)
 
 
+class CountingModel(ScriptedModel):
+    """The scripted model, counting the hypothesis rows its decode steps compute."""
+
+    def __init__(self, table: dict):
+        super().__init__(table)
+        self.rows = self.tf.Variable(0)
+
+    def decode_step(self, token, state, memory):
+        self.rows.assign_add(self.tf.shape(token)[0])
+        return super().decode_step(token, state, memory)
+
+
+def test_sentences_leave_the_batch_when_they_end(tf):
+    # Never stopping of its own accord, each sentence runs to its length limit: 3 and 7 tokens.
+    model = CountingModel({BOS: {A: 1.0}, A: {A: 0.99, EOS: 0.01}})
+    search = searcher(model, max_len_ratio=1.0, max_len_offset=2)
+    sources = np.array([[A, EOS, PAD, PAD, PAD, PAD], [A, B, C, A, B, EOS]], np.int32)
+    limits = [search.max_length(1), search.max_length(5)]
+    assert limits == [3, 7]
+    for beam_size, run in ((1, lambda s: [[h] for h in search.greedy(s)]),
+                           (2, lambda s: search.beam(s, beam_size=2))):
+        alone = [run(sources[i:i + 1, :2 + 4 * i])[0] for i in range(2)]
+        model.rows.assign(0)
+        together = run(sources)
+        # Rows computed: each sentence's own steps only, not the longest sentence's for both.
+        assert int(model.rows.numpy()) == beam_size * sum(limits)
+        assert [hyps[0].ids for hyps in together] == [hyps[0].ids for hyps in alone]
+        assert [len(hyps[0].ids) + 1 for hyps in together] == limits
+
+
 def test_scores_agree_with_forced_scoring(tf):
     model = ScriptedModel(SHORT_OR_LONG)
     search = searcher(model, alpha=1.0)
@@ -190,3 +220,17 @@ def test_search_all_keeps_input_order(tf, random_model):
     for source, hyps in zip(sources, found):
         alone = search.beam(np.array([source], np.int32), beam_size=2)[0]
         assert hyps[0].ids == alone[0].ids
+
+
+def test_blockwise_top_k_equals_tf_top_k_ties_included(tf):
+    from nmt.decoding import top_k
+    rng = np.random.default_rng(3)
+    cases = itertools.product(((7, 1), (7, 5), (130, 3), (200, 10), (64, 64), (1000, 5)), (4, 300))
+    for (width, k), distinct in cases:
+        # Few distinct values, some -inf: ties within and across blocks, maxima in any order.
+        values = rng.integers(0, distinct, size=(6, width)).astype(np.float32)
+        values[values == 0] = -np.inf
+        expected = tf.math.top_k(values, k)
+        found = top_k(tf.constant(values), k)
+        np.testing.assert_array_equal(found[0].numpy(), expected[0].numpy())
+        np.testing.assert_array_equal(found[1].numpy(), expected[1].numpy())
