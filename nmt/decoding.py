@@ -175,47 +175,48 @@ class Searcher:
         batch = tf.shape(source)[0]
         limit = tf.reduce_max(max_lengths)
         memory, state = self.model.encode(source)
-        tile = lambda t: tf.repeat(t, k, axis=0)  # noqa: E731  row b -> rows b*k .. b*k+k-1
         neg_inf = tf.constant(-np.inf, tf.float32)
-        # Only the first slot is live at the start, so the first step does not pick k copies.
+        # A finished hypothesis extends by PAD alone, at no cost: one live slot of its k.
         first_only = tf.concat([[0.0], tf.fill([k - 1], neg_inf)], 0)
-        # Per sentence still searching, [b, k, ...]; and per hypothesis row, [b * k, ...].
+        # Per sentence still searching, [b, r, ...] with r hypotheses, and per hypothesis row,
+        # [b * r, ...]. The first step starts from one hypothesis (BOS) per sentence, r = 1;
+        # every later step from the k it chose.
         sentences = {
             "index": tf.range(batch), "max_length": max_lengths,
             "limit_penalty": length_penalty(max_lengths, alpha, kind)[:, None],
-            "alive_log_prob": tf.tile(first_only[None], [batch, 1]),
-            "alive_done": tf.zeros([batch, k], tf.bool),
-            "alive_len": tf.zeros([batch, k], tf.int32),
-            "alive_seq": tf.zeros([batch, k, limit], tf.int32),
+            "alive_log_prob": tf.zeros([batch, 1]),
+            "alive_done": tf.zeros([batch, 1], tf.bool),
+            "alive_len": tf.zeros([batch, 1], tf.int32),
+            "alive_seq": tf.zeros([batch, 1, limit], tf.int32),
             "best_score": tf.fill([batch, k], neg_inf),
             "best_log_prob": tf.fill([batch, k], neg_inf),
             "best_seq": tf.zeros([batch, k, limit], tf.int32)}
-        rows = {"token": tf.fill([batch * k], BOS), "state": tf.nest.map_structure(tile, state),
-                "memory": tf.nest.map_structure(tile, memory)}
+        rows = {"token": tf.fill([batch], BOS), "state": state, "memory": memory}
         archive = {key: sentences[key] for key in ("best_score", "best_log_prob", "best_seq")}
         positions = tf.range(limit)
 
-        def body(t, sentences, rows, archive):
+        def step(t, sentences, rows, archive):
             s = dict(sentences)
             b = tf.shape(s["index"])[0]
+            r = s["alive_log_prob"].shape[1]  # static: 1 on the first step, k on the others
             step_log_probs, state, _ = self.model.decode_step(rows["token"], rows["state"],
                                                               rows["memory"])
             # The k best extensions of each hypothesis hold the k best of the sentence.
-            at_limit = tf.repeat(t >= s["max_length"] - 1, k)
-            top_log_prob, top_token = (tf.reshape(x, [b, k, k]) for x in
+            at_limit = tf.repeat(t >= s["max_length"] - 1, r)
+            top_log_prob, top_token = (tf.reshape(x, [b, r, k]) for x in
                                        _best_tokens(step_log_probs, at_limit, k))
             # Open hypotheses extend by their best tokens; a finished one only by PAD, at no cost.
             done = s["alive_done"][:, :, None]
             top_log_prob = tf.where(done, first_only[None, None], top_log_prob)
             top_token = tf.where(done, PAD, top_token)
             candidate_log_prob = tf.reshape(s["alive_log_prob"][:, :, None] + top_log_prob,
-                                            [b, k * k])
-            candidate_len = tf.where(s["alive_done"], s["alive_len"], t + 1)  # [b, k]
+                                            [b, r * k])
+            candidate_len = tf.where(s["alive_done"], s["alive_len"], t + 1)  # [b, r]
             candidate_score = normalized_score(candidate_log_prob,
                                                tf.repeat(candidate_len, k, axis=1), alpha, kind)
             top_score, top_index = tf.math.top_k(candidate_score, k)
             parent = top_index // k
-            token = tf.gather(tf.reshape(top_token, [b, k * k]), top_index, batch_dims=1)
+            token = tf.gather(tf.reshape(top_token, [b, r * k]), top_index, batch_dims=1)
             was_done = tf.gather(s["alive_done"], parent, batch_dims=1)
             s["alive_log_prob"] = tf.gather(candidate_log_prob, top_index, batch_dims=1)
             s["alive_len"] = tf.gather(candidate_len, parent, batch_dims=1)
@@ -224,9 +225,12 @@ class Searcher:
                                       alive_seq)
             newly_done = ~was_done & tf.equal(token, EOS) & tf.math.is_finite(top_score)
             s["alive_done"] = was_done | tf.equal(token, EOS)
-            parent_rows = tf.reshape(parent + tf.range(b)[:, None] * k, [-1])
-            rows = {**rows, "token": tf.reshape(tf.where(s["alive_done"], PAD, token), [-1]),
-                    "state": tf.nest.map_structure(lambda x: tf.gather(x, parent_rows), state)}
+            parent_rows = tf.reshape(parent + tf.range(b)[:, None] * r, [-1])
+            rows = {"token": tf.reshape(tf.where(s["alive_done"], PAD, token), [-1]),
+                    "state": tf.nest.map_structure(lambda x: tf.gather(x, parent_rows), state),
+                    # The memory of a sentence is the same for all its rows: copied once, here.
+                    "memory": rows["memory"] if r == k else tf.nest.map_structure(
+                        lambda x: tf.repeat(x, k, axis=0), rows["memory"])}
 
             # Archive: merge the hypotheses that just finished into the best finished ones.
             merged_score = tf.concat([s["best_score"], tf.where(newly_done, top_score, neg_inf)],
@@ -246,9 +250,10 @@ class Searcher:
             s, rows = _drop_finished(sentence_done, s, rows, rows_per_item=k)
             return t + 1, s, rows, archive
 
+        first = step(tf.constant(0), sentences, rows, archive)
         _, _, _, archive = tf.while_loop(
-            lambda t, sentences, *_: (t < limit) & (tf.size(sentences["index"]) > 0), body,
-            (tf.constant(0), sentences, rows, archive))
+            lambda t, sentences, *_: (t < limit) & (tf.size(sentences["index"]) > 0), step,
+            first)
         return archive["best_seq"], archive["best_log_prob"], archive["best_score"]
 
     def _score_graph(self, source, target):

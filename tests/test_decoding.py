@@ -130,8 +130,9 @@ def test_sentences_leave_the_batch_when_they_end(tf):
         alone = [run(sources[i:i + 1, :2 + 4 * i])[0] for i in range(2)]
         model.rows.assign(0)
         together = run(sources)
-        # Rows computed: each sentence's own steps only, not the longest sentence's for both.
-        assert int(model.rows.numpy()) == beam_size * sum(limits)
+        # Rows computed: each sentence's own steps only, not the longest sentence's for both;
+        # the first step, from BOS alone, computes one row per sentence, not one per beam slot.
+        assert int(model.rows.numpy()) == sum(1 + beam_size * (n - 1) for n in limits)
         assert [hyps[0].ids for hyps in together] == [hyps[0].ids for hyps in alone]
         assert [len(hyps[0].ids) + 1 for hyps in together] == limits
 
