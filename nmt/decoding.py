@@ -178,9 +178,10 @@ class Searcher:
         neg_inf = tf.constant(-np.inf, tf.float32)
         # A finished hypothesis extends by PAD alone, at no cost: one live slot of its k.
         first_only = tf.concat([[0.0], tf.fill([k - 1], neg_inf)], 0)
-        # Per sentence still searching, [b, r, ...] with r hypotheses, and per hypothesis row,
-        # [b * r, ...]. The first step starts from one hypothesis (BOS) per sentence, r = 1;
-        # every later step from the k it chose.
+        # Per sentence still searching: r open-or-frozen hypotheses ("alive_*", [b, r, ...]) and
+        # the k best finished ones ("best_*", [b, k, ...]); per hypothesis row, [b * r, ...].
+        # The first step starts from one hypothesis (BOS) per sentence, r = 1; every later step
+        # from the k it chose.
         sentences = {
             "index": tf.range(batch), "max_length": max_lengths,
             "limit_penalty": length_penalty(max_lengths, alpha, kind)[:, None],
@@ -195,10 +196,10 @@ class Searcher:
         archive = {key: sentences[key] for key in ("best_score", "best_log_prob", "best_seq")}
         positions = tf.range(limit)
 
-        def step(t, sentences, rows, archive):
+        def step(t, sentences, rows, archive, first=False):
             s = dict(sentences)
             b = tf.shape(s["index"])[0]
-            r = s["alive_log_prob"].shape[1]  # static: 1 on the first step, k on the others
+            r = 1 if first else k  # hypotheses per sentence going into this step
             step_log_probs, state, _ = self.model.decode_step(rows["token"], rows["state"],
                                                               rows["memory"])
             # The k best extensions of each hypothesis hold the k best of the sentence.
@@ -229,7 +230,7 @@ class Searcher:
             rows = {"token": tf.reshape(tf.where(s["alive_done"], PAD, token), [-1]),
                     "state": tf.nest.map_structure(lambda x: tf.gather(x, parent_rows), state),
                     # The memory of a sentence is the same for all its rows: copied once, here.
-                    "memory": rows["memory"] if r == k else tf.nest.map_structure(
+                    "memory": rows["memory"] if not first else tf.nest.map_structure(
                         lambda x: tf.repeat(x, k, axis=0), rows["memory"])}
 
             # Archive: merge the hypotheses that just finished into the best finished ones.
@@ -250,10 +251,10 @@ class Searcher:
             s, rows = _drop_finished(sentence_done, s, rows, rows_per_item=k)
             return t + 1, s, rows, archive
 
-        first = step(tf.constant(0), sentences, rows, archive)
+        after_first = step(tf.constant(0), sentences, rows, archive, first=True)
         _, _, _, archive = tf.while_loop(
             lambda t, sentences, *_: (t < limit) & (tf.size(sentences["index"]) > 0), step,
-            first)
+            after_first)
         return archive["best_seq"], archive["best_log_prob"], archive["best_score"]
 
     def _score_graph(self, source, target):
@@ -319,6 +320,8 @@ def _best_tokens(log_probs, at_limit, k: int):
 
 def top_k(values, k, block: int = 64):
     """`tf.math.top_k(values, k)` over the last axis of [N, V], ties to the lower index as there.
+
+    k must not exceed V (as for `tf.math.top_k`; here ranks past V would come back as -inf).
 
     TF's CPU top-k costs about 3 ns per element: a sixth of a beam step at an 8k vocabulary. The
     k best lie in the k blocks with the highest maxima (a block's maximum ranks above or with all

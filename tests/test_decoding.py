@@ -213,6 +213,21 @@ def test_batched_equals_one_at_a_time_and_padding_changes_nothing(tf, random_mod
                                        atol=1e-5)
 
 
+def test_a_sentence_ending_at_the_first_step_leaves_the_others_unchanged(tf, random_model):
+    # Length limit = source words: the one-word sentence may only emit EOS, at the first step.
+    search = searcher(random_model, alpha=1.0, max_len_ratio=1.0, max_len_offset=0)
+    sources = np.array([[5, EOS, PAD, PAD, PAD], [6, 7, 8, 9, EOS], [10, 11, 4, EOS, PAD]],
+                       np.int32)
+    batched = search.beam(sources, beam_size=3, nbest=2)
+    assert [h.ids for h in batched[0]] == [[]]  # one hypothesis exists: EOS alone
+    forced, _ = search.score(sources[:1, :2], [[]])
+    assert batched[0][0].log_prob == pytest.approx(forced[0].log_prob, abs=1e-5)
+    for row in (1, 2):
+        alone = search.beam(sources[row:row + 1], beam_size=3, nbest=2)[0]
+        assert [h.ids for h in batched[row]] == [h.ids for h in alone]
+        assert all(len(h.ids) < search.max_length(5 - row) for h in alone)
+
+
 def test_search_all_keeps_input_order(tf, random_model):
     from nmt.decoding import search_all
     search = searcher(random_model, alpha=1.0)
