@@ -33,6 +33,8 @@ from nmt.errors import ConfigError, ModelDirError
 from nmt.textio import atomic_path, atomic_write
 
 FORMAT_VERSION = 1
+# What `commit_epoch` writes into state.json and resuming reads back.
+RESUME_KEYS = frozenset({"epoch", "best", "callbacks", "resume", "last", "best_weights"})
 
 
 class RunDir:
@@ -167,9 +169,15 @@ def read_resume_state(run: RunDir) -> dict | None:
     if not run.state.is_file():
         return None
     try:
-        return json.loads(run.state.read_text(encoding="utf-8"))
+        state = json.loads(run.state.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ModelDirError(f"unreadable resume state ({err})", str(run.state)) from None
+    missing = sorted(RESUME_KEYS - set(state)) if isinstance(state, dict) else ["all"]
+    if missing:
+        raise ModelDirError(f"resume state lacks {', '.join(missing)}: written by another nmt "
+                            f"version, or damaged; train into a new run directory",
+                            str(run.state))
+    return state
 
 
 def restore_resume_state(run: RunDir, trainer, state: dict) -> None:

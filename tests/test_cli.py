@@ -87,6 +87,21 @@ def test_train_missing_data_file(tmp_path, reverse_corpus):
     assert_one_line_error(code, err, "dev.src", "no such file")
 
 
+def test_resuming_from_a_foreign_resume_state_is_a_one_line_error(tmp_path, reverse_run):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(reverse_run, run)
+    state_file = run / "backup" / "state.json"
+    state = json.loads(state_file.read_text())
+    # The shape an earlier nmt wrote: one weights file, no resume/last/best names.
+    old = {key: state[key] for key in ("epoch", "best", "callbacks")}
+    state_file.write_text(json.dumps({**old, "weights": state["resume"]}))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = run_nmt("train", run / "recipe.yaml", "--run-dir", run)
+    assert_one_line_error(code, err, "state.json", "best_weights, last, resume")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_translate_missing_or_broken_model(tmp_path, reverse_run):
     code, _, err = run_nmt("translate", "--model", tmp_path / "nope", stdin="1 2\n")
     assert_one_line_error(code, err, "nope", "no such model folder")
