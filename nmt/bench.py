@@ -73,7 +73,8 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
 
 def bench_translate(model_dir, source: str, beam_size: int | None = None,
                     alpha: float | None = None, batch_size: int | None = None, rounds: int = 3,
-                    threads: int | None = None, started: float | None = None) -> dict:
+                    threads: int | None = None, started: float | None = None,
+                    length_penalty: str | None = None) -> dict:
     """Translates a file `rounds` times; reports the median of the rounds after the first.
 
     The first round includes tracing the search graph; model load time is reported apart.
@@ -83,7 +84,8 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     from nmt.translate import Translator
 
     load_start = time.perf_counter()
-    translator = Translator(model_dir, beam_size=beam_size, alpha=alpha, batch_size=batch_size)
+    translator = Translator(model_dir, beam_size=beam_size, alpha=alpha, batch_size=batch_size,
+                            length_penalty=length_penalty)
     load_seconds = time.perf_counter() - load_start
     lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     timings, output_tokens = [], 0
@@ -95,7 +97,7 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     steady = statistics.median(timings[1:])
     return {"bench": "translate", "model": str(model_dir), "input": str(source),
             "sentences": len(lines), "beam_size": translator.decode.beam_size,
-            "alpha": translator.decode.alpha,
+            "alpha": translator.decode.alpha, "length_penalty": translator.decode.length_penalty,
             "batch_size": translator.decode.batch_size,
             "sentences_per_sec": round(len(lines) / steady, 1),
             "target_tokens_per_sec": round(output_tokens / steady, 1),

@@ -37,6 +37,7 @@ class DevBleu(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
+        self.searcher.refresh()  # the weights changed during the epoch
         found = search_all(self.searcher, self.sources, self.decode_config.batch_size)
         hypotheses = [self.tgt_tokenizer.decode(hyps[0].ids) for hyps in found]
         logs["val_bleu"] = evaluate.bleu(hypotheses, self.references, self.tokenize).score

@@ -129,7 +129,10 @@ def _search(p):
     p.add_argument("--beam-size", type=_positive, help="beam width; 1 = greedy "
                    "(default: the recipe's decode.beam_size)")
     p.add_argument("--alpha", type=_alpha,
-                   help="length normalization: score = sum log p / T^alpha (default: recipe's)")
+                   help="length normalization: score = sum log p / penalty(T) (default: recipe's)")
+    p.add_argument("--length-penalty", choices=("average", "gnmt"),
+                   help="penalty(T) = T^alpha (average) or ((5+T)/6)^alpha (gnmt, as JoeyNMT "
+                   "and Wu et al. 2016) (default: recipe's)")
     p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
 
 
@@ -186,13 +189,19 @@ def _translate(args) -> int:
         raise NmtError("--alignments needs one translation per line (--nbest 1)")
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt.translate import Translator, translate_file
-    translator = Translator(args.model, args.beam_size, args.alpha, args.batch_size)
+    from nmt.translate import translate_file
+    translator = _translator(args)
     if args.nbest > translator.decode.beam_size:
         raise NmtError(f"--nbest {args.nbest} is larger than the beam size "
                        f"{translator.decode.beam_size}")
     translate_file(translator, args.input, args.output, args.nbest, args.scores, args.alignments)
     return 0
+
+
+def _translator(args):
+    from nmt.translate import Translator
+    return Translator(args.model, args.beam_size, args.alpha, args.batch_size,
+                      length_penalty=args.length_penalty)
 
 
 def _bleu(args) -> int:
@@ -212,11 +221,10 @@ def _evaluate(args) -> int:
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt import report
-    from nmt.translate import Translator
     out = Path(args.out or Path(args.model) / f"report-{Path(args.src).name}")
     if out.exists() and not out.is_dir():
         raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
-    translator = Translator(args.model, args.beam_size, args.alpha, args.batch_size)
+    translator = _translator(args)
     result = report.run_evaluation(
         translator, args.src, args.ref, out,
         translator.recipe.eval.beam_sweep if args.beams is None else args.beams,
@@ -237,5 +245,5 @@ def _bench_translate(args) -> int:
     from nmt import bench
     bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
                                            args.batch_size, args.rounds, args.threads,
-                                           started=STARTED))
+                                           started=STARTED, length_penalty=args.length_penalty))
     return 0

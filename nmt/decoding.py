@@ -2,8 +2,9 @@
 
 Sees the model only through the inference protocol:
 
-    memory, state = model.encode(source)                                 source: int [B, S]
-    log_probs, state, attention = model.decode_step(token, state, memory)  token: int [B]
+    tables = model.step_tables()                  weight-derived constants, once per weights
+    memory, state = model.encode(source)                                         source: int [B, S]
+    log_probs, state, attention = model.decode_step(token, state, memory, tables)  token: int [B]
 
 and `model(...)`-free forced scoring through `model.teacher_forced(source, target_in)`.
 
@@ -51,13 +52,22 @@ class Searcher:
     """Compiled search and scoring functions for one model, traced once per search setting.
 
     Args:
-        model: anything with the inference protocol (`encode`, `decode_step`, `teacher_forced`).
+        model: anything with the inference protocol (`step_tables`, `encode`, `decode_step`,
+            `teacher_forced`).
         config: length limit and default beam size / alpha / penalty kind.
+
+    The model's step tables are computed here, from the weights of the moment: call `refresh`
+    after the weights change (as during training), or searches use the old ones.
     """
 
     def __init__(self, model, config: DecodeConfig = DecodeConfig()):
         self.model, self.config = model, config
         self._compiled = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recomputes the step tables from the model's current weights."""
+        self.tables = self.model.step_tables()
 
     # ---- public API: numpy in, Python out -----------------------------------------------------
 
@@ -65,7 +75,8 @@ class Searcher:
         """The most probable token at each step, for a padded int batch [B, S]."""
         alpha = self.config.alpha if alpha is None else alpha
         fn = self._function("greedy")
-        ids, log_probs, lengths = fn(tf.constant(source, tf.int32), self._max_lengths(source))
+        ids, log_probs, lengths = fn(tf.constant(source, tf.int32), self._max_lengths(source),
+                                     self.tables)
         scores = normalized_score(log_probs, lengths, alpha, self.config.length_penalty)
         return [Hypothesis(_strip(row), float(lp), float(s))
                 for row, lp, s in zip(ids.numpy(), log_probs.numpy(), scores.numpy())]
@@ -79,7 +90,7 @@ class Searcher:
             raise ValueError(f"nbest must be between 1 and the beam size ({beam_size})")
         fn = self._function("beam", beam_size, nbest)
         ids, log_probs, scores = fn(tf.constant(source, tf.int32), self._max_lengths(source),
-                                    tf.constant(alpha, tf.float32))
+                                    tf.constant(alpha, tf.float32), self.tables)
         out = []
         for rows, lps, ss in zip(ids.numpy(), log_probs.numpy(), scores.numpy()):
             out.append([Hypothesis(_strip(r), float(lp), float(s))
@@ -121,17 +132,19 @@ class Searcher:
         if key not in self._compiled:
             source = tf.TensorSpec([None, None], tf.int32)
             lengths = tf.TensorSpec([None], tf.int32)
+            tables = tf.nest.map_structure(tf.TensorSpec.from_tensor, self.tables)
             if kind == "greedy":
-                fn = tf.function(self._greedy_graph, input_signature=[source, lengths])
+                fn = tf.function(self._greedy_graph, input_signature=[source, lengths, tables])
             elif kind == "beam":
-                fn = tf.function(lambda s, m, a: self._beam_graph(s, m, a, beam_size, nbest),
-                                 input_signature=[source, lengths, tf.TensorSpec([], tf.float32)])
+                fn = tf.function(lambda s, m, a, t: self._beam_graph(s, m, a, t, beam_size, nbest),
+                                 input_signature=[source, lengths, tf.TensorSpec([], tf.float32),
+                                                  tables])
             else:
                 fn = tf.function(self._score_graph, input_signature=[source, source])
             self._compiled[key] = fn
         return self._compiled[key]
 
-    def _greedy_graph(self, source, max_lengths):
+    def _greedy_graph(self, source, max_lengths, tables):
         """The most probable token at each step; a sentence leaves the batch when it ends."""
         batch = tf.shape(source)[0]
         memory, state = self.model.encode(source)
@@ -144,7 +157,7 @@ class Searcher:
 
         def body(t, active, log_prob, lengths, outputs):
             step_log_probs, state, _ = self.model.decode_step(active["token"], active["state"],
-                                                              active["memory"])
+                                                              active["memory"], tables)
             best_log_prob, best = _best_tokens(step_log_probs, t >= active["max_length"] - 1, 1)
             best, row = best[:, 0], active["row"][:, None]
             active = {**active, "token": best, "state": state,
@@ -160,7 +173,7 @@ class Searcher:
             (tf.constant(0), active, log_prob, lengths, outputs))
         return tf.transpose(outputs.stack()), log_prob, lengths
 
-    def _beam_graph(self, source, max_lengths, alpha, beam_size, nbest):
+    def _beam_graph(self, source, max_lengths, alpha, tables, beam_size, nbest):
         """Beam search in which finished hypotheses stay in the beam, frozen.
 
         A hypothesis that emitted EOS keeps its slot and score while it is among the `beam_size`
@@ -200,12 +213,11 @@ class Searcher:
             s = dict(sentences)
             b = tf.shape(s["index"])[0]
             r = 1 if first else k  # hypotheses per sentence going into this step
-            step_log_probs, state, _ = self.model.decode_step(rows["token"], rows["state"],
-                                                              rows["memory"])
             # The k best extensions of each hypothesis hold the k best of the sentence.
             at_limit = tf.repeat(t >= s["max_length"] - 1, r)
-            top_log_prob, top_token = (tf.reshape(x, [b, r, k]) for x in
-                                       _best_tokens(step_log_probs, at_limit, k))
+            top_log_prob, top_token, state = self._extend_open(
+                rows, tables, at_limit, tf.reshape(s["alive_done"], [-1]), k)
+            top_log_prob, top_token = (tf.reshape(x, [b, r, k]) for x in (top_log_prob, top_token))
             # Open hypotheses extend by their best tokens; a finished one only by PAD, at no cost.
             done = s["alive_done"][:, :, None]
             top_log_prob = tf.where(done, first_only[None, None], top_log_prob)
@@ -257,6 +269,31 @@ class Searcher:
             after_first)
         return archive["best_seq"], archive["best_log_prob"], archive["best_score"]
 
+    def _extend_open(self, rows, tables, at_limit, done, k: int):
+        """The k best next tokens and the new state of every open hypothesis row.
+
+        A finished (frozen) row extends by PAD alone, so once some rows are finished the model
+        runs on the open rows only; finished rows get zeros: the caller replaces their tokens,
+        and their state is never read again (their descendants are frozen too). Gathering the
+        open rows' memory costs far less than a step of the rows it spares.
+        """
+        def step(token, state, memory, at_limit):
+            log_probs, state, _ = self.model.decode_step(token, state, memory, tables)
+            return (*_best_tokens(log_probs, at_limit, k), state)
+
+        def open_rows_only():
+            keep = tf.where(~done)[:, 0]
+            taken = tf.nest.map_structure(lambda x: tf.gather(x, keep),
+                                          (rows["token"], rows["state"], rows["memory"], at_limit))
+            rows_count = tf.shape(done, out_type=tf.int64)[:1]
+            return tf.nest.map_structure(
+                lambda x: tf.scatter_nd(keep[:, None], x,
+                                        tf.concat([rows_count, tf.shape(x, tf.int64)[1:]], 0)),
+                step(*taken))
+
+        return tf.cond(tf.reduce_any(done), open_rows_only,
+                       lambda: step(rows["token"], rows["state"], rows["memory"], at_limit))
+
     def _score_graph(self, source, target):
         """Sum of log p of target[:, 1:] given target[:, :-1], and the attention weights."""
         target_in, target_out = target[:, :-1], target[:, 1:]
@@ -307,10 +344,14 @@ def _best_tokens(log_probs, at_limit, k: int):
     (k above the vocabulary, or rows at their limit) get -inf. The log-probs are the model's own
     (no renormalization), so a hypothesis's score is the same as its forced score.
     """
-    vocab = tf.range(tf.shape(log_probs)[-1])
-    never = tf.where(tf.equal(vocab, PAD) | tf.equal(vocab, BOS), -np.inf, 0.0)
-    found = tf.minimum(k, tf.size(vocab))
-    top_log_probs, top_ids = top_k(log_probs + never, found)
+    # The k + 2 best hold the k best that are neither PAD nor BOS; masking those two among few
+    # candidates spares a pass over the whole [N, V] array.
+    found = tf.minimum(k + 2, tf.shape(log_probs)[-1])
+    top_log_probs, top_ids = top_k(log_probs, found)
+    never = tf.equal(top_ids, PAD) | tf.equal(top_ids, BOS)
+    found = tf.minimum(k, found)
+    top_log_probs, order = tf.math.top_k(tf.where(never, -np.inf, top_log_probs), found)
+    top_ids = tf.gather(top_ids, order, batch_dims=1)
     top_log_probs = tf.pad(top_log_probs, [[0, 0], [0, k - found]], constant_values=-np.inf)
     top_ids = tf.pad(top_ids, [[0, 0], [0, k - found]])
     eos_only = tf.pad(log_probs[:, EOS:EOS + 1], [[0, 0], [0, k - 1]], constant_values=-np.inf)

@@ -30,8 +30,9 @@ class Seq2Seq(keras.Model):
         logits [B, T, V] predicting target_out = target + EOS.
 
     The inference protocol used by `nmt.decoding`:
+        tables = model.step_tables()          # once per weights, not per sentence or step
         memory, state = model.encode(source)
-        log_probs, state, attention = model.decode_step(token, state, memory)
+        log_probs, state, attention = model.decode_step(token, state, memory, tables)
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
@@ -71,10 +72,22 @@ class Seq2Seq(keras.Model):
         keys = self.decoder.attention.project_keys(values)
         return Memory(values, keys, mask), self.decoder.initial_state(final)
 
-    def decode_step(self, token, state, memory):
-        """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S])."""
-        attentional, state, weights = self.decoder.step(self.decoder.project_inputs(token),
-                                                        state, memory)
+    def step_tables(self):
+        """Tensors derived from the weights alone that make each `decode_step` cheaper.
+
+        The input projection of every target id, [V, G*U]: a step then gathers rows instead of
+        multiplying embeddings (about 8 % of a step's arithmetic). Recompute after the weights
+        change.
+        """
+        return {"input_table": self.decoder.project_inputs(ops.arange(self.tgt_vocab_size))}
+
+    def decode_step(self, token, state, memory, tables):
+        """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S]).
+
+        `tables` comes from `step_tables` of the current weights.
+        """
+        attentional, state, weights = self.decoder.step(ops.take(tables["input_table"], token,
+                                                                 axis=0), state, memory)
         log_probs = ops.log_softmax(self.decoder.logits(attentional), axis=-1)
         return log_probs, state, weights
 

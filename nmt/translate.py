@@ -33,17 +33,18 @@ class Translator:
 
     Args:
         model_dir: a run directory of `nmt train`.
-        beam_size, alpha, batch_size: override the recipe's `decode` section.
+        beam_size, alpha, length_penalty, batch_size: override the recipe's `decode` section.
         weights: "best" (dev BLEU) or "last".
     """
 
     def __init__(self, model_dir: str | os.PathLike, beam_size: int | None = None,
                  alpha: float | None = None, batch_size: int | None = None,
-                 weights: str = "best"):
+                 weights: str = "best", length_penalty: str | None = None):
         self.model_dir = model_dir
         loaded = checkpoints.load_model(model_dir, weights)
         self.model, self.src_tokenizer, self.tgt_tokenizer = loaded[:3]
         changes = {k: v for k, v in (("beam_size", beam_size), ("alpha", alpha),
+                                     ("length_penalty", length_penalty),
                                      ("batch_size", batch_size)) if v is not None}
         self.decode = config.with_changes(loaded.recipe, "decode", **changes).decode
         self.recipe = loaded.recipe

@@ -26,13 +26,16 @@ class ScriptedModel:
         self.log_table = tf.constant(np.log(probs / probs.sum(axis=1, keepdims=True)), tf.float32)
         self.tf = tf
 
+    def step_tables(self):
+        return ()
+
     def encode(self, source):
         tf = self.tf
         mask = tf.not_equal(source, PAD)
         batch = tf.shape(source)[0]
         return {"mask": mask}, (tf.zeros([batch]),)
 
-    def decode_step(self, token, state, memory):
+    def decode_step(self, token, state, memory, tables):
         tf = self.tf
         weights = tf.cast(memory["mask"], tf.float32)
         weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
@@ -113,9 +116,9 @@ class CountingModel(ScriptedModel):
         super().__init__(table)
         self.rows = self.tf.Variable(0)
 
-    def decode_step(self, token, state, memory):
+    def decode_step(self, token, state, memory, tables):
         self.rows.assign_add(self.tf.shape(token)[0])
-        return super().decode_step(token, state, memory)
+        return super().decode_step(token, state, memory, tables)
 
 
 def test_sentences_leave_the_batch_when_they_end(tf):
@@ -130,9 +133,12 @@ def test_sentences_leave_the_batch_when_they_end(tf):
         alone = [run(sources[i:i + 1, :2 + 4 * i])[0] for i in range(2)]
         model.rows.assign(0)
         together = run(sources)
-        # Rows computed: each sentence's own steps only, not the longest sentence's for both;
-        # the first step, from BOS alone, computes one row per sentence, not one per beam slot.
-        assert int(model.rows.numpy()) == sum(1 + beam_size * (n - 1) for n in limits)
+        # Rows computed: each sentence's own steps only, not the longest sentence's for both,
+        # and open hypotheses only. With beam 2, the first step starts from BOS alone; the second
+        # extends "A" and an improbable token; from then on the other slot holds "A .. EOS",
+        # frozen, so only "A A .." is computed: n + 1 rows for a limit of n.
+        open_rows = sum(limits) if beam_size == 1 else sum(n + 1 for n in limits)
+        assert int(model.rows.numpy()) == open_rows
         assert [hyps[0].ids for hyps in together] == [hyps[0].ids for hyps in alone]
         assert [len(hyps[0].ids) + 1 for hyps in together] == limits
 
@@ -226,6 +232,33 @@ def test_a_sentence_ending_at_the_first_step_leaves_the_others_unchanged(tf, ran
         alone = search.beam(sources[row:row + 1], beam_size=3, nbest=2)[0]
         assert [h.ids for h in batched[row]] == [h.ids for h in alone]
         assert all(len(h.ids) < search.max_length(5 - row) for h in alone)
+
+
+def test_refresh_takes_up_new_weights(tf):
+    # The searcher's step tables derive from the weights; training changes them between dev
+    # decodes, and `refresh` (called by the dev-BLEU callback) must make search follow.
+    import keras
+
+    from nmt.model import Seq2Seq
+    keras.utils.set_random_seed(11)
+    model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
+                    attention_units=7, dropout=0.0)
+    search = searcher(model, alpha=0.0)
+    sources = random_sources(4, seed=5)
+    embedding = model.decoder.embedding.embeddings
+    embedding.assign(embedding * 4.0 + 0.5)
+
+    def forced_agrees():
+        found = [h[0] for h in search.beam(sources, beam_size=2)]
+        forced, _ = search.score(sources, [h.ids for h in found])
+        return all(abs(f.score - h.score) < 1e-5 for f, h in zip(forced, found)), found
+
+    assert not forced_agrees()[0]  # stale tables: search scores another model
+    search.refresh()
+    agrees, found = forced_agrees()
+    assert agrees
+    fresh = [h[0] for h in searcher(model, alpha=0.0).beam(sources, beam_size=2)]
+    assert [h.ids for h in found] == [h.ids for h in fresh]
 
 
 def test_search_all_keeps_input_order(tf, random_model):

@@ -23,9 +23,10 @@ def test_teacher_forced_call_equals_step_by_step(tf, cell, layers):
     logits = model({"source": SOURCE, "target_in": TARGET_IN})
     assert logits.shape == (2, 4, 15)
     memory, state = model.encode(SOURCE)
+    tables = model.step_tables()
     steps = []
     for t in range(TARGET_IN.shape[1]):
-        log_probs, state, weights = model.decode_step(TARGET_IN[:, t], state, memory)
+        log_probs, state, weights = model.decode_step(TARGET_IN[:, t], state, memory, tables)
         steps.append(np.asarray(log_probs))
         assert weights.shape == (2, 5)
     np.testing.assert_allclose(np.stack(steps, axis=1), tf.nn.log_softmax(logits), atol=1e-5)
@@ -35,8 +36,9 @@ def test_teacher_forced_attention_matches_steps(tf):
     model = tiny_model()
     _, weights = model.teacher_forced(SOURCE, TARGET_IN)
     memory, state = model.encode(SOURCE)
+    tables = model.step_tables()
     for t in range(TARGET_IN.shape[1]):
-        _, state, step_weights = model.decode_step(TARGET_IN[:, t], state, memory)
+        _, state, step_weights = model.decode_step(TARGET_IN[:, t], state, memory, tables)
         np.testing.assert_allclose(weights[:, t], step_weights, atol=1e-6)
     assert np.all(np.asarray(weights)[1, :, 3:] == 0.0)
 
