@@ -72,9 +72,9 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
 
 
 def bench_translate(model_dir, source: str, beam_size: int | None = None,
-                    alpha: float | None = None, batch_size: int | None = None, rounds: int = 3,
-                    threads: int | None = None, started: float | None = None,
-                    length_penalty: str | None = None) -> dict:
+                    alpha: float | None = None, length_penalty: str | None = None,
+                    batch_size: int | None = None, rounds: int = 3, threads: int | None = None,
+                    started: float | None = None) -> dict:
     """Translates a file `rounds` times; reports the median of the rounds after the first.
 
     The first round includes tracing the search graph; model load time is reported apart.

@@ -244,6 +244,6 @@ def _bench_train(args) -> int:
 def _bench_translate(args) -> int:
     from nmt import bench
     bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
-                                           args.batch_size, args.rounds, args.threads,
-                                           started=STARTED, length_penalty=args.length_penalty))
+                                           args.length_penalty, args.batch_size, args.rounds,
+                                           args.threads, started=STARTED))
     return 0

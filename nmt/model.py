@@ -1,4 +1,5 @@
-"""The encoder-decoder: teacher-forced `call` for training, `encode` / `decode_step` for search.
+"""The encoder-decoder: teacher-forced `call` for training; `step_tables`, `encode` and
+`decode_step` for search.
 
 The model maps ids to logits and knows nothing of files, strings, training or search.
 """

@@ -20,7 +20,7 @@ def metrics_rows(run):
         return list(csv.DictReader(handle))
 
 
-def test_run_directory_is_self_describing(recipe, tmp_path):
+def test_run_directory_is_self_describing(recipe, tmp_path, reverse_corpus):
     from nmt.train import train
     result = train(recipe, tmp_path / "run", verbose=0)
     run = checkpoints.RunDir(tmp_path / "run")
@@ -37,6 +37,14 @@ def test_run_directory_is_self_describing(recipe, tmp_path):
                 "learning_rate"):
         assert float(row[key]) >= 0, key
     assert float(row["ppl"]) == pytest.approx(2.718281828 ** float(row["nll"]), rel=1e-4)
+    # The logged dev BLEU is that of the weights at the epoch's end: the dev search follows them.
+    from nmt import evaluate, textio
+    from nmt.translate import Translator
+    sources, references = (list(textio.read_lines(reverse_corpus / f"dev.{side}"))
+                           for side in ("src", "tgt"))
+    found = Translator(run.root, beam_size=1, weights="last").translate(sources)
+    dev_bleu = evaluate.bleu([hyps[0].text for hyps in found], references, "none").score
+    assert dev_bleu > 0 and float(row["val_bleu"]) == pytest.approx(dev_bleu, abs=1e-6)
     # Only the model folder is needed to translate: copy it elsewhere and load it.
     import shutil
     copy = tmp_path / "elsewhere"
