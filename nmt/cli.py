@@ -200,8 +200,8 @@ def _translate(args) -> int:
 
 def _translator(args):
     from nmt.translate import Translator
-    return Translator(args.model, args.beam_size, args.alpha, args.batch_size,
-                      length_penalty=args.length_penalty)
+    return Translator(args.model, beam_size=args.beam_size, alpha=args.alpha,
+                      length_penalty=args.length_penalty, batch_size=args.batch_size)
 
 
 def _bleu(args) -> int:

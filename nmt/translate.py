@@ -38,8 +38,8 @@ class Translator:
     """
 
     def __init__(self, model_dir: str | os.PathLike, beam_size: int | None = None,
-                 alpha: float | None = None, batch_size: int | None = None,
-                 weights: str = "best", length_penalty: str | None = None):
+                 alpha: float | None = None, length_penalty: str | None = None,
+                 batch_size: int | None = None, weights: str = "best"):
         self.model_dir = model_dir
         loaded = checkpoints.load_model(model_dir, weights)
         self.model, self.src_tokenizer, self.tgt_tokenizer = loaded[:3]
