@@ -90,8 +90,8 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
     Returns (Analysis, hypothesis lines for every input line).
     """
     searcher, decode = translator.searcher, translator.decode
-    src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
-    sources = [data.source_ids(src_tok, line) for line in source_lines]
+    tgt_tok = translator.tgt_tokenizer
+    sources = [translator.source_ids(line) for line in source_lines]
     references = [tgt_tok.encode(line) for line in reference_lines]
     usable = [i for i, s in enumerate(sources) if translator.in_one_search(source_lines[i], s)]
 
@@ -118,7 +118,7 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
 
     sentences = []
     for index, ids, ref, hyp in zip(usable, main_ids, reference_scores, main_scores):
-        words = len(sources[index]) - 1
+        words = data.source_length(sources[index]) - 1
         sentences.append(Sentence(
             line=index + 1, source=source_lines[index], reference=reference_lines[index],
             hypothesis=hypotheses[index], source_length=words, hypothesis_score=hyp.score,

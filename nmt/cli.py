@@ -14,6 +14,7 @@ import time
 from sacrebleu.metrics import BLEU
 
 import nmt
+from nmt import penalties
 from nmt.errors import NmtError
 
 STARTED = time.perf_counter()
@@ -130,9 +131,8 @@ def _search(p):
                    "(default: the recipe's decode.beam_size)")
     p.add_argument("--alpha", type=_alpha,
                    help="length normalization: score = sum log p / penalty(T) (default: recipe's)")
-    p.add_argument("--length-penalty", choices=("average", "gnmt"),
-                   help="penalty(T) = T^alpha (average) or ((5+T)/6)^alpha (gnmt, as JoeyNMT "
-                   "and Wu et al. 2016) (default: recipe's)")
+    p.add_argument("--length-penalty", choices=penalties.NAMES,
+                   help=f"penalty(T): {penalties.help_text()} (default: recipe's)")
     p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
 
 

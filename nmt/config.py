@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from sacrebleu.metrics import BLEU
 
+from nmt import penalties
 from nmt.errors import ConfigError
 
 
@@ -76,7 +77,7 @@ class TrainConfig:
 class DecodeConfig:
     beam_size: int = 5
     alpha: float = 1.0  # length normalization: score = sum log p / penalty(T)
-    length_penalty: Literal["average", "gnmt"] = "average"  # T^alpha | ((5+T)/6)^alpha
+    length_penalty: Literal[penalties.NAMES] = "average"  # a name in nmt.penalties.PENALTIES
     max_len_ratio: float = 2.0  # output length limit = ratio * source length + offset
     max_len_offset: int = 10
     max_input_len: int = 250  # longer source lines are translated in pieces of this many tokens

@@ -87,13 +87,26 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], dtype=np.int32) -> np.ndarray:
-    """Right-pads id sequences with PAD into a [len(sequences), longest] array."""
+def pad_batch(sequences: Sequence, dtype=np.int32) -> np.ndarray:
+    """Right-pads id sequences with PAD into a [len(sequences), longest] array.
+
+    An ensemble's sources, a tuple of M id sequences each (one per member), give [B, M, longest].
+    """
+    if sequences and isinstance(sequences[0], tuple):
+        members = [pad_batch([s[m] for s in sequences], dtype) for m in range(len(sequences[0]))]
+        longest = max(m.shape[1] for m in members)
+        return np.stack([np.pad(m, ((0, 0), (0, longest - m.shape[1])), constant_values=PAD)
+                         for m in members], axis=1)
     longest = max((len(s) for s in sequences), default=0)
     batch = np.full((len(sequences), max(longest, 1)), PAD, dtype=dtype)
     for row, ids in enumerate(sequences):
         batch[row, :len(ids)] = ids
     return batch
+
+
+def source_length(source) -> int:
+    """Tokens of a source: an id list, or an ensemble's tuple of them (the longest)."""
+    return max(map(len, source)) if isinstance(source, tuple) else len(source)
 
 
 def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int
@@ -102,7 +115,7 @@ def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int
 
     Sorting by length saves the padding work; the indices let the caller restore input order.
     """
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    order = sorted(range(len(sequences)), key=lambda i: source_length(sequences[i]))
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
         yield indices, pad_batch([sequences[i] for i in indices])

@@ -1,5 +1,5 @@
-"""The encoder-decoder: teacher-forced `call` for training; `step_tables`, `encode` and
-`decode_step` for search.
+"""The encoder-decoder: teacher-forced `call` for training; the inference protocol
+(`nmt.inference`) for search.
 
 The model maps ids to logits and knows nothing of files, strings, training or search.
 """
@@ -30,10 +30,8 @@ class Seq2Seq(keras.Model):
     Returns:
         logits [B, T, V] predicting target_out = target + EOS.
 
-    The inference protocol used by `nmt.decoding`:
-        tables = model.step_tables()          # once per weights, not per sentence or step
-        memory, state = model.encode(source)
-        log_probs, state, attention = model.decode_step(token, state, memory, tables)
+    Satisfies `nmt.inference.InferenceModel`, the protocol search uses (`step_tables`, `encode`,
+    `decode_step`, `teacher_forced`).
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
@@ -93,9 +91,10 @@ class Seq2Seq(keras.Model):
         return log_probs, state, weights
 
     def teacher_forced(self, source, target_in):
-        """Logits [B, T, V] and attention weights [B, T, S] of given targets (no dropout)."""
+        """Log-probs [B, T, V] and attention weights [B, T, S] of given targets (no dropout)."""
         memory, state = self.encode(source)
-        return self.decoder(target_in, state, memory, return_attention=True)
+        logits, weights = self.decoder(target_in, state, memory, return_attention=True)
+        return ops.log_softmax(logits, axis=-1), weights
 
     def get_config(self):
         return {"src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,

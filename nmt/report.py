@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from nmt import analysis, data, evaluate, plotting, textio
+from nmt import analysis, evaluate, plotting, textio
 from nmt.decoding import score_all
 from nmt.errors import DataError
 
@@ -154,7 +154,7 @@ def _chosen(sentences, worst: int, show: Sequence[int]):
 
 def _draw_heatmaps(translator, sentences, folder: Path) -> list[dict]:
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
-    sources = [data.source_ids(src_tok, s.source) for s in sentences]
+    sources = [translator.source_ids(s.source) for s in sentences]
     _, attention = score_all(translator.searcher, sources, [s.hypothesis_ids for s in sentences],
                              translator.decode.batch_size)
     entries = []

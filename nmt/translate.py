@@ -1,16 +1,20 @@
 """Translating text with a trained model folder: a Python API and the streaming `nmt translate`."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TextIO
+from typing import Iterable, Iterator, Sequence, TextIO
 
 from nmt import checkpoints, config, data, textio
+from nmt.config import DecodeConfig
 from nmt.decoding import Searcher, normalized_score, score_all, search_all
+from nmt.errors import ModelDirError
+from nmt.inference import Ensemble
 from vocab import EOS
 
 log = logging.getLogger("nmt")
@@ -25,54 +29,88 @@ class Translation:
 
 
 class Translator:
-    """A model folder loaded once, for translating lists or streams of lines.
+    """One model folder, or several as an ensemble, loaded once for translating lines or streams.
 
     Example:
         translator = Translator("runs/ja-en")
         print(translator.translate(["彼 は 走 っ た 。"])[0][0].text)
 
     Args:
-        model_dir: a run directory of `nmt train`.
+        model_dir: a run directory of `nmt train` (or a model folder of `nmt average`); a list of
+            several makes an ensemble (`nmt.inference.Ensemble`): their log-probs are averaged at
+            each step, each reads the source in its own vocabulary; all must share the target
+            vocabulary. The first folder's recipe gives the decoding defaults.
         beam_size, alpha, length_penalty, batch_size: override the recipe's `decode` section.
         weights: "best" (dev BLEU) or "last".
+
+    `self.decode` is the decoding configuration; `translate` takes overrides of it per call.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, beam_size: int | None = None,
-                 alpha: float | None = None, length_penalty: str | None = None,
-                 batch_size: int | None = None, weights: str = "best"):
-        self.model_dir = model_dir
-        loaded = checkpoints.load_model(model_dir, weights)
-        self.model, self.src_tokenizer, self.tgt_tokenizer = loaded[:3]
+    def __init__(self, model_dir: str | os.PathLike | Sequence[str | os.PathLike],
+                 beam_size: int | None = None, alpha: float | None = None,
+                 length_penalty: str | None = None, batch_size: int | None = None,
+                 weights: str = "best"):
+        dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
+        self.model_dir = dirs[0]
+        members = [checkpoints.load_model(d, weights) for d in dirs]
+        check_same_target_vocabulary(dirs, [m.tgt_tokenizer for m in members])
+        self.src_tokenizers = [m.src_tokenizer for m in members]
+        self.src_tokenizer, self.tgt_tokenizer = members[0].src_tokenizer, members[0].tgt_tokenizer
+        self.model = members[0].model if len(members) == 1 else Ensemble(
+            [m.model for m in members])
         changes = {k: v for k, v in (("beam_size", beam_size), ("alpha", alpha),
                                      ("length_penalty", length_penalty),
                                      ("batch_size", batch_size)) if v is not None}
-        self.decode = config.with_changes(loaded.recipe, "decode", **changes).decode
-        self.recipe = loaded.recipe
-        self.searcher = Searcher(self.model, self.decode)
+        self.recipe = members[0].recipe
+        self.decode = config.with_changes(self.recipe, "decode", **changes).decode
+        self._search = Searcher(self.model, self.decode)
 
-    def translate(self, lines: Iterable[str], nbest: int = 1) -> list[list[Translation]]:
-        """The `nbest` best translations of each line, best first; blank lines give ""."""
+    def source_ids(self, line: str):
+        """The model input of a line (ids + EOS); an ensemble's: one id list per member."""
+        ids = [data.source_ids(t, line) for t in self.src_tokenizers]
+        return ids[0] if len(ids) == 1 else tuple(ids)
+
+    def config(self, **overrides) -> DecodeConfig:
+        """The decoding configuration with per-call `overrides` (e.g. beam_size=1)."""
+        return dataclasses.replace(self.decode, **overrides) if overrides else self.decode
+
+    def translate(self, lines: Iterable[str], nbest: int = 1,
+                  **overrides) -> list[list[Translation]]:
+        """The `nbest` best translations of each line, best first; blank lines give "".
+
+        `overrides`: DecodeConfig fields for this call only (beam_size, alpha, length_penalty...).
+        """
+        decode = self.config(**overrides)
         lines = list(lines)
         segments, owners = [], []
         for index, line in enumerate(lines):
-            for piece in self._segments(line, index):
+            for piece in self._segments(line, index, decode.max_input_len):
                 segments.append(piece)
                 owners.append(index)
-        found = search_all(self.searcher, segments, self.decode.batch_size,
-                           self.decode.beam_size, self.decode.alpha, nbest)
+        found = search_all(self._searcher(decode), segments, decode.batch_size, decode.beam_size,
+                           decode.alpha, nbest, decode.length_penalty)
         per_line: list[list] = [[] for _ in lines]
         for owner, hyps in zip(owners, found):
             per_line[owner].append(hyps)
-        return [self._join(parts, nbest) for parts in per_line]
+        return [self._join(parts, nbest, decode) for parts in per_line]
+
+    def score(self, sources: Sequence[str], targets: Sequence[str], **overrides):
+        """Forced scores of (source line, target line) pairs: (hypotheses, attention) as
+        `nmt.decoding.score_all` gives them, with the search's own normalized score."""
+        decode = self.config(**overrides)
+        return score_all(self._searcher(decode), [self.source_ids(s) for s in sources],
+                         [self.tgt_tokenizer.encode(t) for t in targets], decode.batch_size,
+                         decode.alpha, decode.length_penalty)
 
     def translate_stream(self, lines: Iterable[str], nbest: int = 1,
-                         chunk_lines: int | None = None) -> Iterator[list[Translation]]:
+                         chunk_lines: int | None = None,
+                         **overrides) -> Iterator[list[Translation]]:
         """Translates an iterable of lines chunk by chunk, yielding results in input order.
 
         Memory stays bounded by the chunk (default: 16 decoding batches), however long the input.
         """
         for chunk in self.chunks(lines, chunk_lines):
-            yield from self.translate(chunk, nbest)
+            yield from self.translate(chunk, nbest, **overrides)
 
     def chunks(self, lines: Iterable[str], chunk_lines: int | None = None) -> Iterator[list[str]]:
         """Consecutive lists of lines, 16 decoding batches each by default."""
@@ -83,7 +121,7 @@ class Translator:
     def attention(self, lines: list[str], translations: list[Translation]) -> list:
         """Attention weights [T+1, S+1] of each translation over its source (EOS rows/columns
         included), by forced decoding of the translation; None for blank or over-long lines."""
-        sources = [data.source_ids(self.src_tokenizer, line) for line in lines]
+        sources = [self.source_ids(line) for line in lines]
         usable = [i for i, (line, src) in enumerate(zip(lines, sources))
                   if self.in_one_search(line, src)]
         _, found = score_all(self.searcher, [sources[i] for i in usable],
@@ -94,22 +132,45 @@ class Translator:
         return weights
 
     def in_one_search(self, line: str, source_ids) -> bool:
-        """Whether a line (source_ids: with EOS) is translated by one search: not blank, not cut
-        into pieces. Only such lines have attention and scores of their own."""
-        return bool(line.strip()) and len(source_ids) - 1 <= self.decode.max_input_len
+        """Whether a line (source_ids: from `source_ids`) is translated by one search: not blank,
+        not cut into pieces. Only such lines have attention and scores of their own."""
+        return bool(line.strip()) and data.source_length(source_ids) - 1 <= \
+            self.decode.max_input_len
 
-    def _segments(self, line: str, index: int) -> list[list[int]]:
-        """Source ids (+ EOS) of a line; over-long lines are cut into pieces; blank lines: none."""
+    @property
+    def searcher(self) -> Searcher:
+        """The compiled searcher, set to `self.decode`."""
+        return self._searcher(self.decode)
+
+    def _searcher(self, decode: DecodeConfig) -> Searcher:
+        # One searcher (its traced graphs) serves every setting: a call's config is set on it.
+        self._search.config = decode
+        return self._search
+
+    def _segments(self, line: str, index: int, limit: int) -> list:
+        """Source ids (+ EOS) of a line; over-long lines are cut into pieces; blank lines: none.
+
+        An ensemble member's ids are cut into as many pieces as the longest member's, of equal
+        shares, so that piece i of every member covers about the same words.
+        """
         if not line.strip():
             return []
-        ids = self.src_tokenizer.encode(line)
-        limit = self.decode.max_input_len
-        if len(ids) > limit:
-            log.warning("line %d has %d tokens: translated in pieces of %d", index + 1, len(ids),
-                        limit)
-        return [ids[start:start + limit] + [EOS] for start in range(0, len(ids), limit)]
+        members = [t.encode(line) for t in self.src_tokenizers]
+        longest = max(map(len, members))
+        if longest <= limit:
+            pieces = [[ids + [EOS]] for ids in members]
+        else:
+            log.warning("line %d has %d tokens: translated in pieces of at most %d", index + 1,
+                        longest, limit)
+            count = -(-longest // limit)
+            pieces = []
+            for ids in members:
+                size = limit if len(ids) == longest else max(-(-len(ids) // count), 1)
+                pieces.append([ids[start:start + size] + [EOS]
+                               for start in range(0, count * size, size)])
+        return pieces[0] if len(members) == 1 else list(zip(*pieces))
 
-    def _join(self, parts: list, nbest: int) -> list[Translation]:
+    def _join(self, parts: list, nbest: int, decode: DecodeConfig) -> list[Translation]:
         if not parts:
             return [Translation("", 0.0, 0.0)]
         if len(parts) == 1:
@@ -120,13 +181,26 @@ class Translator:
         ids = tuple(i for h in best for i in h.ids)
         texts = [self.tgt_tokenizer.decode(h.ids) for h in best]
         log_prob = sum(h.log_prob for h in best)
-        score = float(normalized_score(log_prob, len(ids) + len(best), self.decode.alpha,
-                                       self.decode.length_penalty))
+        score = float(normalized_score(log_prob, len(ids) + len(best), decode.alpha,
+                                       decode.length_penalty))
         return [Translation(" ".join(t for t in texts if t), score, log_prob, ids)]
 
     def _translation(self, hyp) -> Translation:
         return Translation(self.tgt_tokenizer.decode(hyp.ids), hyp.score, hyp.log_prob,
                            tuple(hyp.ids))
+
+
+def check_same_target_vocabulary(dirs: Sequence, tokenizers: Sequence) -> None:
+    """Ensemble members must give every target id the same meaning; the first that does not is
+    named."""
+    def entries(tokenizer):
+        return len(tokenizer), tokenizer.pieces(range(len(tokenizer)))
+
+    first = entries(tokenizers[0])
+    for folder, tokenizer in zip(dirs[1:], tokenizers[1:]):
+        if entries(tokenizer) != first:
+            raise ModelDirError(f"its target vocabulary differs from that of {dirs[0]}; ensemble "
+                                f"members must share it", str(folder))
 
 
 def translate_file(translator: Translator, source: str | None, output: str | None,
