@@ -95,7 +95,8 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
         timings.append(time.perf_counter() - start)
         output_tokens = sum(len(t[0].ids) for t in found)
     steady = statistics.median(timings[1:])
-    return {"bench": "translate", "model": str(model_dir), "input": str(source),
+    return {"bench": "translate", "model": " + ".join(map(str, translator.model_dirs)),
+            "input": str(source),
             "sentences": len(lines), "beam_size": translator.decode.beam_size,
             "alpha": translator.decode.alpha, "length_penalty": translator.decode.length_penalty,
             "batch_size": translator.decode.batch_size,

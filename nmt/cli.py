@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     _threads(p)
     p.set_defaults(run=_evaluate)
 
+    p = verbs.add_parser("score", help="the model's score of given translations",
+                         description="Forced decoding of each (source, target) pair: one line "
+                         "'log_p<TAB>score<TAB>tokens' per pair (tokens count </s>; score = "
+                         "log_p / penalty(tokens)), the numbers of the search and the error "
+                         "analysis.")
+    _model(p)
+    p.add_argument("--src", required=True, help="source file")
+    p.add_argument("--tgt", required=True, help="target file, one translation per source line")
+    p.add_argument("-o", "--output", help="output file, written atomically (default: stdout)")
+    p.add_argument("--per-token", action="store_true",
+                   help="append '<TAB>' and each token's log p (</s> last)")
+    _score_setting(p)
+    p.add_argument("--batch-size", type=_positive, help="pairs per batch")
+    _threads(p)
+    p.set_defaults(run=_score, beam_size=None)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -123,17 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model(p):
-    p.add_argument("--model", required=True, metavar="DIR", help="run directory of `nmt train`")
+    p.add_argument("--model", required=True, action="append", metavar="DIR",
+                   help="run directory of `nmt train` or model folder of `nmt average`; repeat "
+                   "it for an ensemble (log-probs averaged; same target vocabulary)")
 
 
 def _search(p):
     p.add_argument("--beam-size", type=_positive, help="beam width; 1 = greedy "
                    "(default: the recipe's decode.beam_size)")
+    _score_setting(p)
+    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
+
+
+def _score_setting(p):
     p.add_argument("--alpha", type=_alpha,
                    help="length normalization: score = sum log p / penalty(T) (default: recipe's)")
     p.add_argument("--length-penalty", choices=penalties.NAMES,
                    help=f"penalty(T): {penalties.help_text()} (default: recipe's)")
-    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
 
 
 def _threads(p):
@@ -204,6 +226,16 @@ def _translator(args):
                       length_penalty=args.length_penalty, batch_size=args.batch_size)
 
 
+def _score(args) -> int:
+    if args.output not in (None, "-") and os.path.isdir(args.output):
+        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt.scoring import score_files
+    score_files(_translator(args), args.src, args.tgt, args.output, args.per_token)
+    return 0
+
+
 def _bleu(args) -> int:
     from nmt import evaluate, textio
     references = list(textio.read_lines(args.reference, allow_blank=True, allow_tab=True))
@@ -221,7 +253,7 @@ def _evaluate(args) -> int:
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt import report
-    out = Path(args.out or Path(args.model) / f"report-{Path(args.src).name}")
+    out = Path(args.out or Path(args.model[0]) / f"report-{Path(args.src).name}")
     if out.exists() and not out.is_dir():
         raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
     translator = _translator(args)

@@ -29,6 +29,7 @@ class Hypothesis(NamedTuple):
     ids: list  # target ids, EOS excluded
     log_prob: float  # sum of log p over the tokens and EOS
     score: float  # log_prob / penalty(len(ids) + 1)
+    token_log_probs: tuple = ()  # forced scoring only: log p of each token and of EOS
 
 
 def length_penalty(length, alpha, kind: str = "average"):
@@ -102,11 +103,13 @@ class Searcher:
         alpha, kind = self._score_setting(alpha, length_penalty)
         target = pad_batch([[BOS] + list(t) + [EOS] for t in targets])
         fn = self._function("score", np.ndim(source))
-        log_probs, weights = fn(tf.constant(source, tf.int32), tf.constant(target, tf.int32))
+        log_probs, token_log_probs, weights = fn(tf.constant(source, tf.int32),
+                                                 tf.constant(target, tf.int32))
         lengths = np.array([len(t) + 1 for t in targets])
         scores = normalized_score(log_probs, lengths, alpha, kind).numpy()
-        hyps = [Hypothesis(list(t), float(lp), float(s))
-                for t, lp, s in zip(targets, log_probs.numpy(), scores)]
+        hyps = [Hypothesis(list(t), float(lp), float(s), tuple(map(float, per_token[:n])))
+                for t, lp, s, per_token, n in zip(targets, log_probs.numpy(), scores,
+                                                  token_log_probs.numpy(), lengths)]
         weights = weights.numpy()
         attention = [weights[i, :lengths[i], :] for i in range(len(targets))]
         return hyps, attention
@@ -364,12 +367,13 @@ def _extend_open(model, rows: Rows, tables, at_limit, frozen, k: int):
 # ---- forced scoring -----------------------------------------------------------------------------
 
 def forced_log_prob(model: InferenceModel, source, target):
-    """Sum of log p of target[:, 1:] given target[:, :-1], and the attention weights."""
+    """Sum of log p of target[:, 1:] given target[:, :-1], each token's log p (0 at PAD), and
+    the attention weights."""
     target_in, target_out = target[:, :-1], target[:, 1:]
     log_probs, weights = model.teacher_forced(source, target_in)
-    token_log_probs = tf.gather(log_probs, target_out, batch_dims=2)
     mask = tf.cast(tf.not_equal(target_out, PAD), tf.float32)
-    return tf.reduce_sum(token_log_probs * mask, axis=1), weights
+    token_log_probs = tf.gather(log_probs, target_out, batch_dims=2) * mask
+    return tf.reduce_sum(token_log_probs, axis=1), token_log_probs, weights
 
 
 def search_all(searcher: Searcher, sources: Sequence, batch_size: int, beam_size: int = 1,

@@ -51,7 +51,7 @@ class Translator:
                  length_penalty: str | None = None, batch_size: int | None = None,
                  weights: str = "best"):
         dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
-        self.model_dir = dirs[0]
+        self.model_dir, self.model_dirs = dirs[0], dirs
         members = [checkpoints.load_model(d, weights) for d in dirs]
         check_same_target_vocabulary(dirs, [m.tgt_tokenizer for m in members])
         self.src_tokenizers = [m.src_tokenizer for m in members]
@@ -194,7 +194,7 @@ def check_same_target_vocabulary(dirs: Sequence, tokenizers: Sequence) -> None:
     """Ensemble members must give every target id the same meaning; the first that does not is
     named."""
     def entries(tokenizer):
-        return len(tokenizer), tokenizer.pieces(range(len(tokenizer)))
+        return [tokenizer.pieces([index]) for index in range(len(tokenizer))]
 
     first = entries(tokenizers[0])
     for folder, tokenizer in zip(dirs[1:], tokenizers[1:]):

@@ -120,3 +120,19 @@ def test_japanese_heatmap_renders(tmp_path):
         assert drawn and not missing
     else:  # the clear fallback: positions instead of boxes, and the caller is told
         assert not drawn and not missing
+
+
+def test_nmt_score_gives_the_numbers_of_the_error_analysis(evaluation, capsys):
+    from nmt import cli
+    folder, result, translator = evaluation
+    assert cli.main(["score", "--model", str(translator.model_dir), "--src",
+                     str(folder / "src"), "--tgt", str(folder / "ref"), "--per-token"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    references = (folder / "ref").read_text().splitlines()
+    assert len(lines) == len(result["sentences"]) == 40
+    for line, sentence, reference in zip(lines, result["sentences"], references):
+        log_prob, score, tokens, per_token = line.split("\t")
+        assert (float(log_prob), float(score)) == pytest.approx(
+            (sentence["reference_log_prob"], sentence["reference_score"]), abs=1e-4)
+        assert int(tokens) == len(reference.split()) + 1 == len(per_token.split())
+        assert sum(map(float, per_token.split())) == pytest.approx(float(log_prob), abs=1e-4)

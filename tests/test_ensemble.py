@@ -1,0 +1,94 @@
+"""Ensembles: members' log-probs averaged at each step, each member reading its own source ids."""
+import shutil
+
+import numpy as np
+import pytest
+
+from nmt import cli
+from nmt.config import DecodeConfig
+from vocab import EOS, PAD
+
+
+def small_model(seed, src_vocab=12):
+    import keras
+
+    from nmt.model import Seq2Seq
+    keras.utils.set_random_seed(seed)
+    model = Seq2Seq(src_vocab, 7, embedding_dim=8, encoder_units=6, encoder_layers=1,
+                    decoder_units=10, attention_units=7, dropout=0.0)
+    kernel = model.decoder.output_layer.kernel
+    kernel.assign(kernel * 5.0)  # sharp distributions: beams of different widths disagree
+    return model
+
+
+def sources(count, seed, vocab=12):
+    from nmt.data import pad_batch
+    rng = np.random.default_rng(seed)
+    return pad_batch([list(rng.integers(4, vocab, size=rng.integers(1, 6))) + [EOS]
+                      for _ in range(count)])
+
+
+def test_a_model_ensembled_with_itself_gives_its_outputs_and_scores(tf):
+    from nmt.decoding import Searcher
+    from nmt.inference import Ensemble
+    model = small_model(7)
+    config = DecodeConfig(alpha=1.0)
+    alone, twice = Searcher(model, config), Searcher(Ensemble([model, model]), config)
+    single = sources(6, seed=3)
+    stacked = np.stack([single, single], axis=1)  # [B, M, S]
+    assert twice.greedy(stacked) == alone.greedy(single)
+    assert twice.beam(stacked, 4, nbest=4) == alone.beam(single, 4, nbest=4)
+    targets = [h.ids for h in alone.greedy(single)]
+    (ours, ours_attention), (theirs, theirs_attention) = (
+        twice.score(stacked, targets), alone.score(single, targets))
+    assert ours == theirs
+    for a, b in zip(ours_attention, theirs_attention):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_two_member_forced_score_is_the_mean_of_the_members(tf):
+    from nmt.decoding import Searcher
+    from nmt.inference import Ensemble
+    first, second = small_model(1), small_model(2, src_vocab=15)  # own source vocabularies
+    config = DecodeConfig(alpha=1.0, length_penalty="gnmt")
+    source_a, source_b = sources(5, seed=8), sources(5, seed=9, vocab=15)
+    width = max(source_a.shape[1], source_b.shape[1])
+    stacked = np.stack([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=PAD)
+                        for s in (source_a, source_b)], axis=1)
+    ensemble = Searcher(Ensemble([first, second]), config)
+    found = [hyps[0] for hyps in ensemble.beam(stacked, 3)]
+    targets = [h.ids for h in found]
+    forced, _ = ensemble.score(stacked, targets)
+    members = [Searcher(m, config).score(s, targets)[0]
+               for m, s in ((first, source_a), (second, source_b))]
+    for hyp, again, a, b in zip(found, forced, *members):
+        assert again.log_prob == pytest.approx((a.log_prob + b.log_prob) / 2, abs=1e-5)
+        assert again.score == pytest.approx((a.score + b.score) / 2, abs=1e-5)
+        np.testing.assert_allclose(again.token_log_probs,
+                                   (np.array(a.token_log_probs) + b.token_log_probs) / 2,
+                                   atol=1e-5)
+        # The ensemble's search scores its hypotheses as forced scoring does.
+        assert hyp.score == pytest.approx(again.score, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_translator_and_cli_ensembles(reverse_run, tmp_path, capsys):
+    from nmt.translate import Translator
+    lines = ["3 1 4 1 5", "2 7", "", "9 9 8"]
+    alone = Translator(reverse_run, beam_size=3).translate(lines, nbest=2)
+    twice = Translator([reverse_run, reverse_run], beam_size=3).translate(lines, nbest=2)
+    assert twice == alone
+    # A member whose target ids mean other words: a one-line error naming it.
+    other = tmp_path / "other"
+    shutil.copytree(reverse_run, other)
+    vocab = other / "vocab" / "tgt.words.txt"
+    tokens = vocab.read_text().splitlines()
+    tokens[4], tokens[5] = tokens[5], tokens[4]
+    vocab.write_text("".join(t + "\n" for t in tokens))
+    source = tmp_path / "in.txt"
+    source.write_text("1 2\n")
+    code = cli.main(["translate", "--model", str(reverse_run), "--model", str(other), "-i",
+                     str(source)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"nmt: error: {other}: ") and err.count("\n") == 1
+    assert "target vocabulary differs" in err
