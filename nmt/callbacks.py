@@ -84,9 +84,11 @@ class RunCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, run: checkpoints.RunDir, stateful: dict, resumed: dict | None,
-                 is_chief: bool = True, monitor: str = "val_bleu"):
+                 is_chief: bool = True, monitor: str = "val_bleu", keep_best: int = 1,
+                 keep_last: int = 1):
         super().__init__()
         self.run, self.stateful, self.resumed = run, stateful, resumed
+        self.keep_best, self.keep_last = keep_best, keep_last
         self.is_chief, self.monitor = is_chief, monitor
         self.best = (resumed or {}).get("best", -math.inf)
 
@@ -105,7 +107,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             callback_state = {name: {a: _plain(getattr(cb, a)) for a in _CALLBACK_STATE
                                      if hasattr(cb, a)} for name, cb in self.stateful.items()}
             checkpoints.commit_epoch(self.run, self.model, {
-                "epoch": epoch + 1, "best": self.best, "callbacks": callback_state}, improved)
+                "epoch": epoch + 1, "best": self.best, "callbacks": callback_state}, value,
+                self.keep_best, self.keep_last)
 
 
 def _plain(value):

@@ -7,8 +7,10 @@
     RUN/last.weights.h5      weights after the last finished epoch
     RUN/backup/state.json    the last committed epoch: counters, callback state, file names
     RUN/backup/*.weights.h5  the files state.json names: resume weights (with the optimizer),
-                             last and best model weights; kept after the end, so that a run can
-                             be extended by more epochs
+                             last and best model weights, the `train.keep_best` best epochs'
+                             ("kept", with their dev BLEU) and the `train.keep_last` last ones
+                             ("recent"); kept after the end, so that a run can be extended by
+                             more epochs and averaged (`nmt average`)
     RUN/metrics.csv          one row per epoch; RUN/tensorboard/ event files; RUN/train.log
 
 An epoch is committed when state.json is replaced; best/last in RUN are then hard links to the
@@ -126,23 +128,38 @@ def load_weights(model, path: Path) -> None:
 
 # ---- resume state ---------------------------------------------------------------------------------
 
-def commit_epoch(run: RunDir, trainer, state: dict, improved: bool) -> dict:
-    """Saves one finished epoch; `state` holds its counters and callback state.
+def commit_epoch(run: RunDir, trainer, state: dict, bleu: float, keep_best: int = 1,
+                 keep_last: int = 1) -> dict:
+    """Saves one finished epoch of dev BLEU `bleu`; `state` holds its counters and callback
+    state.
 
     Writes the resume weights and the model weights into backup/, then state.json naming them
-    (the commit), then publishes best/last. Returns the state as written.
+    (the commit), then publishes best/last and deletes the files no longer named. Returns the
+    state as written.
     """
     epoch = state["epoch"]
     previous = read_resume_state(run) or {}
     resume, last = f"resume-{epoch:04d}.weights.h5", f"last-{epoch:04d}.weights.h5"
     save_weights(trainer, run.backup / resume)
     save_weights(trainer.seq2seq, run.backup / last)
-    state = {**state, "resume": resume, "last": last,
-             "best_weights": last if improved else previous.get("best_weights", last)}
+    # Ties go to the earlier epoch: a later one must be strictly better to replace it.
+    kept = sorted(kept_epochs(previous) + [{"epoch": epoch, "bleu": bleu, "weights": last}],
+                  key=lambda entry: (-entry["bleu"], entry["epoch"]))[:keep_best]
+    recent = (previous.get("recent", []) + [last])[-keep_last:]
+    state = {**state, "resume": resume, "last": last, "best_weights": kept[0]["weights"],
+             "kept": kept, "recent": recent}
     with atomic_write(run.state) as handle:
         json.dump(state, handle, indent=2)
     publish(run, state)
     return state
+
+
+def kept_epochs(state: dict) -> list[dict]:
+    """The best epochs a committed state keeps, best first: {"epoch", "bleu", "weights"}."""
+    if not state:
+        return []
+    return state.get("kept") or [{"epoch": 0, "bleu": state["best"],
+                                  "weights": state["best_weights"]}]
 
 
 def publish(run: RunDir, state: dict) -> None:
@@ -158,7 +175,8 @@ def publish(run: RunDir, state: dict) -> None:
         with atomic_path(target, suffix=".weights.h5") as tmp:
             tmp.unlink()
             os.link(source, tmp)
-    named = {state["resume"], state["last"], state["best_weights"]}
+    named = {state["resume"], state["last"], state["best_weights"],
+             *(entry["weights"] for entry in state.get("kept", [])), *state.get("recent", [])}
     for path in run.backup.glob("*.weights.h5"):
         if path.name not in named:
             path.unlink(missing_ok=True)

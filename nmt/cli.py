@@ -116,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     _threads(p)
     p.set_defaults(run=_score, beam_size=None)
 
+    p = verbs.add_parser("average", help="average the weights of several epochs of a run",
+                         description="Element-wise mean of the weights of the K best epochs "
+                         "(dev BLEU; train.keep_best) or the K last (train.keep_last) of a run, "
+                         "written as a model folder that translate, evaluate and score read.")
+    p.add_argument("run_dir", metavar="RUN", help="run directory of `nmt train`")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", type=_positive, metavar="K", help="the K best epochs")
+    which.add_argument("--last", type=_positive, metavar="K", help="the K last epochs")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="model folder to write (default: RUN/average-best-K or -last-K)")
+    p.set_defaults(run=_average)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -233,6 +245,14 @@ def _score(args) -> int:
     runtime.import_tensorflow(args.threads)
     from nmt.scoring import score_files
     score_files(_translator(args), args.src, args.tgt, args.output, args.per_token)
+    return 0
+
+
+def _average(args) -> int:
+    from nmt import runtime
+    runtime.import_tensorflow(1)
+    from nmt.averaging import average_run
+    print(average_run(args.run_dir, args.best, args.last, args.output))
     return 0
 
 

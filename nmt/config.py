@@ -71,6 +71,10 @@ class TrainConfig:
     seed: int = 42
     distribution: Literal["default", "mirrored", "multi_worker"] = "default"
     mixed_precision: bool = False  # mixed_float16 compute, for GPUs
+    keep_best: int = 1  # the run directory keeps the weights of this many best epochs (dev BLEU)
+    keep_last: int = 1  # ... and of this many last epochs (for `nmt average --last`)
+    average_best: int = 0  # > 1: at the end, average the weights of this many best epochs into
+    #                        RUN/averaged (needs keep_best >= it); 0 = off
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe))
 _SECTION_TYPES = typing.get_type_hints(Recipe)
 _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
              "attention_units", "batch_size", "epochs", "max_len", "max_line_tokens", "beam_size",
-             "shuffle_buffer", "min_freq", "max_input_len"}
+             "shuffle_buffer", "min_freq", "max_input_len", "keep_best", "keep_last"}
 # Keys whose values are fractions, and the interval each must lie in.
 _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",
               "character_coverage": "(0, 1]"}

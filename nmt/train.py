@@ -16,7 +16,8 @@ from nmt.errors import ConfigError
 log = logging.getLogger("nmt")
 
 # What may change when a run is resumed: these touch neither the data nor the model.
-RESUMABLE_KEYS = {("train", "epochs"), ("train", "patience")}
+RESUMABLE_KEYS = {("train", "epochs"), ("train", "patience"), ("train", "keep_best"),
+                  ("train", "keep_last"), ("train", "average_best")}
 RESUMABLE_SECTIONS = {"decode", "eval"}
 
 
@@ -36,6 +37,10 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
           overrides=(), threads: int | None = None, verbose: int | None = None) -> TrainResult:
     """Trains (or resumes) the recipe into `run_dir`; returns where it stands at the end."""
     recipe = config.load_recipe(recipe_path, overrides)
+    if recipe.train.average_best > recipe.train.keep_best:
+        raise ConfigError(f"train.average_best ({recipe.train.average_best}) needs "
+                          f"train.keep_best >= it, not {recipe.train.keep_best}",
+                          str(config.recipe_file(recipe_path)))
     run = checkpoints.RunDir(run_dir or default_run_dir(recipe_path))
     chief = distribute.is_chief()
     _log_to(None)
@@ -83,6 +88,10 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     state = checkpoints.read_resume_state(run) or {"epoch": initial_epoch, "best": float("nan")}
     log.info("finished after %d epochs; best dev BLEU %.2f; model folder: %s", state["epoch"],
              state["best"], run.root)
+    if chief and recipe.train.average_best > 1:
+        from nmt.averaging import average_run
+        log.info("averaged the %d best epochs: %s", recipe.train.average_best,
+                 average_run(run.root, best=recipe.train.average_best))
     return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
 
 
@@ -130,7 +139,9 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
     if chief:
         chosen += [keras.callbacks.CSVLogger(str(run.metrics), append=True),
                    keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
-    return chosen + [callbacks.RunCheckpoint(run, stateful, resumed, is_chief=chief)]
+    return chosen + [callbacks.RunCheckpoint(run, stateful, resumed, is_chief=chief,
+                                             keep_best=recipe.train.keep_best,
+                                             keep_last=recipe.train.keep_last)]
 
 
 def _finished(state: dict, train: config.TrainConfig) -> bool:

@@ -1,0 +1,80 @@
+"""`nmt average`: a model folder whose weights are the element-wise mean of several epochs'.
+
+The epochs come from a run directory's committed state (`checkpoints.kept_epochs` for the best
+by dev BLEU, "recent" for the last ones), so only weights the run kept can be averaged: see
+`train.keep_best` and `train.keep_last`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nmt import checkpoints
+from nmt.errors import ModelDirError
+
+RECORD = "averaged.json"  # in an averaged model folder: which weights were averaged
+
+
+def chosen_weights(run: checkpoints.RunDir, best: int | None = None,
+                   last: int | None = None) -> list[str]:
+    """File names (in backup/) of the `best` best or the `last` last epochs of a run."""
+    state = checkpoints.read_resume_state(run)
+    if state is None:
+        raise ModelDirError("no committed epoch to average (not a run directory of `nmt train`, "
+                            "or its first epoch has not finished)", str(run.root))
+    if best:
+        found = [entry["weights"] for entry in checkpoints.kept_epochs(state)][:best]
+        setting, wanted = "train.keep_best", best
+    else:
+        found = state.get("recent", [state["last"]])[-last:]
+        setting, wanted = "train.keep_last", last
+    if len(found) < wanted:
+        raise ModelDirError(f"the run keeps the weights of {len(found)} such epochs, not "
+                            f"{wanted} (train with {setting}: {wanted} or more)", str(run.root))
+    return found
+
+
+def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int | None = None,
+                out: str | os.PathLike | None = None) -> Path:
+    """Writes a model folder (recipe, description, vocabularies, the mean weights as
+    best.weights.h5, and averaged.json naming its sources) and returns its path.
+
+    The folder appears whole or not at all; an earlier average at `out` is replaced, any other
+    existing folder is an error.
+    """
+    run = checkpoints.RunDir(run_dir)
+    names = chosen_weights(run, best, last)
+    out = Path(out) if out else run.root / (f"average-best-{best}" if best else
+                                            f"average-last-{last}")
+    if out.exists() and not (out / RECORD).is_file():
+        raise ModelDirError("exists and is not a folder written by `nmt average`; choose "
+                            "another -o", str(out))
+    loaded = checkpoints.load_model(run.root)
+    model = loaded.model
+    total = None
+    for name in names:
+        checkpoints.load_weights(model, run.backup / name)
+        weights = [w.astype("float64") for w in model.get_weights()]
+        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+    model.set_weights([(t / len(names)).astype(w.dtype) for t, w in zip(total,
+                                                                        model.get_weights())])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        folder = checkpoints.RunDir(tmp)
+        shutil.copy(run.recipe, folder.recipe)
+        shutil.copy(run.model_json, folder.model_json)
+        shutil.copytree(run.vocab_dir, folder.vocab_dir)
+        checkpoints.save_weights(model, folder.best)
+        record = {"run": str(run.root), "weights": names,
+                  "chosen": f"best {best}" if best else f"last {last}"}
+        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
