@@ -58,7 +58,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 64  # sentences per batch (global, across replicas)
+    batch_type: Literal["sentences", "tokens"] = "sentences"  # what fills a batch
+    batch_size: int = 64  # sentences: sentences per batch (global, across replicas)
+    batch_tokens: int = 1024  # tokens: target tokens (EOS included) per batch, at most
     epochs: int = 30
     learning_rate: float = 0.001
     clip_norm: float = 5.0  # clip gradients by their global norm
@@ -107,7 +109,7 @@ class Recipe:
 SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe))
 _SECTION_TYPES = typing.get_type_hints(Recipe)
 _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
-             "attention_units", "batch_size", "epochs", "max_len", "max_line_tokens", "beam_size",
+             "attention_units", "batch_size", "batch_tokens", "epochs", "max_len", "max_line_tokens", "beam_size",
              "shuffle_buffer", "min_freq", "max_input_len", "keep_best", "keep_last"}
 # Keys whose values are fractions, and the interval each must lie in.
 _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",

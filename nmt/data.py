@@ -59,14 +59,31 @@ def corpus_stats(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
     return stats
 
 
+def bucket_batch_sizes(boundaries: Sequence[int], batch_size: int, batch_tokens: int = 0
+                       ) -> list[int]:
+    """Sentences per batch for each bucket of `bucket_by_sequence_length` with these boundaries.
+
+    Bucket i holds targets (BOS and EOS included) shorter than `boundaries[i]`, the last bucket
+    those of at least `boundaries[-1]` ids. With a token budget, a batch holds as many sentences
+    of its bucket's longest length as fit in `batch_tokens` target tokens (target_out: EOS
+    included, BOS not), at least one; otherwise `batch_size` sentences.
+    """
+    if not batch_tokens:
+        return [batch_size] * (len(boundaries) + 1)
+    longest = [b - 1 for b in boundaries] + [boundaries[-1]]
+    return [max(1, batch_tokens // (length - 1)) for length in longest]
+
+
 def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, batch_size: int,
                      max_len: int | None, shuffle_buffer: int = 0, seed: int = 0,
-                     max_bucket_len: int = 0):
+                     max_bucket_len: int = 0, batch_tokens: int = 0):
     """A streaming, bucketed tf.data pipeline of ({"source", "target_in"}, target_out) batches.
 
     `read_pairs` is called once per epoch and yields (source line, target line); nothing is held
     in memory but the shuffle buffer and the partly filled buckets. Batches group pairs of the
     same target length (the decoder is the expensive part), so target padding is nearly zero.
+    `batch_tokens` > 0 fills batches up to that many target tokens instead of `batch_size`
+    sentences, so every update sees about as many tokens (see `bucket_batch_sizes`).
     `shuffle_buffer` 0 keeps corpus order (dev data).
     """
     import tensorflow as tf
@@ -80,7 +97,8 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     longest = (max_len or max_bucket_len or 100) + 2
     boundaries = list(range(3, longest + 1))  # one bucket per target length (BOS/EOS included)
     dataset = dataset.bucket_by_sequence_length(
-        lambda src, tgt: tf.shape(tgt)[0], boundaries, [batch_size] * (len(boundaries) + 1),
+        lambda src, tgt: tf.shape(tgt)[0], boundaries,
+        bucket_batch_sizes(boundaries, batch_size, batch_tokens),
         padded_shapes=([None], [None]), padding_values=(PAD, PAD))
     dataset = dataset.map(lambda src, tgt: ({"source": src, "target_in": tgt[:, :-1]}, tgt[:, 1:]),
                           num_parallel_calls=tf.data.AUTOTUNE)

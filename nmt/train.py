@@ -74,7 +74,8 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
     train_set = data.training_dataset(
         read_train, *tokenizers, batch_size=recipe.train.batch_size, max_len=recipe.data.max_len,
-        shuffle_buffer=recipe.train.shuffle_buffer, seed=recipe.train.seed + initial_epoch)
+        shuffle_buffer=recipe.train.shuffle_buffer, seed=recipe.train.seed + initial_epoch,
+        batch_tokens=token_budget(recipe.train))
     longest_dev = max(len(tokenizers[1].encode(t)) for _, t in dev_pairs)
     dev_set = data.training_dataset(lambda: dev_pairs, *tokenizers,
                                     batch_size=recipe.train.batch_size, max_len=None,
@@ -164,12 +165,17 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
-        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing)
+        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train))
         trainer.compile(optimizer=FusedAdam(recipe.train.learning_rate,
                                             global_clipnorm=recipe.train.clip_norm or None))
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return trainer
+
+
+def token_budget(train_config: config.TrainConfig) -> int:
+    """Target tokens per training batch, or 0 when batches count sentences."""
+    return train_config.batch_tokens if train_config.batch_type == "tokens" else 0
 
 
 def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | None:

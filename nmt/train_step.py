@@ -53,12 +53,16 @@ class Seq2SeqTrainer(keras.Model):
     Args:
         seq2seq: the model to train (already built).
         label_smoothing: see `token_losses`.
+        token_budget: 0: the loss of a batch is its mean over its tokens. Else the batches are
+            filled up to this many target tokens, and the loss is their sum divided by it: every
+            token weighs the same, also in a batch left partly filled at the end of a bucket.
     """
 
-    def __init__(self, seq2seq, label_smoothing: float = 0.0, **kwargs):
+    def __init__(self, seq2seq, label_smoothing: float = 0.0, token_budget: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.seq2seq = seq2seq
         self.label_smoothing = label_smoothing
+        self.token_budget = token_budget
         self.loss_mean = TokenMean("loss")
         self.nll_mean = TokenMean("nll")
         self.tokens = keras.metrics.Sum(name="target_tokens")
@@ -77,8 +81,12 @@ class Seq2SeqTrainer(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.seq2seq(inputs, training=True)
             loss_sum, nll_sum, count = token_losses(targets, logits, self.label_smoothing)
-            # Each replica's mean; apply_gradients sums over replicas, hence the division.
-            loss = loss_sum / tf.maximum(count, 1.0) / self.distribute_strategy.num_replicas_in_sync
+            # apply_gradients sums over replicas: each replica's share of the global objective.
+            if self.token_budget:
+                loss = loss_sum / self.token_budget
+            else:
+                loss = (loss_sum / tf.maximum(count, 1.0)
+                        / self.distribute_strategy.num_replicas_in_sync)
             scaled = self.optimizer.scale_loss(loss)
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return self._update_metrics(loss_sum, nll_sum, count)

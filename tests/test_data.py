@@ -56,3 +56,38 @@ def test_length_sorted_batches_return_indices_for_the_original_order():
             assert (batch[row] != PAD).sum() == len(sequences[index])
         order += indices
     assert sorted(order) == list(range(5)) and order == [1, 3, 2, 0, 4]
+
+
+def test_bucket_batch_sizes_fill_a_token_budget():
+    boundaries = list(range(3, 12))  # buckets of target lengths 2, 3, ..., 10 and >= 11
+    assert data.bucket_batch_sizes(boundaries, 16) == [16] * 10
+    sizes = data.bucket_batch_sizes(boundaries, 16, batch_tokens=20)
+    # target_out tokens per sentence: 1, 2, ..., 9 and 10 (the longest kept)
+    assert sizes == [20, 10, 6, 5, 4, 3, 2, 2, 2, 2]
+    assert data.bucket_batch_sizes(boundaries, 16, batch_tokens=4)[-1] == 1  # never empty
+
+
+def test_token_batches_respect_the_budget_and_use_every_pair_once(tf):
+    src, tgt = tokenizers()
+    letters = "a b c d e f g".split()
+    rng = np.random.default_rng(1)
+    pairs = [(" ".join(rng.choice(letters, rng.integers(1, 8))),
+              " ".join(rng.choice(letters, rng.integers(1, 12)))) for _ in range(400)]
+    for epoch in range(2):  # read again each epoch: every pair once per epoch
+        dataset = data.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=12,
+                                        shuffle_buffer=100, seed=epoch, batch_tokens=24)
+        seen, sizes = [], {}
+        for inputs, target_out in dataset:
+            target_out = target_out.numpy()
+            lengths = set((target_out != PAD).sum(axis=1))
+            assert (target_out != PAD).sum() <= 24 and len(lengths) == 1
+            sizes.setdefault(lengths.pop(), []).append(target_out.shape[0])
+            for row in range(target_out.shape[0]):
+                src_ids = [i for i in inputs["source"].numpy()[row] if i != PAD]
+                seen.append((src.decode(src_ids),
+                             tgt.decode([i for i in target_out[row] if i != PAD][:-1])))
+        assert sorted(seen) == sorted(pairs)
+        # Full batches: 12 sentences of 1 token + EOS ... 2 of 11 + EOS; one partial per length.
+        for length, counts in sizes.items():
+            assert sorted(counts)[1:] == [24 // length] * (len(counts) - 1), (length, counts)
+        assert set(sizes) == set(range(2, 13))

@@ -1,4 +1,5 @@
 """The whole toolkit learns: a model trained by `nmt train` reverses held-out digit strings."""
+import pytest
 
 
 def test_reverse_task_is_learned(reverse_run):
@@ -13,4 +14,25 @@ def test_reverse_task_is_learned(reverse_run):
     hypotheses = [t[0].text for t in Translator(reverse_run).translate(sources)]
     bleu = evaluate.bleu([hypotheses[i] for i in held_out], [references[i] for i in held_out],
                          tokenize="none")
+    assert bleu.score >= 90, bleu.text
+
+
+@pytest.mark.slow
+def test_reverse_task_is_learned_from_token_batches(tmp_path):
+    from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
+    from nmt import evaluate, textio
+    from nmt.train import train
+    from nmt.translate import Translator
+    corpus = make_reverse_corpus(tmp_path / "reverse", train=3000)
+    recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
+        corpus, model={"embedding_dim": 32, "encoder_units": 32, "decoder_units": 64,
+                       "attention_units": 32},
+        # about as many target tokens per batch as 32 sentences of 2-8 digits and EOS
+        train={"epochs": 5, "learning_rate": 0.01, "patience": 10, "batch_type": "tokens",
+               "batch_tokens": 200}))
+    result = train(recipe, tmp_path / "run", verbose=0)
+    sources = list(textio.read_lines(corpus / "test.src"))
+    references = list(textio.read_lines(corpus / "test.tgt"))
+    hypotheses = [t[0].text for t in Translator(result.run_dir).translate(sources)]
+    bleu = evaluate.bleu(hypotheses, references, tokenize="none")
     assert bleu.score >= 90, bleu.text

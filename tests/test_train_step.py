@@ -41,3 +41,33 @@ def test_fused_adam_equals_keras_adam(tf):
     for fused, reference, initial in zip(*results, start):
         assert not np.allclose(fused, initial)
         np.testing.assert_allclose(fused, reference, atol=1e-6)
+
+
+def test_a_token_budget_weighs_every_token_the_same(tf):
+    """Per-batch mean: a batch and the same batch twice move the weights equally far. With a token
+    budget the loss is a sum over tokens / budget: the doubled batch moves them twice as far."""
+    import keras
+
+    from nmt.model import Seq2Seq
+    from nmt.train_step import Seq2SeqTrainer
+    rng = np.random.default_rng(2)
+    source = rng.integers(4, 20, size=(3, 5)).astype("int32")
+    target = np.concatenate([np.full((3, 1), 2), rng.integers(4, 20, size=(3, 4)),
+                             np.full((3, 1), 3)], axis=1).astype("int32")
+    batch = ({"source": source, "target_in": target[:, :-1]}, target[:, 1:])
+    doubled = tuple(np.concatenate([x, x]) if not isinstance(x, dict) else
+                    {k: np.concatenate([v, v]) for k, v in x.items()} for x in batch)
+    for budget, ratio in ((0, 1.0), (40, 2.0)):
+        moves = []
+        for data in (batch, doubled):
+            keras.utils.set_random_seed(3)
+            model = Seq2Seq(20, 20, embedding_dim=8, encoder_units=8, encoder_layers=1,
+                            decoder_units=16, attention_units=8, dropout=0.0)
+            trainer = Seq2SeqTrainer(model, token_budget=budget)
+            trainer.compile(optimizer=keras.optimizers.SGD(0.1))
+            before = [w.numpy() for w in model.trainable_weights]
+            trainer.train_on_batch(*data)
+            moves.append(sum(float(np.sum((w.numpy() - b) ** 2))
+                             for w, b in zip(model.trainable_weights, before)) ** 0.5)
+        assert moves[0] > 0
+        assert moves[1] / moves[0] == pytest.approx(ratio, rel=1e-3)
