@@ -1,4 +1,5 @@
-"""Training callbacks that Keras does not have: dev BLEU, throughput, and the run checkpoint.
+"""Training callbacks that Keras does not have: dev BLEU, throughput, the learning-curve picture
+and the run checkpoint.
 
 Order matters: DevBleu writes logs["val_bleu"] before ReduceLROnPlateau, EarlyStopping and
 RunCheckpoint read it, and RunCheckpoint saves their state after they have updated it.
@@ -45,7 +46,8 @@ class DevBleu(keras.callbacks.Callback):
 
 
 class EpochSummary(keras.callbacks.Callback):
-    """Adds tokens/s (training time only), perplexities and the learning rate to the logs."""
+    """Adds tokens/s (training time only), perplexities, the learning rate and the epoch's
+    wall-clock seconds (dev evaluation included: callbacks listed before this one) to the logs."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.train_seconds = time.perf_counter(), None
@@ -55,7 +57,8 @@ class EpochSummary(keras.callbacks.Callback):
             self.train_seconds = time.perf_counter() - self.start
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = self.train_seconds or (time.perf_counter() - self.start)
+        logs["epoch_seconds"] = time.perf_counter() - self.start
+        seconds = self.train_seconds or logs["epoch_seconds"]
         logs["train_seconds"] = seconds
         logs["tokens_per_sec"] = logs.get("target_tokens", 0.0) / max(seconds, 1e-9)
         for prefix in ("", "val_"):
@@ -65,6 +68,19 @@ class EpochSummary(keras.callbacks.Callback):
         log.info("epoch %d: train ppl %.2f | dev ppl %.2f | dev BLEU %.2f | %.0f target tokens/s "
                  "| lr %.2g", epoch + 1, logs.get("ppl", math.nan), logs.get("val_ppl", math.nan),
                  logs.get("val_bleu", math.nan), logs["tokens_per_sec"], logs["learning_rate"])
+
+
+class LearningCurve(keras.callbacks.Callback):
+    """Redraws the run's learning_curve.png from its metrics.csv (list it after the CSVLogger)."""
+
+    def __init__(self, run: checkpoints.RunDir):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        from nmt import curves, plotting
+        plotting.learning_curves([curves.run_curve(self.run.metrics, self.run.root.name)],
+                                 self.run.learning_curve)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

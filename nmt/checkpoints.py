@@ -52,6 +52,7 @@ class RunDir:
         self.backup = self.root / "backup"
         self.state = self.backup / "state.json"
         self.metrics = self.root / "metrics.csv"
+        self.learning_curve = self.root / "learning_curve.png"
         self.tensorboard = self.root / "tensorboard"
         self.log = self.root / "train.log"
 

@@ -128,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folder to write (default: RUN/average-best-K or -last-K)")
     p.set_defaults(run=_average)
 
+    p = verbs.add_parser("plot", help="learning curves of runs (and a peer's) in one PNG",
+                         description="Dev BLEU and perplexity against epoch and wall-clock time, "
+                         "read from each run's metrics.csv, overlaid in one picture.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory (or its metrics.csv)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png", help="picture to write")
+    p.add_argument("--peer", action="append", default=[], metavar="CSV",
+                   help="another toolkit's curve: CSV with columns epoch, bleu, ppl[, minutes] "
+                   "(repeatable; labelled with the file name)")
+    p.set_defaults(run=_plot)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -283,6 +293,16 @@ def _evaluate(args) -> int:
         args.tokenize or translator.recipe.eval.tokenize, args.heatmaps, args.show)
     print(report.summary(result))
     print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _plot(args) -> int:
+    if os.path.isdir(args.output):
+        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    from nmt import curves, plotting
+    drawn = [curves.run_curve(run) for run in args.runs] + [curves.peer_curve(p) for p in args.peer]
+    plotting.learning_curves(drawn, args.output)
+    print(f"{args.output}: {len(drawn)} curves")
     return 0
 
 

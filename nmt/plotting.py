@@ -1,4 +1,4 @@
-"""Figures: attention heatmaps and the beam sweep (matplotlib, drawn off-screen, saved as PNG).
+"""Figures: attention heatmaps, the beam sweep and learning curves (matplotlib, drawn off-screen, saved as PNG).
 
 Japanese tokens need a CJK font. The first installed one of `CJK_FAMILIES` is used as a fallback
 behind DejaVu Sans; with none installed, tokens the default font cannot draw are replaced by their
@@ -95,6 +95,34 @@ def sweep_plot(beams: Sequence[int], bleu: Sequence[float], search_error_rate: S
     errors.set_ylabel("search errors (% of sentences)", color="tab:red")
     figure.tight_layout()
     _save(figure, path)
+
+
+def learning_curves(curves: Sequence, path: str | Path):
+    """Dev BLEU and perplexity of `nmt.curves.Curve`s against epoch and wall-clock minutes.
+
+    Curves without times appear in the epoch panels only. Returns the matplotlib Figure saved.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 7), dpi=100)
+    axes = figure.subplots(2, 2, sharex="col")
+    for curve in curves:
+        for row, values in enumerate((curve.bleu, curve.ppl)):
+            line, = axes[row][0].plot(curve.epochs, values, "o-", markersize=3, label=curve.label)
+            if curve.minutes is not None:
+                axes[row][1].plot(curve.minutes, values, "o-", markersize=3,
+                                  color=line.get_color(), label=curve.label)
+    for column, xlabel in enumerate(("epoch", "wall-clock minutes")):
+        axes[0][column].set_ylabel("dev BLEU")
+        axes[1][column].set_ylabel("dev perplexity")
+        axes[1][column].set_yscale("log")
+        axes[1][column].set_xlabel(xlabel)
+        for row in (0, 1):
+            axes[row][column].grid(True, alpha=0.3)
+    axes[0][0].legend(prop={"family": _families(), "size": 8})
+    figure.tight_layout()
+    _save(figure, path)
+    return figure
 
 
 def _families() -> list[str]:
