@@ -33,7 +33,8 @@ class DataConfig:
     max_line_tokens: int = 1000  # a corpus line longer than this is an error (an unsplit document)
     train_lines: int = 0  # use only the first N training pairs (0 = all)
     download_url: str = ""  # base URL the corpus files can be fetched from, if missing locally
-    sha256: dict = field(default_factory=dict)  # file name -> expected sha256 of downloaded files
+    download_names: dict = field(default_factory=dict)  # local file name -> name under the URL
+    sha256: dict = field(default_factory=dict)  # downloaded file name -> its expected sha256
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class VocabConfig:
     min_freq: int = 1  # words only: drop rarer types
     model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece only
     character_coverage: float = 1.0  # sentencepiece only: 0.9995 suits large CJK alphabets
+    joint: bool = False  # one vocabulary (and SentencePiece model) for both sides
+    sampling_alpha: float = 0.0  # sentencepiece only: > 0 samples segmentations in training
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ModelConfig:
     decoder_units: int = 512
     attention_units: int = 512
     dropout: float = 0.2
+    tie: Literal["none", "decoder", "all"] = "none"  # embeddings shared with the output layer
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decode
              "shuffle_buffer", "min_freq", "max_input_len", "keep_best", "keep_last"}
 # Keys whose values are fractions, and the interval each must lie in.
 _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",
-              "character_coverage": "(0, 1]"}
+              "character_coverage": "(0, 1]", "sampling_alpha": "[0, 1]"}
 
 
 def recipe_file(path: str | os.PathLike) -> Path:
@@ -148,7 +152,9 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
         section, key, value = _parse_override(override)
         values.setdefault(section, {})[key] = value
         lines[(section, key)] = OVERRIDE
-    return _build(values, lines, str(path))
+    recipe = _build(values, lines, str(path))
+    _check_together(recipe, lines, str(path))
+    return recipe
 
 
 def recipe_from_dict(values: dict, source: str = "<recipe>") -> Recipe:
@@ -256,6 +262,22 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
         except TypeError as err:
             raise ConfigError(f"section '{section}': {err}", path) from None
     return Recipe(**sections)
+
+
+def _check_together(recipe: Recipe, lines: dict, path: str) -> None:
+    """Settings of a recipe file that are valid alone but not together (a model description
+    alone, as model.json holds, is checked by its sections only)."""
+    def fail(section: str, key: str, message: str):
+        line = lines.get((section, key))
+        where, line = ("--set", None) if line is OVERRIDE else (path, line)
+        raise ConfigError(message, where, line)
+
+    if recipe.model.tie == "all" and not recipe.vocab.joint:
+        fail("model", "tie", "model.tie: all shares the source embeddings too, which needs one "
+             "vocabulary for both sides: set vocab.joint: true (or model.tie: decoder)")
+    if recipe.vocab.sampling_alpha and recipe.vocab.kind != "sentencepiece":
+        fail("vocab", "sampling_alpha", "vocab.sampling_alpha samples SentencePiece "
+             "segmentations: it needs vocab.kind: sentencepiece")
 
 
 def _check_value(name: str, hint, value, path: str, line: int | None):

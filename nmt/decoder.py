@@ -42,28 +42,35 @@ class AttentionDecoder(keras.layers.Layer):
         memory_dim: encoder memory width M.
         cell: "lstm" or "gru".
         dropout: on the recurrent input [E y; a] and on [s; c] before the attentional vector.
+        tie_output: the output layer's weights are the target embeddings (transposed): logits =
+            E (P a) + b, with P a projection from U to E when the widths differ (Press & Wolf).
 
     State: a tuple (h, c, a) for LSTM and (h, a) for GRU, each [B, U]; `a` is the fed input.
     """
 
     def __init__(self, vocab_size, embedding_dim, units, attention_units, memory_dim, cell="lstm",
-                 dropout=0.0, **kwargs):
+                 dropout=0.0, tie_output=False, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.attention_units, self.memory_dim = attention_units, memory_dim
-        self.cell, self.dropout = cell, dropout
+        self.cell, self.dropout, self.tie_output = cell, dropout, tie_output
         self.gates = {"lstm": 4, "gru": 3}[cell]
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         self.attention = AdditiveAttention(attention_units, name="attention")
         self.bridges = [keras.layers.Dense(units, activation="tanh", name=f"bridge_{part}")
                         for part in ("h", "c")[:2 if cell == "lstm" else 1]]
         # Logits stay float32 under mixed precision so the softmax is computed accurately.
-        self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+        if not tie_output:
+            self.output_layer = keras.layers.Dense(vocab_size, name="output", dtype="float32")
+        elif embedding_dim != units:
+            self.output_projection = keras.layers.Dense(embedding_dim, use_bias=False,
+                                                        name="output_projection")
         self.seed_generator = keras.random.SeedGenerator(1337)
 
     def build(self, input_shape=None):
         units, gates = self.units, self.gates
-        self.embedding.build((None, None))
+        if not self.embedding.built:  # a shared embedding is built once
+            self.embedding.build((None, None))
         self.input_kernel = self.add_weight((self.embedding_dim, gates * units), name="input_kernel",
                                             initializer="glorot_uniform")
         self.input_bias = self.add_weight((gates * units,), name="input_bias",
@@ -87,7 +94,13 @@ class AttentionDecoder(keras.layers.Layer):
         self.attention.build((None, units), values_shape=(None, None, self.memory_dim))
         for bridge in self.bridges:
             bridge.build((None, self.memory_dim))
-        self.output_layer.build((None, units))
+        if not self.tie_output:
+            self.output_layer.build((None, units))
+        else:
+            self.output_bias = self.add_weight((self.vocab_size,), name="output_bias",
+                                               initializer="zeros", dtype="float32")
+            if self.embedding_dim != units:
+                self.output_projection.build((None, units))
         self.built = True
 
     def _gate_bias_initializer(self, shape, dtype=None):
@@ -158,7 +171,13 @@ class AttentionDecoder(keras.layers.Layer):
 
     def logits(self, attentional):
         """[.., U] attentional vectors -> [.., V] float32 logits."""
-        return self.output_layer(attentional)
+        if not self.tie_output:
+            return self.output_layer(attentional)
+        if self.embedding_dim != self.units:
+            attentional = self.output_projection(attentional)
+        return ops.matmul(ops.cast(attentional, "float32"),
+                          ops.transpose(ops.cast(self.embedding.embeddings, "float32"))) + \
+            self.output_bias
 
     def call(self, target_in, state, memory: Memory, training=False, return_attention=False):
         """Teacher-forced decoding of a whole target prefix.
@@ -210,4 +229,4 @@ class AttentionDecoder(keras.layers.Layer):
         return {**super().get_config(), "vocab_size": self.vocab_size,
                 "embedding_dim": self.embedding_dim, "units": self.units,
                 "attention_units": self.attention_units, "memory_dim": self.memory_dim,
-                "cell": self.cell, "dropout": self.dropout}
+                "cell": self.cell, "dropout": self.dropout, "tie_output": self.tie_output}

@@ -19,6 +19,7 @@ class Encoder(keras.layers.Layer):
         num_layers: number of bidirectional layers.
         cell: "lstm" or "gru".
         dropout: dropout on the embeddings and between layers.
+        embedding: an Embedding layer to use (shared with the decoder), or None for our own.
 
     Call arguments:
         source: int tensor [B, S], 0 = padding.
@@ -32,11 +33,12 @@ class Encoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, embedding_dim, units, num_layers=1, cell="lstm", dropout=0.0,
-                 **kwargs):
+                 embedding=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.num_layers, self.cell, self.dropout = num_layers, cell, dropout
-        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.embedding = embedding or keras.layers.Embedding(vocab_size, embedding_dim,
+                                                             name="embedding")
         rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
         # Default activations and no recurrent dropout keep Keras's cuDNN path open on GPUs.
         self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True),
@@ -44,7 +46,8 @@ class Encoder(keras.layers.Layer):
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, source_shape):
-        self.embedding.build(source_shape)
+        if not self.embedding.built:  # a shared embedding is built once
+            self.embedding.build(source_shape)
         width = self.embedding_dim
         for rnn in self.rnns:
             rnn.build((None, None, width))

@@ -22,7 +22,7 @@ class Seq2Seq(keras.Model):
     Args:
         src_vocab_size, tgt_vocab_size: vocabulary sizes (PAD = 0 on both sides).
         cell, embedding_dim, encoder_units, encoder_layers, decoder_units, attention_units,
-        dropout: as in `nmt.config.ModelConfig`.
+        dropout, tie: as in `nmt.config.ModelConfig` (tie "all" needs one vocabulary).
 
     Call arguments:
         inputs: {"source": int [B, S], "target_in": int [B, T]} (target_in = BOS + target).
@@ -36,18 +36,24 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
                  encoder_units=256, encoder_layers=2, decoder_units=512, attention_units=512,
-                 dropout=0.2, **kwargs):
+                 dropout=0.2, tie="none", **kwargs):
         super().__init__(**kwargs)
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
         self.model_config = ModelConfig(cell=cell, embedding_dim=embedding_dim,
                                         encoder_units=encoder_units, encoder_layers=encoder_layers,
                                         decoder_units=decoder_units,
-                                        attention_units=attention_units, dropout=dropout)
+                                        attention_units=attention_units, dropout=dropout,
+                                        tie=tie)
+        if tie == "all" and src_vocab_size != tgt_vocab_size:
+            raise ValueError(f"tie='all' needs one vocabulary: sizes {src_vocab_size} and "
+                             f"{tgt_vocab_size} differ")
+        decoder = AttentionDecoder(tgt_vocab_size, embedding_dim, decoder_units, attention_units,
+                                   2 * encoder_units, cell, dropout, tie_output=tie != "none",
+                                   name="decoder")
         self.encoder = Encoder(src_vocab_size, embedding_dim, encoder_units, encoder_layers, cell,
-                               dropout, name="encoder")
-        self.decoder = AttentionDecoder(tgt_vocab_size, embedding_dim, decoder_units,
-                                        attention_units, 2 * encoder_units, cell, dropout,
-                                        name="decoder")
+                               dropout, embedding=decoder.embedding if tie == "all" else None,
+                               name="encoder")
+        self.decoder = decoder
         self.build(None)
 
     @classmethod

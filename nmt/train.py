@@ -72,9 +72,11 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
              runtime.thread_count(), type(strategy).__name__)
 
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
+    seed = recipe.train.seed + initial_epoch
     train_set = data.training_dataset(
-        read_train, *tokenizers, batch_size=recipe.train.batch_size, max_len=recipe.data.max_len,
-        shuffle_buffer=recipe.train.shuffle_buffer, seed=recipe.train.seed + initial_epoch,
+        read_train, *training_tokenizers(recipe.vocab, tokenizers, seed),
+        batch_size=recipe.train.batch_size, max_len=recipe.data.max_len,
+        shuffle_buffer=recipe.train.shuffle_buffer, seed=seed,
         batch_tokens=token_budget(recipe.train))
     longest_dev = max(len(tokenizers[1].encode(t)) for _, t in dev_pairs)
     dev_set = data.training_dataset(lambda: dev_pairs, *tokenizers,
@@ -227,22 +229,34 @@ def checked_corpus(data_config: config.DataConfig):
 
 
 def build_tokenizers(settings: config.VocabConfig, read_train):
-    """Trains the source and target tokenizers on the training pairs."""
+    """Trains the source and target tokenizers on the training pairs (one for both sides, on
+    the lines of both, if the vocabulary is joint)."""
     import vocab
 
+    sides = {"joint": (0, 1)} if settings.joint else {"source": (0,), "target": (1,)}
     made = []
-    for side in (0, 1):
-        log.info("training the %s %s vocabulary (size %d)", ("source", "target")[side],
-                 settings.kind, settings.size)
+    for name, indices in sides.items():
+        log.info("training the %s %s vocabulary (size %d)", name, settings.kind, settings.size)
+        lines = (pair[i] for pair in read_train() for i in indices)
         try:
-            made.append(vocab.train(settings.kind, (pair[side] for pair in read_train()),
-                                    settings.size, min_freq=settings.min_freq,
-                                    model_type=settings.model_type,
+            made.append(vocab.train(settings.kind, lines, settings.size,
+                                    min_freq=settings.min_freq, model_type=settings.model_type,
                                     character_coverage=settings.character_coverage))
         except RuntimeError as err:  # SentencePiece rejects settings the data cannot meet
-            raise ConfigError(f"vocab: SentencePiece could not train the "
-                              f"{('source', 'target')[side]} model: {err}") from None
-    return tuple(made)
+            raise ConfigError(f"vocab: SentencePiece could not train the {name} model: "
+                              f"{err}") from None
+    return (made[0], made[0]) if settings.joint else tuple(made)
+
+
+def training_tokenizers(settings: config.VocabConfig, tokenizers, seed: int):
+    """The tokenizers the training batches are encoded with: sampling segmentations when
+    `vocab.sampling_alpha` > 0 (dev data and the vocabulary stay deterministic)."""
+    if not settings.sampling_alpha:
+        return tokenizers
+    import sentencepiece
+
+    sentencepiece.set_random_generator_seed(seed)
+    return tuple(t.sampling(settings.sampling_alpha) for t in tokenizers)
 
 
 def _trim_metrics(path: Path, epochs: int) -> None:

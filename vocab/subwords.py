@@ -17,9 +17,16 @@ MAX_TRAINING_SENTENCES = 2_000_000  # sampled by SentencePiece; bounds memory on
 class SentencePieceTokenizer:
     """Wraps a trained SentencePiece model; `decode` gives detokenized text."""
 
-    def __init__(self, model_proto: bytes):
+    def __init__(self, model_proto: bytes, sampling_alpha: float = 0.0):
         self.model_proto = model_proto
+        self.sampling_alpha = sampling_alpha
         self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+
+    def sampling(self, alpha: float) -> "SentencePieceTokenizer":
+        """This model encoding each line with a sampled segmentation (subword regularization,
+        Kudo 2018: unigram sampling with smoothing `alpha`; BPE-dropout with rate `alpha` for
+        BPE models), for training; `alpha` 0 is the deterministic best segmentation."""
+        return type(self)(self.model_proto, alpha)
 
     @classmethod
     def train(cls, lines: Iterable[str], size: int, model_type: str = "unigram",
@@ -48,7 +55,10 @@ class SentencePieceTokenizer:
         return path
 
     def encode(self, line: str) -> list[int]:
-        """Subword ids of a line, without BOS/EOS."""
+        """Subword ids of a line, without BOS/EOS (a sampled segmentation if sampling)."""
+        if self.sampling_alpha:
+            return self.processor.encode(line, enable_sampling=True, alpha=self.sampling_alpha,
+                                         nbest_size=-1)
         return self.processor.encode(line)
 
     def decode(self, ids: Iterable[int]) -> str:

@@ -1,0 +1,107 @@
+"""Joint vocabularies, tied embeddings and subword sampling."""
+import numpy as np
+import pytest
+
+from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
+from nmt import config
+from nmt.errors import ConfigError
+
+LINES = [f"the quick brown fox number {i} jumps over the lazy dog" for i in range(300)]
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ("vocab:\n  kind: sentencepiece\nmodel:\n  tie: all\n", 4, "needs one vocabulary"),
+    ("vocab:\n  kind: words\n  sampling_alpha: 0.1\n", 3, "needs vocab.kind: sentencepiece"),
+])
+def test_settings_that_do_not_go_together_are_one_line_errors(tmp_path, text, line, fragment):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load_recipe(path)
+    assert str(err.value).startswith(f"{path}:{line}: ") and fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_clashing_override_is_blamed_on_set(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("vocab:\n  kind: sentencepiece\n  joint: true\n")
+    assert config.load_recipe(path, ["model.tie=all"]).model.tie == "all"
+    with pytest.raises(ConfigError) as err:
+        config.load_recipe(path, ["model.tie=all", "vocab.joint=false"])
+    assert str(err.value).startswith("--set: model.tie: all")
+    with pytest.raises(ConfigError, match="sampling_alpha must be in"):
+        config.load_recipe(path, ["vocab.sampling_alpha=1.5"])
+
+
+def test_a_joint_vocabulary_is_one_tokenizer_trained_on_both_sides():
+    from nmt.train import build_tokenizers
+    from vocab import UNK
+    pairs = [(f"für größere straßen {i}", line) for i, line in enumerate(LINES)]
+    for kind in ("sentencepiece", "words"):
+        settings = config.VocabConfig(kind=kind, size=80, joint=True)
+        src, tgt = build_tokenizers(settings, lambda: iter(pairs))
+        assert src is tgt
+        assert UNK not in src.encode("für größere straßen") + src.encode("the quick fox")
+        alone = build_tokenizers(config.VocabConfig(kind=kind, size=80), lambda: iter(pairs))[0]
+        assert UNK in alone.encode("the quick fox")  # a source-only vocabulary lacks English
+
+
+def test_sampling_varies_the_segmentation_and_keeps_the_text():
+    import sentencepiece
+
+    import vocab
+    tok = vocab.train("sentencepiece", LINES, size=80)
+    sampler = tok.sampling(0.1)
+    sentencepiece.set_random_generator_seed(1)
+    line = "the lazy brown dog jumps over the quick fox"
+    segmentations = {tuple(sampler.encode(line)) for _ in range(30)}
+    assert len(segmentations) > 3
+    assert all(sampler.decode(list(ids)) == line for ids in segmentations)
+    assert {tuple(tok.encode(line)) for _ in range(10)} == {tuple(tok.encode(line))}
+
+
+@pytest.mark.parametrize("tie, embedding_dim", [("decoder", 16), ("decoder", 32), ("all", 16)])
+def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
+    from nmt.model import Seq2Seq
+    sizes = dict(embedding_dim=embedding_dim, encoder_units=8, encoder_layers=1,
+                 decoder_units=32, attention_units=8, dropout=0.0)
+    tied, untied = Seq2Seq(40, 40, tie=tie, **sizes), Seq2Seq(40, 40, **sizes)
+    decoder = tied.decoder
+    assert not hasattr(decoder, "output_layer")
+    assert (tied.encoder.embedding is decoder.embedding) == (tie == "all")
+    # V x U output kernel gone; a U x E projection only when the widths differ
+    saved = 40 * 32 - (32 * embedding_dim if embedding_dim != 32 else 0)
+    saved += 40 * embedding_dim if tie == "all" else 0
+    assert untied.count_params() - tied.count_params() == saved
+    attentional = np.random.default_rng(0).normal(size=(3, 32)).astype("float32")
+    projected = attentional if embedding_dim == 32 else \
+        attentional @ decoder.output_projection.kernel.numpy()
+    decoder.embedding.embeddings.assign(decoder.embedding.embeddings * 3.0)  # changes the logits
+    expected = projected @ decoder.embedding.embeddings.numpy().T + decoder.output_bias.numpy()
+    np.testing.assert_allclose(decoder.logits(attentional).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_tie_all_needs_equal_vocabularies(tf):
+    from nmt.model import Seq2Seq
+    with pytest.raises(ValueError, match="one vocabulary"):
+        Seq2Seq(40, 30, tie="all", embedding_dim=8, encoder_units=8, decoder_units=8,
+                attention_units=8)
+
+
+@pytest.mark.slow
+def test_joint_tied_sampled_training_runs_and_translates(tmp_path):
+    from nmt import checkpoints
+    from nmt.train import train
+    from nmt.translate import Translator
+    corpus = make_reverse_corpus(tmp_path / "reverse", train=600)
+    recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
+        corpus, vocab={"kind": "sentencepiece", "size": 30, "joint": True,
+                       "sampling_alpha": 0.2},
+        model={"tie": "all"}))
+    train(recipe, tmp_path / "run", verbose=0)
+    loaded = checkpoints.load_model(tmp_path / "run")
+    assert loaded.model.encoder.embedding is loaded.model.decoder.embedding
+    assert loaded.src_tokenizer.sampling_alpha == 0  # translation segments deterministically
+    hypotheses = Translator(tmp_path / "run").translate(["1 2 3", "4 5"])
+    assert len(hypotheses) == 2
