@@ -113,8 +113,9 @@ class Recipe:
 SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe))
 _SECTION_TYPES = typing.get_type_hints(Recipe)
 _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
-             "attention_units", "batch_size", "batch_tokens", "epochs", "max_len", "max_line_tokens", "beam_size",
-             "shuffle_buffer", "min_freq", "max_input_len", "keep_best", "keep_last"}
+             "attention_units", "batch_size", "batch_tokens", "epochs", "max_len",
+             "max_line_tokens", "beam_size", "shuffle_buffer", "min_freq", "max_input_len",
+             "keep_best", "keep_last"}
 # Keys whose values are fractions, and the interval each must lie in.
 _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",
               "character_coverage": "(0, 1]", "sampling_alpha": "[0, 1]"}

@@ -1,4 +1,5 @@
-"""Figures: attention heatmaps, the beam sweep and learning curves (matplotlib, drawn off-screen, saved as PNG).
+"""Figures: attention heatmaps, the beam sweep and learning curves (matplotlib, drawn off-screen,
+saved as PNG).
 
 Japanese tokens need a CJK font. The first installed one of `CJK_FAMILIES` is used as a fallback
 behind DejaVu Sans; with none installed, tokens the default font cannot draw are replaced by their
