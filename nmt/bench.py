@@ -48,7 +48,8 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
                                     max_len=recipe.data.max_len,
                                     shuffle_buffer=recipe.train.shuffle_buffer,
                                     seed=recipe.train.seed,
-                                    batch_tokens=train.token_budget(recipe.train)).repeat()
+                                    batch_tokens=train.token_budget(recipe.train),
+                                    bucket_width=recipe.train.bucket_width).repeat()
     timer = StepTimer()
     trainer.fit(dataset, steps_per_epoch=1 + warmup + rounds * steps, epochs=1, callbacks=[timer],
               verbose=0, shuffle=False)

@@ -65,6 +65,7 @@ class TrainConfig:
     batch_type: Literal["sentences", "tokens"] = "sentences"  # what fills a batch
     batch_size: int = 64  # sentences: sentences per batch (global, across replicas)
     batch_tokens: int = 1024  # tokens: target tokens (EOS included) per batch, at most
+    bucket_width: int = 1  # target lengths per batch: 1 = one exact length (no target padding)
     epochs: int = 30
     learning_rate: float = 0.001
     clip_norm: float = 5.0  # clip gradients by their global norm
@@ -113,7 +114,7 @@ class Recipe:
 SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe))
 _SECTION_TYPES = typing.get_type_hints(Recipe)
 _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
-             "attention_units", "batch_size", "batch_tokens", "epochs", "max_len",
+             "attention_units", "batch_size", "batch_tokens", "bucket_width", "epochs", "max_len",
              "max_line_tokens", "beam_size", "shuffle_buffer", "min_freq", "max_input_len",
              "keep_best", "keep_last"}
 # Keys whose values are fractions, and the interval each must lie in.

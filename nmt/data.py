@@ -74,9 +74,18 @@ def bucket_batch_sizes(boundaries: Sequence[int], batch_size: int, batch_tokens:
     return [max(1, batch_tokens // (length - 1)) for length in longest]
 
 
+def bucket_boundaries(longest: int, width: int = 1) -> list[int]:
+    """Bucket boundaries over target lengths 2..`longest` (BOS/EOS included), `width` lengths
+    per bucket: width 1 gives one bucket per exact length."""
+    boundaries = list(range(2 + width, longest + 2, width))
+    if not boundaries or boundaries[-1] < longest + 1:
+        boundaries.append(longest + 1)
+    return boundaries
+
+
 def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, batch_size: int,
                      max_len: int | None, shuffle_buffer: int = 0, seed: int = 0,
-                     max_bucket_len: int = 0, batch_tokens: int = 0):
+                     max_bucket_len: int = 0, batch_tokens: int = 0, bucket_width: int = 1):
     """A streaming, bucketed tf.data pipeline of ({"source", "target_in"}, target_out) batches.
 
     `read_pairs` is called once per epoch and yields (source line, target line); nothing is held
@@ -84,7 +93,8 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     same target length (the decoder is the expensive part), so target padding is nearly zero.
     `batch_tokens` > 0 fills batches up to that many target tokens instead of `batch_size`
     sentences, so every update sees about as many tokens (see `bucket_batch_sizes`).
-    `shuffle_buffer` 0 keeps corpus order (dev data).
+    `bucket_width` > 1 puts that many target lengths in a bucket (mixed lengths, padded; as wide
+    as the longest target: random batches). `shuffle_buffer` 0 keeps corpus order (dev data).
     """
     import tensorflow as tf
 
@@ -95,7 +105,7 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     longest = (max_len or max_bucket_len or 100) + 2
-    boundaries = list(range(3, longest + 1))  # one bucket per target length (BOS/EOS included)
+    boundaries = bucket_boundaries(longest, bucket_width)
     dataset = dataset.bucket_by_sequence_length(
         lambda src, tgt: tf.shape(tgt)[0], boundaries,
         bucket_batch_sizes(boundaries, batch_size, batch_tokens),

@@ -77,7 +77,7 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
         read_train, *training_tokenizers(recipe.vocab, tokenizers, seed),
         batch_size=recipe.train.batch_size, max_len=recipe.data.max_len,
         shuffle_buffer=recipe.train.shuffle_buffer, seed=seed,
-        batch_tokens=token_budget(recipe.train))
+        batch_tokens=token_budget(recipe.train), bucket_width=recipe.train.bucket_width)
     longest_dev = max(len(tokenizers[1].encode(t)) for _, t in dev_pairs)
     dev_set = data.training_dataset(lambda: dev_pairs, *tokenizers,
                                     batch_size=recipe.train.batch_size, max_len=None,

@@ -91,3 +91,24 @@ def test_token_batches_respect_the_budget_and_use_every_pair_once(tf):
         for length, counts in sizes.items():
             assert sorted(counts)[1:] == [24 // length] * (len(counts) - 1), (length, counts)
         assert set(sizes) == set(range(2, 13))
+
+
+def test_wider_buckets_mix_target_lengths():
+    assert data.bucket_boundaries(6) == [3, 4, 5, 6, 7]  # lengths 2..6, one bucket each
+    assert data.bucket_boundaries(6, 2) == [4, 6, 7]  # {2, 3}, {4, 5}, {6}
+    assert data.bucket_boundaries(6, 100) == [7]  # one bucket: random batches
+
+
+def test_a_bucket_as_wide_as_the_longest_target_gives_mixed_batches(tf):
+    src, tgt = tokenizers()
+    letters = "a b c d e f g".split()
+    rng = np.random.default_rng(3)
+    pairs = [(" ".join(rng.choice(letters, rng.integers(1, 6))),
+              " ".join(rng.choice(letters, rng.integers(1, 9)))) for _ in range(200)]
+    dataset = data.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
+                                    shuffle_buffer=200, seed=1, bucket_width=100)
+    batches = [target_out.numpy() for _, target_out in dataset]
+    assert [len(b) for b in batches] == [16] * 12 + [8]
+    mixed = [len(set((b != PAD).sum(axis=1))) for b in batches]
+    assert max(mixed) > 4  # many target lengths in a batch, padded
+    assert sum(len(b) for b in batches) == len(pairs)
