@@ -113,6 +113,9 @@ def learning_curves(curves: Sequence, path: str | Path):
             if curve.minutes is not None:
                 axes[row][1].plot(curve.minutes, values, "o-", markersize=3,
                                   color=line.get_color(), label=curve.label)
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+    axes[1][0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1][1].set_xlim(left=0)
     for column, xlabel in enumerate(("epoch", "wall-clock minutes")):
         axes[0][column].set_ylabel("dev BLEU")
         axes[1][column].set_ylabel("dev perplexity")
@@ -120,6 +123,9 @@ def learning_curves(curves: Sequence, path: str | Path):
         axes[1][column].set_xlabel(xlabel)
         for row in (0, 1):
             axes[row][column].grid(True, alpha=0.3)
+    for ppl_axes in axes[1]:  # plain numbers on the log scale: 20, 30, 40 rather than 2x10^1
+        ppl_axes.yaxis.set_major_formatter(ScalarFormatter())
+        ppl_axes.yaxis.set_minor_formatter(ScalarFormatter())
     axes[0][0].legend(prop={"family": _families(), "size": 8})
     figure.tight_layout()
     _save(figure, path)
