@@ -58,6 +58,7 @@ class ModelConfig:
     attention_units: int = 512
     dropout: float = 0.2
     tie: Literal["none", "decoder", "all"] = "none"  # embeddings shared with the output layer
+    embedding_init: Literal["uniform", "normal"] = "uniform"  # Keras's U(+-0.05) | N(0, 0.1)
 
 
 @dataclass(frozen=True)

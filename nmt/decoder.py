@@ -49,13 +49,14 @@ class AttentionDecoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, embedding_dim, units, attention_units, memory_dim, cell="lstm",
-                 dropout=0.0, tie_output=False, **kwargs):
+                 dropout=0.0, tie_output=False, embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.attention_units, self.memory_dim = attention_units, memory_dim
         self.cell, self.dropout, self.tie_output = cell, dropout, tie_output
         self.gates = {"lstm": 4, "gru": 3}[cell]
-        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding",
+                                                embeddings_initializer=embeddings_initializer)
         self.attention = AdditiveAttention(attention_units, name="attention")
         self.bridges = [keras.layers.Dense(units, activation="tanh", name=f"bridge_{part}")
                         for part in ("h", "c")[:2 if cell == "lstm" else 1]]

@@ -20,6 +20,7 @@ class Encoder(keras.layers.Layer):
         cell: "lstm" or "gru".
         dropout: dropout on the embeddings and between layers.
         embedding: an Embedding layer to use (shared with the decoder), or None for our own.
+        embeddings_initializer: of our own embeddings (Keras's default: uniform).
 
     Call arguments:
         source: int tensor [B, S], 0 = padding.
@@ -33,12 +34,13 @@ class Encoder(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, embedding_dim, units, num_layers=1, cell="lstm", dropout=0.0,
-                 embedding=None, **kwargs):
+                 embedding=None, embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.num_layers, self.cell, self.dropout = num_layers, cell, dropout
-        self.embedding = embedding or keras.layers.Embedding(vocab_size, embedding_dim,
-                                                             name="embedding")
+        self.embedding = embedding or keras.layers.Embedding(
+            vocab_size, embedding_dim, embeddings_initializer=embeddings_initializer,
+            name="embedding")
         rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
         # Default activations and no recurrent dropout keep Keras's cuDNN path open on GPUs.
         self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True),

@@ -22,7 +22,8 @@ class Seq2Seq(keras.Model):
     Args:
         src_vocab_size, tgt_vocab_size: vocabulary sizes (PAD = 0 on both sides).
         cell, embedding_dim, encoder_units, encoder_layers, decoder_units, attention_units,
-        dropout, tie: as in `nmt.config.ModelConfig` (tie "all" needs one vocabulary).
+        dropout, tie, embedding_init: as in `nmt.config.ModelConfig` (tie "all" needs one
+            vocabulary; embedding_init "normal" draws embeddings from N(0, 0.1), as JoeyNMT).
 
     Call arguments:
         inputs: {"source": int [B, S], "target_in": int [B, T]} (target_in = BOS + target).
@@ -36,23 +37,25 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
                  encoder_units=256, encoder_layers=2, decoder_units=512, attention_units=512,
-                 dropout=0.2, tie="none", **kwargs):
+                 dropout=0.2, tie="none", embedding_init="uniform", **kwargs):
         super().__init__(**kwargs)
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
         self.model_config = ModelConfig(cell=cell, embedding_dim=embedding_dim,
                                         encoder_units=encoder_units, encoder_layers=encoder_layers,
                                         decoder_units=decoder_units,
                                         attention_units=attention_units, dropout=dropout,
-                                        tie=tie)
+                                        tie=tie, embedding_init=embedding_init)
+        initializer = {"uniform": "uniform",  # Keras's default for embeddings: U(-0.05, 0.05)
+                       "normal": keras.initializers.RandomNormal(0.0, 0.1)}[embedding_init]
         if tie == "all" and src_vocab_size != tgt_vocab_size:
             raise ValueError(f"tie='all' needs one vocabulary: sizes {src_vocab_size} and "
                              f"{tgt_vocab_size} differ")
         decoder = AttentionDecoder(tgt_vocab_size, embedding_dim, decoder_units, attention_units,
                                    2 * encoder_units, cell, dropout, tie_output=tie != "none",
-                                   name="decoder")
+                                   embeddings_initializer=initializer, name="decoder")
         self.encoder = Encoder(src_vocab_size, embedding_dim, encoder_units, encoder_layers, cell,
                                dropout, embedding=decoder.embedding if tie == "all" else None,
-                               name="encoder")
+                               embeddings_initializer=initializer, name="encoder")
         self.decoder = decoder
         self.build(None)
 

@@ -105,3 +105,18 @@ def test_joint_tied_sampled_training_runs_and_translates(tmp_path):
     assert loaded.src_tokenizer.sampling_alpha == 0  # translation segments deterministically
     hypotheses = Translator(tmp_path / "run").translate(["1 2 3", "4 5"])
     assert len(hypotheses) == 2
+
+
+@pytest.mark.parametrize("tie", ["none", "all"])
+def test_embedding_init_normal_draws_both_sides_from_n_0_01(tf, tie):
+    from nmt.model import Seq2Seq
+    sizes = dict(embedding_dim=64, encoder_units=8, encoder_layers=1, decoder_units=16,
+                 attention_units=8, tie=tie)
+    normal = Seq2Seq(500, 500, embedding_init="normal", **sizes)
+    uniform = Seq2Seq(500, 500, **sizes)
+    for model in (normal, uniform):
+        assert model.model_config.embedding_init == ("normal" if model is normal else "uniform")
+    for layer in (normal.encoder.embedding, normal.decoder.embedding):
+        assert float(np.std(layer.embeddings.numpy())) == pytest.approx(0.1, rel=0.05)
+    for layer in (uniform.encoder.embedding, uniform.decoder.embedding):
+        assert float(np.max(np.abs(layer.embeddings.numpy()))) <= 0.05
