@@ -14,6 +14,7 @@ from test_cli import assert_one_line_error, run_nmt
 
 DRIVER = Path(__file__).with_name("fault_driver.py")
 EPOCHS = 3
+KEEP = 2  # train.keep_best and train.keep_last of the killed runs
 
 
 def assert_consistent(run: Path):
@@ -23,12 +24,22 @@ def assert_consistent(run: Path):
     if state is None:
         assert not (run / "best.weights.h5").exists()
         return
-    for name in (state["resume"], state["last"], state["best_weights"]):
+    kept = [entry["weights"] for entry in state["kept"]]
+    for name in (state["resume"], state["last"], state["best_weights"], *kept, *state["recent"]):
         assert (run / "backup" / name).is_file()
     for weights in ("best", "last"):
         checkpoints.load_model(run, weights)
+    model = checkpoints.load_model(run).model
+    for name in kept + state["recent"]:  # every kept epoch's weights load
+        checkpoints.load_weights(model, run / "backup" / name)
     committed = [row for row in metrics_rows(run) if int(row["epoch"]) < state["epoch"]]
     assert max(float(row["val_bleu"]) for row in committed) == pytest.approx(state["best"])
+    # The KEEP best committed epochs by dev BLEU (ties to the earlier), and the KEEP last.
+    ranked = sorted(committed, key=lambda row: (-float(row["val_bleu"]), int(row["epoch"])))
+    assert [e["epoch"] for e in state["kept"]] == [int(r["epoch"]) + 1 for r in ranked[:KEEP]]
+    assert state["recent"] == [f"last-{e:04d}.weights.h5"
+                               for e in range(max(1, state["epoch"] - KEEP + 1),
+                                              state["epoch"] + 1)]
 
 
 def metrics_rows(run: Path) -> list:
@@ -42,7 +53,8 @@ def fault_recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     corpus = make_reverse_corpus(root / "reverse", train=600)
     return write_recipe(root / "recipe", tiny_recipe_dict(
-        corpus, train={"epochs": EPOCHS, "patience": 10, "lr_patience": 10}))
+        corpus, train={"epochs": EPOCHS, "patience": 10, "lr_patience": 10, "keep_best": KEEP,
+                       "keep_last": KEEP}))
 
 
 @pytest.mark.parametrize("fault, epoch, committed", [
