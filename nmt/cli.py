@@ -128,6 +128,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folder to write (default: RUN/average-best-K or -last-K)")
     p.set_defaults(run=_average)
 
+    p = verbs.add_parser("tune", help="choose beam width and alpha on dev data",
+                         description="Dev BLEU over a grid of beam widths x alphas x length "
+                         "penalties (default: the recipe's eval.tune_*); writes a table and a "
+                         "heatmap; --write makes the best the model folder's decode default.")
+    p.add_argument("--model", required=True, metavar="DIR", help="run directory of `nmt train`")
+    p.add_argument("--src", required=True, help="dev source file")
+    p.add_argument("--ref", required=True, help="dev reference file")
+    p.add_argument("--beams", type=_beam_list, help="beam widths, e.g. 1,5,10")
+    p.add_argument("--alphas", type=_alpha_list, help="alphas, e.g. 0,0.5,1")
+    p.add_argument("--length-penalties", type=_penalty_list, metavar="KINDS",
+                   help=f"comma-separated: {','.join(penalties.NAMES)}")
+    p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
+                   help="sacrebleu tokenizer (default: the recipe's eval.tokenize)")
+    p.add_argument("--out", help="folder for tune.md and tune_heatmap.png "
+                   "(default: <model>/tune-<src name>)")
+    p.add_argument("--write", action="store_true",
+                   help="store the best setting as the model folder's decode default (recipe.yaml, "
+                   "with the grid in tune.json)")
+    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
+    _threads(p)
+    p.set_defaults(run=_tune)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -207,6 +229,19 @@ def _beam_list(text: str) -> tuple:
     return tuple(_positive(part) for part in text.split(","))
 
 
+def _alpha_list(text: str) -> tuple:
+    return tuple(_alpha(part) for part in text.split(","))
+
+
+def _penalty_list(text: str) -> tuple:
+    kinds = tuple(text.split(","))
+    for kind in kinds:
+        if kind not in penalties.NAMES:
+            raise argparse.ArgumentTypeError(f"unknown length penalty {kind!r}; expected "
+                                             f"{', '.join(penalties.NAMES)}")
+    return kinds
+
+
 # ---- verbs ----------------------------------------------------------------------------------------
 
 def _train(args) -> int:
@@ -253,6 +288,31 @@ def _average(args) -> int:
     runtime.import_tensorflow(1)
     from nmt.averaging import average_run
     print(average_run(args.run_dir, args.best, args.last, args.output))
+    return 0
+
+
+def _tune(args) -> int:
+    from pathlib import Path
+
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import config, tuning
+    from nmt.translate import Translator
+    out = Path(args.out or Path(args.model) / f"tune-{Path(args.src).name}")
+    if out.exists() and not out.is_dir():
+        raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
+    translator = Translator(args.model, batch_size=args.batch_size)
+    grid = translator.recipe.eval
+    points, chosen, signature = tuning.tune(
+        translator, args.src, args.ref,
+        args.beams or grid.tune_beams or config.EvalConfig().tune_beams,
+        args.alphas or grid.tune_alphas, args.length_penalties or grid.tune_length_penalties,
+        args.tokenize or grid.tokenize, out, args.write)
+    print(tuning.table(points, chosen))
+    print(f"best: beam {chosen.beam_size}, alpha {chosen.alpha:g}, {chosen.length_penalty}: "
+          f"dev BLEU {chosen.bleu:.2f} ({signature})"
+          + (f"; written to {args.model}/recipe.yaml" if args.write else ""))
+    print(f"table and heatmap: {out}")
     return 0
 
 

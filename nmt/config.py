@@ -92,6 +92,11 @@ class DecodeConfig:
 class EvalConfig:
     tokenize: str = "13a"  # sacrebleu tokenizer; "none" for pre-tokenized corpora
     beam_sweep: tuple = (1, 2, 5, 10, 20)  # beam widths compared by `nmt evaluate`
+    # The grid `nmt tune` searches on dev, and `nmt train` at the end of training, writing the
+    # best into the run's decode section (empty tune_beams: no tuning).
+    tune_beams: tuple = (1, 5, 10)
+    tune_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    tune_length_penalties: tuple[Literal[penalties.NAMES], ...] = ("average",)
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,11 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
         if name == "eval.tokenize" and value not in BLEU.TOKENIZERS:
             fail("a sacrebleu tokenizer: " + ", ".join(BLEU.TOKENIZERS))
         return value
+    if origin is tuple:  # tuple[item, ...]: every item checked as `item`
+        if not isinstance(value, (list, tuple)):
+            fail("a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_check_value(name, item, v, path, line) for v in value)
     if hint is tuple:
         if not isinstance(value, (list, tuple)) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):

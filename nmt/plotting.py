@@ -97,6 +97,33 @@ def sweep_plot(beams: Sequence[int], bleu: Sequence[float], search_error_rate: S
     _save(figure, path)
 
 
+def tune_heatmap(points, path: str | Path) -> None:
+    """Dev BLEU over beam width (rows) x alpha (columns), one panel per length penalty."""
+    from matplotlib.figure import Figure
+
+    kinds = list(dict.fromkeys(p.length_penalty for p in points))
+    beams = sorted({p.beam_size for p in points})
+    alphas = sorted({p.alpha for p in points})
+    figure = Figure(figsize=(1.6 + 1.1 * len(alphas) * len(kinds), 1.2 + 0.5 * len(beams)),
+                    dpi=100)
+    panels = figure.subplots(1, len(kinds), squeeze=False)[0]
+    values = [p.bleu for p in points]
+    for axes, kind in zip(panels, kinds):
+        grid = [[next((p.bleu for p in points if (p.beam_size, p.alpha, p.length_penalty)
+                       == (b, a, kind)), float("nan")) for a in alphas] for b in beams]
+        axes.imshow(grid, cmap="viridis", vmin=min(values), vmax=max(values), aspect="auto")
+        for row, line in enumerate(grid):
+            for column, bleu in enumerate(line):
+                axes.text(column, row, f"{bleu:.1f}", ha="center", va="center", color="white")
+        axes.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+        axes.set_yticks(range(len(beams)), [str(b) for b in beams])
+        axes.set_xlabel("alpha")
+        axes.set_ylabel("beam width")
+        axes.set_title(f"dev BLEU, {kind} penalty", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def _families() -> list[str]:
     family = cjk_family()
     return ["DejaVu Sans", family] if family else ["DejaVu Sans"]

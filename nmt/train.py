@@ -92,7 +92,24 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
         from nmt.averaging import average_run
         log.info("averaged the %d best epochs: %s", recipe.train.average_best,
                  average_run(run.root, best=recipe.train.average_best))
+    if chief and recipe.eval.tune_beams:
+        _tune_decoding(run, recipe)
     return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
+
+
+def _tune_decoding(run: checkpoints.RunDir, recipe: config.Recipe) -> None:
+    """`nmt tune --write` on the dev set with the best weights: the run's decode default."""
+    from nmt import tuning
+    from nmt.translate import Translator
+
+    files = [str(p) for p in corpus.split_files(recipe.data, "dev")]
+    grid = recipe.eval
+    _, chosen, signature = tuning.tune(Translator(run.root), *files, grid.tune_beams,
+                                       grid.tune_alphas, grid.tune_length_penalties,
+                                       grid.tokenize, run.root / "tune", write=True)
+    log.info("decode default tuned on dev: beam %d, alpha %g, %s penalty: BLEU %.2f (%s); "
+             "grid in %s", chosen.beam_size, chosen.alpha, chosen.length_penalty, chosen.bleu,
+             signature, run.root / "tune" / "tune.md")
 
 
 def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,

@@ -82,7 +82,7 @@ def tiny_recipe_dict(corpus: Path, **sections) -> dict:
                   "decoder_units": 32, "attention_units": 16, "dropout": 0.0},
         "train": {"batch_size": 32, "epochs": 1, "learning_rate": 0.01, "seed": 1},
         "decode": {"beam_size": 3, "batch_size": 32},
-        "eval": {"tokenize": "none", "beam_sweep": [1, 2]},
+        "eval": {"tokenize": "none", "beam_sweep": [1, 2], "tune_beams": []},
     }
     for section, changes in sections.items():
         values[section].update(changes)

@@ -1,4 +1,6 @@
-"""Keeping the K best / last epochs, and averaging their weights into a model folder."""
+"""Keeping the K best / last epochs, averaging their weights into a model folder, and tuning the
+decode default on dev at the end of training and with `nmt tune`."""
+import json
 import csv
 
 import numpy as np
@@ -16,7 +18,8 @@ def kept_run(tmp_path_factory):
     corpus = make_reverse_corpus(root / "reverse", train=300)
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(
         corpus, train={"epochs": 4, "keep_best": 2, "keep_last": 3, "average_best": 2,
-                       "patience": 10}))
+                       "patience": 10},
+        eval={"tune_beams": [1, 2], "tune_alphas": [0.0, 1.0]}))
     train(recipe, root / "run", verbose=0)
     return root / "run"
 
@@ -66,3 +69,46 @@ def test_average_best_above_keep_best_is_a_recipe_error(tmp_path, reverse_corpus
     assert cli.main(["train", str(recipe), "--run-dir", str(tmp_path / "run")]) == 1
     assert "train.average_best (3) needs train.keep_best >= it" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_training_ends_by_tuning_the_decode_default_on_dev(kept_run):
+    from nmt import config
+    record = json.loads((kept_run / "tune.json").read_text())
+    assert [(p["beam_size"], p["alpha"]) for p in record["grid"]] == [
+        (1, 0.0), (1, 1.0), (2, 0.0), (2, 1.0)]
+    chosen = record["chosen"]
+    assert chosen["bleu"] == max(p["bleu"] for p in record["grid"])
+    decode = config.load_recipe(kept_run / "recipe.yaml").decode
+    assert (decode.beam_size, decode.alpha) == (chosen["beam_size"], chosen["alpha"])
+    assert (kept_run / "tune" / "tune_heatmap.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_nmt_tune_writes_the_best_setting_and_its_bleu_is_reproduced(reverse_run, tmp_path,
+                                                                       capsys):
+    import shutil
+
+    from nmt import config, evaluate
+    from nmt.translate import Translator
+    model = tmp_path / "model"
+    shutil.copytree(reverse_run, model, ignore=shutil.ignore_patterns("backup", "tensorboard"))
+    corpus = reverse_run.parent / "reverse"
+    assert cli.main(["tune", "--model", str(model), "--src", str(corpus / "dev.src"), "--ref",
+                     str(corpus / "dev.tgt"), "--beams", "1,3", "--alphas", "0,2",
+                     "--length-penalties", "average,gnmt", "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "| beam | penalty | alpha 0 | alpha 2 |" in out and "best: beam " in out
+    record = json.loads((model / "tune.json").read_text())
+    assert len(record["grid"]) == 8 and "tok:none" in record["signature"]
+    chosen = record["chosen"]
+    decode = config.load_recipe(model / "recipe.yaml").decode
+    assert (decode.beam_size, decode.alpha, decode.length_penalty) == (
+        chosen["beam_size"], chosen["alpha"], chosen["length_penalty"])
+    # The folder's new default reproduces the BLEU the grid reported for it.
+    sources = (corpus / "dev.src").read_text().splitlines()
+    found = Translator(model).translate(sources)
+    bleu = evaluate.bleu([t[0].text for t in found], (corpus / "dev.tgt").read_text()
+                         .splitlines(), "none").score
+    assert bleu == pytest.approx(chosen["bleu"])
+    assert (model / "tune-dev.src" / "tune_heatmap.png").stat().st_size > 1000
