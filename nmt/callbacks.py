@@ -61,7 +61,8 @@ class EpochSummary(keras.callbacks.Callback):
         for prefix in ("", "val_"):
             if f"{prefix}nll" in logs:
                 logs[f"{prefix}ppl"] = math.exp(min(float(logs[f"{prefix}nll"]), 50.0))
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         log.info("epoch %d: train ppl %.2f | dev ppl %.2f | dev BLEU %.2f | %.0f target tokens/s "
                  "| lr %.2g", epoch + 1, logs.get("ppl", math.nan), logs.get("val_ppl", math.nan),
                  logs.get("val_bleu", math.nan), logs["tokens_per_sec"], logs["learning_rate"])

@@ -126,7 +126,7 @@ def load_weights(model, path: Path) -> None:
                             f"another model ({reason})", str(path)) from None
 
 
-# ---- resume state ---------------------------------------------------------------------------------
+# ---- resume state -------------------------------------------------------------------------------
 
 def commit_epoch(run: RunDir, trainer, state: dict, bleu: float, keep_best: int = 1,
                  keep_last: int = 1) -> dict:

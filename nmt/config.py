@@ -23,7 +23,7 @@ from nmt.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = "small_parallel_enja"  # folder under the data root ($NMT_DATA), or an absolute path
+    corpus: str = "small_parallel_enja"  # folder under the data root ($NMT_DATA), or absolute
     src: str = "ja"  # file suffix of the source side
     tgt: str = "en"  # file suffix of the target side
     train: str = "train"  # file prefix: train.<src> / train.<tgt>
@@ -143,7 +143,8 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", str(path), line) from None
+        raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", str(path),
+                          line) from None
     if node is None:
         raise ConfigError("empty recipe: it needs at least a data section", str(path))
     values, lines = _mapping_with_lines(node, str(path))

@@ -3,7 +3,7 @@
 One step, as in Luong et al. (2015) input feeding with Bahdanau's additive score (JoeyNMT's
 recurrent decoder):
 
-    s_t = RNN([E y_{t-1}; a_{t-1}], s_{t-1})          input feeding: a_{t-1} is the last step's output
+    s_t = RNN([E y_{t-1}; a_{t-1}], s_{t-1})     input feeding: a_{t-1} is the last step's output
     c_t, w_t = attention(query=s_t, memory)            additive score, padding masked
     a_t = tanh(W_c [s_t; c_t] + b_c)                   the attentional vector
     p(y_t | y_<t, x) = softmax(W_o a_t + b_o)
@@ -64,8 +64,8 @@ class AttentionDecoder(keras.layers.Layer):
     def build(self, input_shape=None):
         units, gates = self.units, self.gates
         self.embedding.build((None, None))
-        self.input_kernel = self.add_weight((self.embedding_dim, gates * units), name="input_kernel",
-                                            initializer="glorot_uniform")
+        self.input_kernel = self.add_weight((self.embedding_dim, gates * units),
+                                            name="input_kernel", initializer="glorot_uniform")
         self.input_bias = self.add_weight((gates * units,), name="input_bias",
                                           initializer=self._gate_bias_initializer)
         if self.cell == "lstm":
@@ -98,7 +98,7 @@ class AttentionDecoder(keras.layers.Layer):
         return ops.convert_to_tensor(bias, dtype=dtype)
 
     def initial_state(self, encoder_final):
-        """Decoder state from the encoder's final states (a tanh bridge per part) and a zero feed."""
+        """Decoder state from the encoder's final states (a tanh bridge per part), zero feed."""
         parts = [bridge(state) for bridge, state in zip(self.bridges, encoder_final)]
         return (*parts, ops.zeros_like(parts[0]))
 

@@ -39,8 +39,9 @@ class Encoder(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
         # Default activations and no recurrent dropout keep Keras's cuDNN path open on GPUs.
-        self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True),
-                                                name=f"birnn_{i}") for i in range(num_layers)]
+        self.rnns = [keras.layers.Bidirectional(
+            rnn(units, return_sequences=True, return_state=True), name=f"birnn_{i}")
+            for i in range(num_layers)]
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, source_shape):

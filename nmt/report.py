@@ -43,7 +43,8 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
     out = Path(out)
     figures = out / "figures"
     report = {
-        "model": " + ".join(map(str, translator.model_dirs)), "source": str(source), "reference": str(reference),
+        "model": " + ".join(map(str, translator.model_dirs)), "source": str(source),
+        "reference": str(reference),
         "beam_size": decode.beam_size, "alpha": decode.alpha,
         "length_penalty": decode.length_penalty,
         "scores": [{"name": s.name, "score": s.score, "text": s.text, "signature": s.signature}

@@ -8,8 +8,8 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
-VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["bench"], ["bench", "train"],
-         ["bench", "translate"]]
+VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
+         ["bench"], ["bench", "train"], ["bench", "translate"]]
 
 
 def run_nmt(*args, stdin=None):
@@ -102,6 +102,7 @@ def test_resuming_from_a_foreign_resume_state_is_a_one_line_error(tmp_path, reve
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_translate_missing_or_broken_model(tmp_path, reverse_run):
     code, _, err = run_nmt("translate", "--model", tmp_path / "nope", stdin="1 2\n")
     assert_one_line_error(code, err, "nope", "no such model folder")
@@ -127,6 +128,7 @@ def test_unusable_options_fail_before_any_work(tmp_path, reverse_run):
         assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_pipeline_translate_then_bleu(tmp_path, reverse_run):
     corpus = reverse_run.parent / "reverse"
     hyp = tmp_path / "hyp.txt"
@@ -149,6 +151,7 @@ def test_pipeline_translate_then_bleu(tmp_path, reverse_run):
     assert float(score) == pytest.approx(best.log_prob / 1.5, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_a_report(tmp_path, reverse_run):
     corpus = reverse_run.parent / "reverse"
     out = tmp_path / "report"

@@ -1,4 +1,5 @@
-"""tf.distribute: two worker processes on 127.0.0.1 train one model (MultiWorkerMirroredStrategy)."""
+"""tf.distribute: two worker processes on 127.0.0.1 train one model
+(MultiWorkerMirroredStrategy)."""
 import json
 import os
 import socket
@@ -17,6 +18,8 @@ os.sched_setaffinity(0, {int(sys.argv[4]) % os.cpu_count()})
 from nmt import runtime
 runtime.import_tensorflow(threads=1)
 from nmt.train import train
+
+pytestmark = pytest.mark.slow  # worker processes train models
 result = train(sys.argv[1], sys.argv[2], verbose=0)
 result.model.save_weights(sys.argv[3])
 """

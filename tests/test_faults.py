@@ -12,6 +12,8 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from test_cli import assert_one_line_error, run_nmt
 
+pytestmark = pytest.mark.slow  # kills, long streams, and a subprocess with TensorFlow per case
+
 DRIVER = Path(__file__).with_name("fault_driver.py")
 EPOCHS = 3
 KEEP = 2  # train.keep_best and train.keep_last of the killed runs
@@ -161,7 +163,8 @@ def test_evaluate_bad_input(reverse_run, tmp_path):
 def peak_rss_translating(model, lines: int) -> int:
     """Peak RSS (KiB) of `nmt translate` reading `lines` lines from stdin; checks the output."""
     code = ("import resource, subprocess, sys\n"
-            "p = subprocess.Popen([sys.executable, '-m', 'nmt', 'translate', '--model', sys.argv[1],"
+            "p = subprocess.Popen([sys.executable, '-m', 'nmt', 'translate', '--model',"
+            " sys.argv[1],"
             " '--beam-size', '1'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)\n"
             "import threading\n"
             "def feed():\n"

@@ -8,6 +8,8 @@ from conftest import tiny_recipe_dict, write_recipe
 from nmt import checkpoints, config
 from nmt.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # every test trains a model
+
 
 @pytest.fixture
 def recipe(tmp_path, reverse_corpus):

@@ -30,7 +30,8 @@ def test_length_penalty_kinds(reverse_run):
     from nmt.translate import Translator
     lines = ["3 1 4 1 5", "2 7"]
     for kind, penalty in (("average", lambda n: n), ("gnmt", lambda n: (5 + n) / 6)):
-        found = Translator(reverse_run, beam_size=3, alpha=1.0, length_penalty=kind).translate(lines)
+        found = Translator(reverse_run, beam_size=3, alpha=1.0,
+                           length_penalty=kind).translate(lines)
         for t in (hyps[0] for hyps in found):
             length = len(t.ids) + 1  # EOS counts
             assert t.score == pytest.approx(t.log_prob / penalty(length), rel=1e-5)
