@@ -12,14 +12,14 @@ import pytest
 
 from conftest import tiny_recipe_dict, write_recipe
 
+pytestmark = pytest.mark.slow  # worker processes train models
+
 WORKER = """
 import os, sys
 os.sched_setaffinity(0, {int(sys.argv[4]) % os.cpu_count()})
 from nmt import runtime
 runtime.import_tensorflow(threads=1)
 from nmt.train import train
-
-pytestmark = pytest.mark.slow  # worker processes train models
 result = train(sys.argv[1], sys.argv[2], verbose=0)
 result.model.save_weights(sys.argv[3])
 """

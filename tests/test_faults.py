@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from test_cli import assert_one_line_error, run_nmt
 
-pytestmark = pytest.mark.slow  # kills, long streams, and a subprocess with TensorFlow per case
+pytestmark = pytest.mark.slow  # kills, long streams, a subprocess with TensorFlow per case
 
 DRIVER = Path(__file__).with_name("fault_driver.py")
 EPOCHS = 3
