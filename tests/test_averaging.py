@@ -50,6 +50,9 @@ def test_the_k_best_and_last_epochs_are_kept_and_averaged(kept_run, tmp_path, ca
                                        *members):
         np.testing.assert_allclose(averaged, (first + second) / 2, rtol=1e-6, atol=1e-7)
     assert Translator(folder, beam_size=2).translate(["1 2 3"])[0][0].text
+    record = json.loads((folder / "averaged.json").read_text())
+    assert record["weights"] == [{"file": e["weights"], "dev_bleu": e["bleu"]}
+                                 for e in state["kept"]]
     # nmt average --last 3 -o DIR; asking for more epochs than kept is a one-line error.
     assert cli.main(["average", str(kept_run), "--last", "3", "-o", str(tmp_path / "l3")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "l3")
