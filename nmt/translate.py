@@ -71,8 +71,12 @@ class Translator:
         return ids[0] if len(ids) == 1 else tuple(ids)
 
     def config(self, **overrides) -> DecodeConfig:
-        """The decoding configuration with per-call `overrides` (e.g. beam_size=1)."""
-        return dataclasses.replace(self.decode, **overrides) if overrides else self.decode
+        """The decoding configuration with per-call `overrides` (e.g. beam_size=1), checked as a
+        recipe's decode section is (an unknown key or penalty name is a ConfigError)."""
+        if not overrides:
+            return self.decode
+        values = {**dataclasses.asdict(self.decode), **overrides}
+        return config.recipe_from_dict({"decode": values}, "decode overrides").decode
 
     def translate(self, lines: Iterable[str], nbest: int = 1,
                   **overrides) -> list[list[Translation]]:
@@ -160,7 +164,7 @@ class Translator:
         if longest <= limit:
             pieces = [[ids + [EOS]] for ids in members]
         else:
-            log.warning("line %d has %d tokens: translated in pieces of at most %d", index + 1,
+            log.warning("line %d has %d tokens: translated in pieces of %d", index + 1,
                         longest, limit)
             count = -(-longest // limit)
             pieces = []

@@ -76,3 +76,19 @@ def test_bad_input_leaves_no_output_file(translator, tmp_path):
     with pytest.raises(DataError, match=r"in.txt:2: invalid UTF-8"):
         translate_file(translator, str(source), str(out))
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in.txt"]
+
+
+def test_one_decode_config_overridable_per_call(translator):
+    from nmt.errors import ConfigError
+    lines = ["3 1 4 1 5", "2 7"]
+    before = translator.decode
+    assert before.alpha == 1.0
+    for hyps in translator.translate(lines, beam_size=1, alpha=0.0):
+        assert hyps[0].score == hyps[0].log_prob  # alpha 0: no normalization
+    assert translator.decode is before  # the call changed nothing lasting
+    again = translator.translate(lines)
+    assert [h[0].text for h in again] == ["5 1 4 1 3", "7 2"]
+    for hyps in again:  # the Translator's own alpha 1 again
+        assert hyps[0].score == pytest.approx(hyps[0].log_prob / (len(hyps[0].ids) + 1))
+    with pytest.raises(ConfigError, match="decode.length_penalty must be one of"):
+        translator.translate(lines, length_penalty="linear")
