@@ -144,6 +144,8 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     values, lines = _mapping_with_lines(node, str(path))
     for override in overrides:
         section, key, value = _parse_override(override)
+        if section not in values:
+            lines[(section, None)] = OVERRIDE
         values.setdefault(section, {})[key] = value
         lines[(section, key)] = OVERRIDE
     return _build(values, lines, str(path))
@@ -233,8 +235,10 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
     sections = {}
     for section, entries in values.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", path,
-                              lines.get((section, None)))
+            line = lines.get((section, None))
+            where, line = ("--set", None) if line is OVERRIDE else (path, line)
+            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", where,
+                              line)
         if not isinstance(entries, dict):
             raise ConfigError(f"section '{section}' must be a mapping of keys", path,
                               lines.get((section, None)))
