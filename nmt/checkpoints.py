@@ -124,7 +124,7 @@ def locked(run: RunDir) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise OutputError(f"in use by another `nmt train` (pid {holder}); wait for it to "
+            raise OutputError(f"in use by another nmt train (pid {holder}); wait for it to "
                               f"end or choose another --run-dir", str(run.root)) from None
         handle.seek(0)
         handle.truncate()

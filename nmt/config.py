@@ -30,7 +30,7 @@ class DataConfig:
     dev: str = "dev"
     test: str = "test"
     max_len: int = 50  # training pairs with more tokens than this on either side are dropped
-    max_line_tokens: int = 1000  # a corpus line longer than this is an error (an unsplit document)
+    max_line_tokens: int = 1000  # pairs with a longer line (an unsplit document) are dropped
     train_lines: int = 0  # use only the first N training pairs (0 = all)
     download_url: str = ""  # base URL the corpus files can be fetched from, if missing locally
     sha256: dict = field(default_factory=dict)  # file name -> expected sha256 of downloaded files
