@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nmt import checkpoints
+from nmt import checkpoints, textio
 from nmt.errors import ModelDirError
 
 RECORD = "averaged.json"  # in an averaged model folder: which weights were averaged
@@ -65,6 +65,7 @@ def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int |
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        os.chmod(tmp, textio.NEW_FOLDER_MODE)  # mkdtemp's 0700 would hide the model from others
         folder = checkpoints.RunDir(tmp)
         shutil.copy(run.recipe, folder.recipe)
         shutil.copy(run.model_json, folder.model_json)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import signal
 import sys
 import time
 
@@ -21,23 +21,37 @@ STARTED = time.perf_counter()
 TOKENIZERS = list(BLEU.TOKENIZERS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, docker stop, schedulers): unwound like Ctrl-C, so temporaries go."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args) or 0
     except NmtError as err:
         print(f"nmt: error: {err}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("nmt: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("nmt: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `nmt translate ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,8 +266,10 @@ def _train(args) -> int:
 
 
 def _translate(args) -> int:
-    if args.output not in (None, "-") and os.path.isdir(args.output):
-        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    from nmt import textio
+    textio.check_readable(args.input)
+    if args.output not in (None, "-"):
+        textio.check_writable(args.output)
     if args.alignments and args.nbest > 1:
         raise NmtError("--alignments needs one translation per line (--nbest 1)")
     from nmt import runtime
@@ -274,8 +290,11 @@ def _translator(args):
 
 
 def _score(args) -> int:
-    if args.output not in (None, "-") and os.path.isdir(args.output):
-        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    from nmt import textio
+    textio.check_readable(args.src)
+    textio.check_readable(args.tgt)
+    if args.output not in (None, "-"):
+        textio.check_writable(args.output)
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt.scoring import score_files
@@ -330,12 +349,13 @@ def _bleu(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from nmt import runtime
+    from nmt import runtime, textio
+    textio.check_readable(args.src)
+    textio.check_readable(args.ref)
     runtime.import_tensorflow(args.threads)
     from nmt import report
     out = Path(args.out or Path(args.model[0]) / f"report-{Path(args.src).name}")
-    if out.exists() and not out.is_dir():
-        raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
+    report.check_report_folder(out)  # before the model loads and the test set is decoded
     translator = _translator(args)
     result = report.run_evaluation(
         translator, args.src, args.ref, out,

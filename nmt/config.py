@@ -30,7 +30,7 @@ class DataConfig:
     dev: str = "dev"
     test: str = "test"
     max_len: int = 50  # training pairs with more tokens than this on either side are dropped
-    max_line_tokens: int = 1000  # a corpus line longer than this is an error (an unsplit document)
+    max_line_tokens: int = 1000  # pairs with a longer line (an unsplit document) are dropped
     train_lines: int = 0  # use only the first N training pairs (0 = all)
     download_url: str = ""  # base URL the corpus files can be fetched from, if missing locally
     sha256: dict = field(default_factory=dict)  # file name -> expected sha256 of downloaded files
@@ -150,6 +150,8 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     values, lines = _mapping_with_lines(node, str(path))
     for override in overrides:
         section, key, value = _parse_override(override)
+        if section not in values:
+            lines[(section, None)] = OVERRIDE
         values.setdefault(section, {})[key] = value
         lines[(section, key)] = OVERRIDE
     return _build(values, lines, str(path))
@@ -239,8 +241,10 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
     sections = {}
     for section, entries in values.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", path,
-                              lines.get((section, None)))
+            line = lines.get((section, None))
+            where, line = ("--set", None) if line is OVERRIDE else (path, line)
+            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", where,
+                              line)
         if not isinstance(entries, dict):
             raise ConfigError(f"section '{section}' must be a mapping of keys", path,
                               lines.get((section, None)))

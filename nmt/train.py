@@ -1,6 +1,7 @@
 """`nmt train`: from a recipe to a self-describing run directory, resumable after a crash."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -35,7 +36,10 @@ def default_run_dir(recipe_path: str | os.PathLike) -> Path:
 
 def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = None,
           overrides=(), threads: int | None = None, verbose: int | None = None) -> TrainResult:
-    """Trains (or resumes) the recipe into `run_dir`; returns where it stands at the end."""
+    """Trains (or resumes) the recipe into `run_dir`; returns where it stands at the end.
+
+    The chief holds the run directory's lock throughout: a second start on it fails at once.
+    """
     recipe = config.load_recipe(recipe_path, overrides)
     if recipe.train.average_best > recipe.train.keep_best:
         raise ConfigError(f"train.average_best ({recipe.train.average_best}) needs "
@@ -43,6 +47,13 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
                           str(config.recipe_file(recipe_path)))
     run = checkpoints.RunDir(run_dir or default_run_dir(recipe_path))
     chief = distribute.is_chief()
+    _refuse_foreign_folder(run)
+    with checkpoints.locked(run) if chief else contextlib.nullcontext():
+        return _train(recipe, run, chief, threads, verbose)
+
+
+def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads: int | None,
+           verbose: int | None) -> TrainResult:
     _log_to(None)
     resumed = _check_run_dir(run, recipe)
     if resumed and _finished(resumed, recipe.train):
@@ -127,10 +138,7 @@ def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
         tokenizers = build_tokenizers(recipe.vocab, read_train)
         if chief:
             checkpoints.save_tokenizers(run, *tokenizers)
-    stats = data.corpus_stats(read_train(), *tokenizers, recipe.data.max_len)
-    log.info("training data: %d pairs, %d kept, %d dropped as longer than %d tokens; "
-             "%d target tokens per epoch", stats.pairs, stats.kept, stats.dropped_too_long,
-             recipe.data.max_len, stats.target_tokens)
+    log.info("training data: %s", corpus_summary(recipe.data, tokenizers))
     if chief:
         checkpoints.save_description(run, recipe, *map(len, tokenizers))
     return tokenizers
@@ -174,10 +182,14 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     from nmt.train_step import Seq2SeqTrainer
 
     import keras
+    import tensorflow as tf
 
     # Layers take the global dtype policy when built; keep mixed precision to this model.
     previous = keras.mixed_precision.global_policy()
     if recipe.train.mixed_precision:
+        if not tf.config.list_physical_devices("GPU"):
+            log.warning("warning: train.mixed_precision is for GPUs; without one, float16 is "
+                        "emulated and training runs several times slower")
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
@@ -189,6 +201,16 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     return trainer
 
 
+def _refuse_foreign_folder(run: checkpoints.RunDir) -> None:
+    """A folder that holds files but no run of nmt is not ours to write into."""
+    if not run.root.is_dir():
+        return
+    ours = run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
+    if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
+        raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
+                          "another --run-dir", str(run.root))
+
+
 def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | None:
     """Refuses a folder that is not a run of this recipe; returns its committed state, if any.
 
@@ -197,10 +219,6 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     """
     if not run.root.exists():
         return None
-    ours = run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
-    if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
-        raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
-                          "another --run-dir", str(run.root))
     previous = config.to_dict(config.load_recipe(run.recipe)) if run.recipe.is_file() else None
     current = config.to_dict(recipe)
     state = checkpoints.read_resume_state(run)
@@ -220,7 +238,8 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
 def checked_corpus(data_config: config.DataConfig):
     """(a function reading the training pairs, the dev pairs), both files checked completely.
 
-    The training corpus streams: it is read again each epoch, never held in memory.
+    The training corpus streams: it is read again each epoch, never held in memory. The whole
+    of its files is checked (alignment, UTF-8), whatever part `data.train_lines` uses.
     """
     train_files = corpus.split_files(data_config, "train")
     dev_files = corpus.split_files(data_config, "dev")
@@ -229,11 +248,33 @@ def checked_corpus(data_config: config.DataConfig):
         return textio.read_parallel(*train_files, max_tokens=data_config.max_line_tokens,
                                     limit=data_config.train_lines)
 
-    dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=data_config.max_line_tokens))
+    skipped = textio.Skipped()
+    dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=data_config.max_line_tokens,
+                                          skipped=skipped))
+    if skipped.counts:
+        log.info("dev data: %d pairs used; %s", len(dev_pairs), skipped.summary())
     # The whole training corpus is checked before anything is printed or written.
-    textio.count_parallel(*train_files, max_tokens=data_config.max_line_tokens,
-                          limit=data_config.train_lines)
+    textio.check_parallel(*train_files, max_tokens=data_config.max_line_tokens)
     return read_train, dev_pairs
+
+
+def corpus_summary(data_config: config.DataConfig, tokenizers) -> str:
+    """What training reads of its corpus: pairs kept, and those left out or changed (each reason
+    with a count and the first line numbers), and the target tokens of an epoch."""
+    files = corpus.split_files(data_config, "train")
+    skipped, stats = textio.Skipped(), data.CorpusStats()
+    too_long = f"over data.max_len ({data_config.max_len} tokens after tokenization)"
+    for number, src, tgt in textio.numbered_pairs(*files, max_tokens=data_config.max_line_tokens,
+                                                  limit=data_config.train_lines,
+                                                  skipped=skipped):
+        dropped = stats.dropped_too_long
+        for _ in data.encode_pairs([(src, tgt)], *tokenizers, data_config.max_len, stats):
+            pass
+        if stats.dropped_too_long > dropped:
+            skipped.add(too_long, number)
+    return (f"{skipped.read} lines read from {files[0]}, {stats.kept} pairs kept; "
+            f"{skipped.summary() or 'nothing left out'}; {stats.target_tokens} target tokens "
+            f"per epoch")
 
 
 def build_tokenizers(settings: config.VocabConfig, read_train):
@@ -274,10 +315,23 @@ def _log_to(path: Path | None) -> None:
     formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = [logging.StreamHandler(sys.stderr)]
     if path is not None:
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        with textio.reported_as_output_error(path):
+            handlers.append(_LogFile(path, encoding="utf-8"))
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
     for handler in handlers:
         handler.setFormatter(formatter)
         log.addHandler(handler)
+
+
+class _LogFile(logging.FileHandler):
+    """train.log: a line that cannot be written (disk full) stops training with one error naming
+    the file, instead of a traceback per logged line."""
+
+    def handleError(self, record):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            with textio.reported_as_output_error(Path(self.baseFilename)):
+                raise error
+        super().handleError(record)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from nmt import checkpoints, config, data, textio
 from nmt.config import DecodeConfig
@@ -116,10 +115,17 @@ class Translator:
         for chunk in self.chunks(lines, chunk_lines):
             yield from self.translate(chunk, nbest, **overrides)
 
-    def chunks(self, lines: Iterable[str], chunk_lines: int | None = None) -> Iterator[list[str]]:
-        """Consecutive lists of lines, 16 decoding batches each by default."""
-        lines = iter(lines)
-        while chunk := list(itertools.islice(lines, chunk_lines or 16 * self.decode.batch_size)):
+    def chunks(self, lines: Iterable[str], chunk_lines: int | None = None,
+               would_wait: Callable[[], bool] | None = None) -> Iterator[list[str]]:
+        """Consecutive lists of lines, 16 decoding batches each by default; a shorter one as soon
+        as `would_wait()` says the next line has not arrived yet (a terminal, a pipe kept open)."""
+        size, chunk = chunk_lines or 16 * self.decode.batch_size, []
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) == size or (would_wait is not None and would_wait()):
+                yield chunk
+                chunk = []
+        if chunk:
             yield chunk
 
     def attention(self, lines: list[str], translations: list[Translation]) -> list:
@@ -175,8 +181,8 @@ class Translator:
         return pieces[0] if len(members) == 1 else list(zip(*pieces))
 
     def _join(self, parts: list, nbest: int, decode: DecodeConfig) -> list[Translation]:
-        if not parts:
-            return [Translation("", 0.0, 0.0)]
+        if not parts:  # a blank line: as many blank entries as asked for
+            return [Translation("", 0.0, 0.0)] * nbest
         if len(parts) == 1:
             return [self._translation(h) for h in parts[0][:nbest]]
         # A line cut into pieces: the best of each piece, joined (its n-best list is that one
@@ -216,13 +222,16 @@ def translate_file(translator: Translator, source: str | None, output: str | Non
     attention, 0-based token positions). Returns the number of input lines.
     """
     handle, name = textio.open_input(source)
-    total = _count_lines(source) if source not in (None, "-") else None
-    lines = textio.validate_lines(handle, name, allow_blank=True, allow_tab=True)
+    from_file = source not in (None, "-")
+    # Only a regular file can be read twice (to count its lines); a pipe is read once.
+    total = _count_lines(source) if from_file and textio.is_regular_file(handle) else None
+    stream = textio.InputLines(handle)
+    lines = textio.validate_lines(stream, name, allow_blank=True, allow_tab=True)
     start, done = time.perf_counter(), 0
 
     def write_all(out: TextIO) -> None:
         nonlocal done
-        for chunk in translator.chunks(lines):
+        for chunk in translator.chunks(lines, would_wait=stream.would_wait):
             found = translator.translate(chunk, nbest)
             weights = translator.attention(chunk, [t[0] for t in found]) if alignments else None
             for offset, translations in enumerate(found):
@@ -242,7 +251,7 @@ def translate_file(translator: Translator, source: str | None, output: str | Non
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
-    if total:
+    if from_file:
         _progress(done, total, start, final=True)
     return done
 
@@ -271,9 +280,10 @@ def _count_lines(path: str) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def _progress(done: int, total: int, start: float, final: bool = False) -> None:
+def _progress(done: int, total: int | None, start: float, final: bool = False) -> None:
     rate = done / max(time.perf_counter() - start, 1e-9)
     end = "\n" if final or not sys.stderr.isatty() else ""
+    count = f"{done}/{total}" if total is not None else f"{done}"
     if final or sys.stderr.isatty():
-        sys.stderr.write(f"\rtranslated {done}/{total} lines ({rate:.1f} lines/s){end}")
+        sys.stderr.write(f"\rtranslated {count} lines ({rate:.1f} lines/s){end}")
         sys.stderr.flush()

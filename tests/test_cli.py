@@ -49,9 +49,6 @@ def corrupt_corpus(folder, split_file, content: bytes):
     ("train.tgt", b"1 2\n", ["train.src", "misaligned"]),
     ("train.src", b"1 2\n3 \xc3\x28\n", ["train.src:2:", "invalid UTF-8"]),
     ("train.src", b"1 2\r\n", ["train.src:1:", "CRLF"]),
-    ("train.src", b"1 2\n\n", ["train.src:2:", "empty line"]),
-    ("train.src", b"1 2\n3\t4\n", ["train.src:2:", "TAB"]),
-    ("train.src", b"1 2\n" + b"7 " * 10000 + b"\n", ["train.src:2:", "10000 tokens"]),
     ("train.src", b"1\x002\n", ["train.src:1:", "NUL"]),
     ("train.src", b"", ["train.src", "empty file"]),
     ("dev.tgt", b"1\n", ["misaligned"]),
@@ -66,7 +63,7 @@ def test_train_bad_corpus_is_a_one_line_error_and_loses_nothing(tmp_path, revers
     before = sorted(p.name for p in run.iterdir())
     code, _, err = run_nmt("train", recipe, "--run-dir", run)
     assert_one_line_error(code, err, *fragments)
-    assert sorted(p.name for p in run.iterdir()) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(before + [".lock"])  # its lock file
 
 
 def test_train_unknown_key_suggests_the_close_match(tmp_path, reverse_corpus):
@@ -96,10 +93,12 @@ def test_resuming_from_a_foreign_resume_state_is_a_one_line_error(tmp_path, reve
     # The shape an earlier nmt wrote: one weights file, no resume/last/best names.
     old = {key: state[key] for key in ("epoch", "best", "callbacks")}
     state_file.write_text(json.dumps({**old, "weights": state["resume"]}))
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    def files():  # but the lock file, which names the last process to train here
+        return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    before = files()
     code, _, err = run_nmt("train", run / "recipe.yaml", "--run-dir", run)
     assert_one_line_error(code, err, "state.json", "best_weights, last, resume")
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert files() == before
 
 
 @pytest.mark.slow
