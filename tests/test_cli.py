@@ -8,8 +8,8 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
-VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["bench"], ["bench", "train"],
-         ["bench", "translate"]]
+VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["embeddings"],
+         ["bench"], ["bench", "train"], ["bench", "translate"]]
 
 
 def run_nmt(*args, stdin=None):
