@@ -62,11 +62,7 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     strategy = distribute.make_strategy(recipe.train.distribution)
     with strategy.scope():
         trainer = compiled_trainer(recipe, *map(len, tokenizers))
-    for side, coverage in pretrained.items():
-        layer = trainer.seq2seq.embedding_layer(side)
-        matrix = keras.ops.convert_to_numpy(layer.embeddings)
-        matrix[coverage.ids] = coverage.rows  # the other rows keep their random initialization
-        layer.embeddings.assign(matrix)
+    _initialize_embeddings(trainer.seq2seq, pretrained)
     initial_epoch = 0
     if resumed:
         checkpoints.restore_resume_state(run, trainer, resumed)
@@ -139,6 +135,17 @@ def read_pretrained(model: config.ModelConfig, tokenizers) -> dict:
                  ", frozen" if model.freeze_embeddings else "")
         found[side] = coverage
     return found
+
+
+def _initialize_embeddings(model, pretrained: dict) -> None:
+    """Copies the pretrained rows into a fresh model; the other rows keep their random values."""
+    from keras import ops
+
+    for side, coverage in pretrained.items():
+        variable = model.embedding_layer(side).embeddings
+        matrix = ops.convert_to_numpy(ops.cast(variable, "float32")).copy()
+        matrix[coverage.ids] = coverage.rows
+        variable.assign(ops.cast(matrix, variable.dtype))
 
 
 def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokenizers,
