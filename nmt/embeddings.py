@@ -22,6 +22,7 @@ class Embeddings(NamedTuple):
     words: list  # vocabulary entries without the specials; a word vocabulary lists them by
     # frequency, a SentencePiece one by piece score
     matrix: np.ndarray  # float32 [len(words), embedding_dim]
+    side: str = "src"  # "src" or "tgt", for messages
 
 
 def load_embeddings(model_dir: str | Path, side: str) -> Embeddings:
@@ -35,7 +36,7 @@ def load_embeddings(model_dir: str | Path, side: str) -> Embeddings:
     first = len(SPECIAL_TOKENS)
     matrix = ops.convert_to_numpy(ops.cast(loaded.model.embedding_layer(side).embeddings,
                                            "float32"))
-    return Embeddings(tokenizer.pieces(range(first, len(tokenizer))), matrix[first:])
+    return Embeddings(tokenizer.pieces(range(first, len(tokenizer))), matrix[first:], side)
 
 
 def nearest(embeddings: Embeddings, word: str, k: int) -> list[tuple[str, float]]:
@@ -43,8 +44,9 @@ def nearest(embeddings: Embeddings, word: str, k: int) -> list[tuple[str, float]
     try:
         index = embeddings.words.index(word)
     except ValueError:
-        raise NmtError(f"{word!r} is not in the vocabulary ({len(embeddings.words)} entries "
-                       f"besides the specials)") from None
+        side = {"src": "source", "tgt": "target"}[embeddings.side]
+        raise NmtError(f"{word!r} is not in the {side} vocabulary ({len(embeddings.words)} "
+                       f"entries besides the specials)") from None
     norms = np.linalg.norm(embeddings.matrix, axis=1)
     # A zero row (never trained) has no direction: it gets similarity 0, not a division by 0.
     unit = embeddings.matrix / np.maximum(norms, 1e-12)[:, None]

@@ -36,7 +36,7 @@ def test_map_is_written_and_bad_requests_are_one_line_errors(reverse_run, tmp_pa
     assert code == 0, err
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "map of 8 words" in err
     code, _, err = run_nmt("embeddings", "--model", reverse_run, "--nearest", "seven")
-    assert_one_line_error(code, err, "'seven' is not in the vocabulary")
+    assert_one_line_error(code, err, "'seven' is not in the source vocabulary")
     code, _, err = run_nmt("embeddings", "--model", reverse_run)
     assert_one_line_error(code, err, "give --nearest WORD, --plot FILE.png or both")
 
