@@ -164,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     _threads(p)
     p.set_defaults(run=_tune)
 
+    p = verbs.add_parser("embeddings", help="nearest words and a 2-D map of a model's embeddings",
+                         description="Look inside a model's embeddings: the words nearest to a "
+                         "word by cosine similarity, and a map of the most frequent words on the "
+                         "embeddings' first two principal components (PCA).")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="run directory of `nmt train` or model folder of `nmt average`")
+    p.add_argument("--side", choices=("src", "tgt"), default="src",
+                   help="source or target embeddings (default src)")
+    p.add_argument("--nearest", metavar="WORD", help="print the K words nearest to WORD")
+    p.add_argument("-k", type=_positive, default=10, help="neighbours to print (default 10)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the map of the N most frequent words")
+    p.add_argument("--words", type=_positive, default=200, metavar="N",
+                   help="words on the map (default 200)")
+    _threads(p)
+    p.set_defaults(run=_embeddings)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -363,6 +379,26 @@ def _evaluate(args) -> int:
         args.tokenize or translator.recipe.eval.tokenize, args.heatmaps, args.show)
     print(report.summary(result))
     print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _embeddings(args) -> int:
+    if not args.nearest and not args.plot:
+        raise NmtError("nothing to do: give --nearest WORD, --plot FILE.png or both")
+    if args.plot and os.path.isdir(args.plot):
+        raise NmtError(f"{args.plot}: is a folder; --plot takes a file name")
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import embeddings, plotting
+    found = embeddings.load_embeddings(args.model, args.side)
+    if args.nearest:
+        for word, similarity in embeddings.nearest(found, args.nearest, args.k):
+            print(f"{word}\t{similarity:.4f}")
+    if args.plot:
+        if not embeddings.plot_map(found, args.words, args.plot):
+            print(f"nmt: warning: no CJK font installed: labels it cannot draw show their rank; "
+                  f"{plotting.INSTALL_HINT}", file=sys.stderr)
+        print(f"map of {min(args.words, len(found.words))} words: {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -54,6 +54,22 @@ class ModelConfig:
     decoder_units: int = 512
     attention_units: int = 512
     dropout: float = 0.2
+    # Word vectors (word2vec/GloVe text, `.gz` too) that initialize the embedding rows of the words
+    # they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are under the data
+    # root. Read when a run starts, never when it resumes or a model folder is loaded.
+    pretrained_embeddings: dict = field(default_factory=dict)
+    freeze_embeddings: bool = False  # keep the embeddings of sides given vectors fixed
+
+
+# Model keys that only say how training initializes the weights: not arguments of the layers.
+INITIALIZATION_KEYS = ("pretrained_embeddings", "freeze_embeddings")
+SIDES = ("src", "tgt")
+
+
+def architecture(model: ModelConfig) -> dict:
+    """The model keys that define the layers (the arguments of `Seq2Seq`)."""
+    return {key: value for key, value in dataclasses.asdict(model).items()
+            if key not in INITIALIZATION_KEYS}
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,9 @@ class TrainConfig:
     epochs: int = 30
     learning_rate: float = 0.001
     clip_norm: float = 5.0  # clip gradients by their global norm
+    # Decoupled (AdamW) L2 decay: each step multiplies weight matrices and embeddings by
+    # 1 - learning_rate * weight_decay; biases (1-D weights) are not decayed. 0 = off.
+    weight_decay: float = 0.0
     label_smoothing: float = 0.0
     patience: int = 5  # early stopping: epochs without a better dev BLEU
     lr_decay: float = 0.5  # multiply the learning rate by this when dev BLEU stalls
@@ -263,7 +282,25 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
             sections[section] = cls(**checked)
         except TypeError as err:
             raise ConfigError(f"section '{section}': {err}", path) from None
-    return Recipe(**sections)
+    recipe = Recipe(**sections)
+    _check_pretrained(recipe, lines, path)
+    return recipe
+
+
+def _check_pretrained(recipe: Recipe, lines: dict, path: str) -> None:
+    """Pretrained vectors are looked up by word, and freezing needs vectors to keep."""
+    def fail(key: str, message: str):
+        line = lines.get(("model", key))
+        where, line = ("--set", None) if line is OVERRIDE else (path, line)
+        raise ConfigError(message, where, line)
+
+    model = recipe.model
+    if model.pretrained_embeddings and recipe.vocab.kind != "words":
+        fail("pretrained_embeddings", "model.pretrained_embeddings needs a word vocabulary "
+             f"(vocab.kind: words), not {recipe.vocab.kind}")
+    if model.freeze_embeddings and not model.pretrained_embeddings:
+        fail("freeze_embeddings", "model.freeze_embeddings keeps pretrained vectors fixed: it "
+             "needs model.pretrained_embeddings")
 
 
 def _check_value(name: str, hint, value, path: str, line: int | None):
@@ -314,6 +351,9 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
     if hint is dict:
         if not isinstance(value, dict):
             fail("a mapping")
+        if name == "model.pretrained_embeddings" and not all(
+                side in SIDES and isinstance(file, str) and file for side, file in value.items()):
+            fail("a mapping of src and/or tgt to file paths")
         return dict(value)
     raise AssertionError(f"unhandled config type {hint} for {name}")
 

@@ -5,12 +5,10 @@ The model maps ids to logits and knows nothing of files, strings, training or se
 """
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import ops
 
-from nmt.config import ModelConfig
+from nmt.config import ModelConfig, architecture
 from nmt.decoder import AttentionDecoder, Memory
 from nmt.encoder import Encoder
 
@@ -52,7 +50,7 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def from_model_config(cls, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
-        return cls(src_vocab_size, tgt_vocab_size, **dataclasses.asdict(config))
+        return cls(src_vocab_size, tgt_vocab_size, **architecture(config))
 
     def build(self, input_shape=None):
         # Every size is known from the config: build now, so weights exist before the first call
@@ -60,6 +58,10 @@ class Seq2Seq(keras.Model):
         self.encoder.build((None, None))
         self.decoder.build()
         self.built = True
+
+    def embedding_layer(self, side: str):
+        """The source ("src") or target ("tgt") `keras.layers.Embedding`."""
+        return {"src": self.encoder.embedding, "tgt": self.decoder.embedding}[side]
 
     def call(self, inputs, training=False):
         memory, state = self.encode(inputs["source"], training=training)
@@ -98,4 +100,4 @@ class Seq2Seq(keras.Model):
 
     def get_config(self):
         return {"src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,
-                **dataclasses.asdict(self.model_config), "name": self.name}
+                **architecture(self.model_config), "name": self.name}

@@ -1,4 +1,5 @@
-"""Figures: attention heatmaps and the beam sweep (matplotlib, drawn off-screen, saved as PNG).
+"""Figures: attention heatmaps, the beam sweep and word maps (matplotlib, drawn off-screen, saved
+as PNG).
 
 Japanese tokens need a CJK font. The first installed one of `CJK_FAMILIES` is used as a fallback
 behind DejaVu Sans; with none installed, tokens the default font cannot draw are replaced by their
@@ -122,6 +123,29 @@ def tune_heatmap(points, path: str | Path) -> None:
         axes.set_title(f"dev BLEU, {kind} penalty", fontsize=9)
     figure.tight_layout()
     _save(figure, path)
+
+
+def word_map(points, words: Sequence[str], path: str | Path, title: str = "") -> bool:
+    """Words as labelled dots at 2-D `points` [len(words), 2].
+
+    Returns False when some labels could not be drawn and were replaced by their rank ("#3").
+    """
+    from matplotlib.figure import Figure
+
+    labels = [word if drawable(word) else f"#{rank}" for rank, word in enumerate(words, start=1)]
+    figure = Figure(figsize=(12, 10), dpi=100)
+    axes = figure.subplots()
+    axes.scatter(points[:, 0], points[:, 1], s=6, color="tab:blue")
+    for (x, y), label in zip(points, labels):
+        axes.annotate(label, (x, y), xytext=(2, 2), textcoords="offset points", fontsize=8,
+                      fontfamily=_families())
+    axes.set_xlabel("first principal component")
+    axes.set_ylabel("second principal component")
+    if title:
+        axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    _save(figure, path)
+    return labels == list(words)
 
 
 def _families() -> list[str]:

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import checkpoints, config, corpus, data, distribute, evaluate, runtime, textio
+from nmt import checkpoints, config, corpus, data, distribute, evaluate, runtime, textio, vectors
 from nmt.errors import ConfigError
 
 log = logging.getLogger("nmt")
@@ -64,6 +64,8 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
     read_train, dev_pairs = checked_corpus(recipe.data)
     evaluate.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
     tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief)
+    # A resumed run has its weights: the vectors files are not needed (nor read) any more.
+    pretrained = {} if resumed else read_pretrained(recipe.model, tokenizers)
 
     runtime.import_tensorflow(threads)
     import keras
@@ -71,6 +73,7 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
     strategy = distribute.make_strategy(recipe.train.distribution)
     with strategy.scope():
         trainer = compiled_trainer(recipe, *map(len, tokenizers))
+    _initialize_embeddings(trainer.seq2seq, pretrained)
     initial_epoch = 0
     if resumed:
         checkpoints.restore_resume_state(run, trainer, resumed)
@@ -144,6 +147,32 @@ def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
     return tokenizers
 
 
+def read_pretrained(model: config.ModelConfig, tokenizers) -> dict:
+    """side -> `vectors.Coverage` of the recipe's pretrained vectors files, coverage logged."""
+    found = {}
+    for side, path in model.pretrained_embeddings.items():
+        path = vectors.vectors_path(path)
+        coverage = vectors.embedding_rows(tokenizers[config.SIDES.index(side)].tokens, path,
+                                          model.embedding_dim)
+        log.info("pretrained %s embeddings: %d of %d words found in %s (%.1f %%)%s", side,
+                 len(coverage.ids), coverage.words, path,
+                 100 * len(coverage.ids) / max(coverage.words, 1),
+                 ", frozen" if model.freeze_embeddings else "")
+        found[side] = coverage
+    return found
+
+
+def _initialize_embeddings(model, pretrained: dict) -> None:
+    """Copies the pretrained rows into a fresh model; the other rows keep their random values."""
+    from keras import ops
+
+    for side, coverage in pretrained.items():
+        variable = model.embedding_layer(side).embeddings
+        matrix = ops.convert_to_numpy(ops.cast(variable, "float32")).copy()
+        matrix[coverage.ids] = coverage.rows
+        variable.assign(ops.cast(matrix, variable.dtype))
+
+
 def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokenizers,
                resumed: dict | None, chief: bool) -> list:
     """Dev BLEU first (the others read it), the run checkpoint last (it commits the epoch)."""
@@ -178,7 +207,7 @@ def _finished(state: dict, train: config.TrainConfig) -> bool:
 def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     """A fresh model wrapped in its training step, with the optimizer of the recipe."""
     from nmt.model import Seq2Seq
-    from nmt.optimizers import FusedAdam
+    from nmt.optimizers import adam
     from nmt.train_step import Seq2SeqTrainer
 
     import keras
@@ -193,9 +222,11 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
+        if recipe.model.freeze_embeddings:
+            for side in recipe.model.pretrained_embeddings:
+                model.embedding_layer(side).trainable = False
         trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing)
-        trainer.compile(optimizer=FusedAdam(recipe.train.learning_rate,
-                                            global_clipnorm=recipe.train.clip_norm or None))
+        trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return trainer

@@ -9,6 +9,7 @@ from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
+         ["embeddings"],
          ["bench"], ["bench", "train"], ["bench", "translate"]]
 
 

@@ -126,3 +126,27 @@ def test_override_errors_name_the_option(tmp_path):
     with pytest.raises(ConfigError) as caught:
         config.load_recipe(path, ["train.epoks=2"])
     assert str(caught.value).startswith("--set: unknown key 'train.epoks' (did you mean 'epochs'?)")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model:\n  pretrained_embeddings: {src: a.txt, middle: b.txt}\n",
+     r":2: model.pretrained_embeddings must be a mapping of src and/or tgt to file paths"),
+    ("model:\n  pretrained_embeddings: glove.txt\n", "must be a mapping"),
+    ("vocab:\n  kind: sentencepiece\nmodel:\n  pretrained_embeddings: {tgt: a.txt}\n",
+     r":4: model.pretrained_embeddings needs a word vocabulary"),
+    ("model:\n  freeze_embeddings: true\n",
+     r":2: model.freeze_embeddings keeps pretrained vectors fixed: it needs"),
+    ("train:\n  weight_decay: -0.1\n", "train.weight_decay must be a finite non-negative number"),
+])
+def test_pretrained_embeddings_and_weight_decay_are_checked(tmp_path, text, expected):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        config.load_recipe(path)
+
+
+def test_a_model_is_built_without_the_initialization_keys():
+    model = config.ModelConfig(pretrained_embeddings={"tgt": "v.txt"}, freeze_embeddings=True)
+    built = config.architecture(model)
+    assert "pretrained_embeddings" not in built and "freeze_embeddings" not in built
+    assert built["embedding_dim"] == model.embedding_dim
