@@ -128,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folder to write (default: RUN/average-best-K or -last-K)")
     p.set_defaults(run=_average)
 
+    p = verbs.add_parser("export", help="write a SavedModel that translates raw lines",
+                         description="Write one TensorFlow SavedModel holding the model, its "
+                         "vocabularies and the search: signature serving_default (lines -> "
+                         "translations, scores, log_probs [N, K]) and score (source, target -> "
+                         "log_prob, score). Loading it needs TensorFlow only (and tensorflow-text "
+                         "for SentencePiece models). Decode settings are fixed at export.")
+    _model(p)
+    p.add_argument("--out", required=True, metavar="EXPORT_DIR",
+                   help="new (or empty) folder to write the SavedModel to")
+    _search(p)
+    p.add_argument("--nbest", type=_positive, default=1,
+                   help="K: translations returned per line, best first (default 1)")
+    _threads(p)
+    p.set_defaults(run=_export)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -283,6 +298,20 @@ def _evaluate(args) -> int:
         args.tokenize or translator.recipe.eval.tokenize, args.heatmaps, args.show)
     print(report.summary(result))
     print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _export(args) -> int:
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import export
+    export.check_output(args.out)
+    result = export.export(_translator(args), args.out, args.nbest)
+    print(export.describe_signatures(result.path))
+    print(f"\nwritten to {result.path}:")
+    for name, size in result.files:
+        print(f"  {size:>12,}  {name}")
+    print(f"  {sum(size for _, size in result.files):>12,}  bytes in all")
     return 0
 
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
-VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["bench"], ["bench", "train"],
+VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["export"],
+         ["bench"], ["bench", "train"],
          ["bench", "translate"]]
 
 
