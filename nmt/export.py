@@ -78,15 +78,17 @@ class WordGraphTokenizer(tf.Module):
 class SentencePieceGraphTokenizer(tf.Module):
     """tensorflow-text's SentencePiece ops on the model's own proto (kept in the graph)."""
 
-    def __init__(self, model_proto: bytes):
+    def __init__(self, model_proto: bytes, name: str):
         super().__init__()
         try:
             import tensorflow_text
         except ImportError:
             raise NmtError("exporting a SentencePiece model needs tensorflow-text, of the same "
                            "version as TensorFlow: pip install 'nmt-rnn[export]'") from None
-        self.tokenizer = tensorflow_text.SentencepieceTokenizer(model=model_proto,
-                                                                out_type=tf.int32)
+        # Distinct names: once loaded, two unnamed SentencePiece models in one SavedModel
+        # both tokenize with the first one (tensorflow-text 2.21, measured).
+        self.tokenizer = tensorflow_text.SentencepieceTokenizer(
+            model=model_proto, out_type=tf.int32, name=f"{name}_sentencepiece")
 
     def encode(self, lines) -> tf.RaggedTensor:
         return self.tokenizer.tokenize(lines)
@@ -100,7 +102,7 @@ def graph_tokenizer(tokenizer, staging: Path, name: str, whitespace: str) -> Gra
     if isinstance(tokenizer, words.WordTokenizer):
         return WordGraphTokenizer(tokenizer.save(staging / name), whitespace)
     if isinstance(tokenizer, subwords.SentencePieceTokenizer):
-        return SentencePieceGraphTokenizer(tokenizer.model_proto)
+        return SentencePieceGraphTokenizer(tokenizer.model_proto, name)
     raise NmtError(f"cannot export a {type(tokenizer).__name__} vocabulary")
 
 
