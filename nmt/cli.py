@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the file; the first (tracing) is reported apart")
     _threads(b)
     b.set_defaults(run=_bench_translate)
+    b = kinds.add_parser("export", help="translation speed through a SavedModel of `nmt export`")
+    b.add_argument("export_dir", metavar="EXPORT_DIR")
+    b.add_argument("-i", "--input", required=True, help="source file")
+    b.add_argument("--rounds", type=_positive, default=3,
+                   help="passes over the file; the first (which warms up) is reported apart")
+    _threads(b)
+    b.set_defaults(run=_bench_export)
     return parser
 
 
@@ -319,6 +326,13 @@ def _bench_train(args) -> int:
     from nmt import bench
     bench.print_json(bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
                                        args.threads, args.overrides, started=STARTED))
+    return 0
+
+
+def _bench_export(args) -> int:
+    from nmt import bench
+    bench.print_json(bench.bench_export(args.export_dir, args.input, args.rounds, args.threads,
+                                        started=STARTED))
     return 0
 
 

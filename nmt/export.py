@@ -60,7 +60,8 @@ class WordGraphTokenizer(tf.Module):
     def __init__(self, vocabulary_file: str, whitespace: str):
         super().__init__()
         self.whitespace = whitespace
-        whole_line, line_number = tf.lookup.TextFileIndex.WHOLE_LINE, tf.lookup.TextFileIndex.LINE_NUMBER
+        whole_line = tf.lookup.TextFileIndex.WHOLE_LINE
+        line_number = tf.lookup.TextFileIndex.LINE_NUMBER
         self.ids = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
             vocabulary_file, tf.string, whole_line, tf.int64, line_number), UNK)
         self.tokens = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
@@ -229,8 +230,12 @@ class TranslationModule(tf.Module):
 
 
 def _checked_utf8(lines):
-    """The lines, or an InvalidArgumentError naming the problem if one is not valid UTF-8."""
-    return tf.strings.unicode_transcode(lines, "UTF-8", "UTF-8", errors="strict")
+    """The lines; an InvalidArgumentError naming the first that is not valid UTF-8 (0-based)."""
+    valid = tf.equal(tf.strings.unicode_transcode(lines, "UTF-8", "UTF-8", errors="replace"),
+                     lines)
+    tf.debugging.Assert(tf.reduce_all(valid), ["line is not valid UTF-8 (0-based index):",
+                                               tf.where(~valid)[:1, 0]])
+    return lines
 
 
 def _with_eos(ids: tf.RaggedTensor) -> tf.RaggedTensor:

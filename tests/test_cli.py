@@ -9,8 +9,7 @@ from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["export"],
-         ["bench"], ["bench", "train"],
-         ["bench", "translate"]]
+         ["bench"], ["bench", "train"], ["bench", "translate"], ["bench", "export"]]
 
 
 def run_nmt(*args, stdin=None):

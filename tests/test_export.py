@@ -25,7 +25,12 @@ translate, score = loaded.signatures["serving_default"], loaded.signatures["scor
 found = translate(lines=tf.constant(request["lines"], tf.string))
 scored = score(source=tf.constant(request["sources"], tf.string),
                target=tf.constant(request["targets"], tf.string))
-json.dump({"translations": [[t.decode("utf-8") for t in row]
+try:
+    translate(lines=tf.constant([b"1 2", b"\xff 3"]))
+    invalid_utf8 = "accepted"
+except tf.errors.InvalidArgumentError as err:
+    invalid_utf8 = str(err)
+json.dump({"invalid_utf8": invalid_utf8, "translations": [[t.decode("utf-8") for t in row]
                             for row in found["translations"].numpy()],
            "scores": found["scores"].numpy().tolist(),
            "log_probs": found["log_probs"].numpy().tolist(),
@@ -52,6 +57,7 @@ def fresh_translate(export_dir: Path, lines, pairs, sentencepiece: bool, tmp_pat
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout)
     assert result["nmt_modules"] == []
+    assert "line is not valid UTF-8 (0-based index):] [1]" in result["invalid_utf8"]
     return result
 
 
@@ -159,6 +165,11 @@ def test_cli_export_prints_signatures_and_files_and_checks_its_output(reverse_ru
     settings = json.loads((out / "assets.extra" / "nmt.json").read_text())
     assert settings["decode"]["beam_size"] == 4 and settings["decode"]["alpha"] == 0.5
     assert settings["nbest"] == 2 and (out / "saved_model.pb").is_file()
+    # The signatures printed are those TensorFlow's own tool lists.
+    listed = subprocess.run([Path(sys.executable).parent / "saved_model_cli", "show", "--dir", out,
+                             "--all"], capture_output=True, text=True, timeout=300).stdout
+    printed = stdout[:stdout.index("\nwritten to")]
+    assert printed.startswith("MetaGraphDef with tag-set: 'serve'") and printed in listed
 
     # Output checked before any work; errors are one line.
     code, _, stderr = run_nmt("export", "--model", reverse_run, "--out", out)
