@@ -34,6 +34,7 @@ from nmt.translate import Translator
 from vocab import BOS, EOS, PAD, UNK, subwords, words
 
 SETTINGS_FILE = Path("assets.extra") / "nmt.json"  # the decode settings baked into the graph
+NEG_INF = float("-inf")  # the score of an empty rank
 
 
 def _python_whitespace() -> str:
@@ -121,10 +122,9 @@ class TranslationModule(tf.Module):
         # Stored, not recomputed per request: a matmul over the whole target vocabulary.
         self.tables = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False),
                                             translator.searcher.tables)
-        whitespace = _python_whitespace()
-        self.whitespace = whitespace
-        self.source = graph_tokenizer(translator.src_tokenizer, staging, "src", whitespace)
-        self.target = graph_tokenizer(translator.tgt_tokenizer, staging, "tgt", whitespace)
+        self.whitespace = _python_whitespace()
+        self.source = graph_tokenizer(translator.src_tokenizer, staging, "src", self.whitespace)
+        self.target = graph_tokenizer(translator.tgt_tokenizer, staging, "tgt", self.whitespace)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="lines")])
     def translate(self, lines):
@@ -176,8 +176,8 @@ class TranslationModule(tf.Module):
             ids, log_probs, scores = ids[:, :self.nbest], log_probs[:, :self.nbest], \
                 scores[:, :self.nbest]
         found = tf.math.is_finite(scores)
-        log_probs = tf.where(found, log_probs, -float("inf"))
-        scores = tf.where(found, scores, -float("inf"))
+        log_probs = tf.where(found, log_probs, NEG_INF)
+        scores = tf.where(found, scores, NEG_INF)
         content = _content(tf.reshape(ids, [-1, tf.shape(ids)[2]]))
         texts = tf.where(found, tf.reshape(self.target.decode(content), tf.shape(scores)), "")
         lengths = tf.reshape(tf.cast(content.row_lengths(), tf.int32), tf.shape(scores))
@@ -197,11 +197,10 @@ class TranslationModule(tf.Module):
         joined += (self._normalized(joined[1], tf.reduce_sum(pieces(lengths + 1), axis=1)),)
         # Every line's first segment, with a row past the last segment for blank lines.
         first = tf.cumsum(counts, exclusive=True)
-        neg_inf = -float("inf")
         rest = tf.range(self.nbest) > 0
         out = []
         for column, whole, blank, unused in zip((texts, log_probs, scores), joined,
-                                                ("", 0.0, 0.0), ("", neg_inf, neg_inf)):
+                                                ("", 0.0, 0.0), ("", NEG_INF, NEG_INF)):
             column = tf.gather(tf.concat([column, tf.fill([1, self.nbest], unused)], 0), first)
             first_rank = tf.where(counts == 0, blank, tf.where(counts == 1, column[:, 0], whole))
             column = tf.concat([first_rank[:, None], column[:, 1:]], axis=1)
