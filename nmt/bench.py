@@ -124,7 +124,7 @@ def bench_export(export_dir, source: str, rounds: int = 3, threads: int | None =
         settings = json.loads((export_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise NmtError(f"not an export of `nmt export` ({err})", str(export_dir)) from None
-    if settings["vocabulary"] == "SentencePieceTokenizer":
+    if settings["tensorflow_text"]:
         import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
     load_start = time.perf_counter()
     translate = tf.saved_model.load(str(export_dir)).signatures["serving_default"]

@@ -28,8 +28,10 @@ from typing import NamedTuple, Protocol
 import tensorflow as tf
 
 import nmt
-from nmt.decoding import normalized_score
+from nmt import penalties
+from nmt.decoding import beam_search, forced_log_prob, greedy_search, normalized_score
 from nmt.errors import NmtError
+from nmt.inference import Ensemble
 from nmt.translate import Translator
 from vocab import BOS, EOS, PAD, UNK, subwords, words
 
@@ -109,31 +111,37 @@ def graph_tokenizer(tokenizer, staging: Path, name: str, whitespace: str) -> Gra
 
 
 class TranslationModule(tf.Module):
-    """The exported object: the model's weights, its step tables, the two tokenizers and the
-    decode settings of `translator` (fixed at export: they shape the graph)."""
+    """The exported object: the weights and step tables of `translator`'s model (one, or an
+    ensemble's members), the tokenizers (one source tokenizer per member) and the decode
+    settings (fixed at export: they shape the graph)."""
 
     def __init__(self, translator: Translator, nbest: int, staging: Path):
         super().__init__()
         self.decode = translator.decode
         self.nbest = nbest
-        self.searcher = translator.searcher
-        # The weights, tracked without the Keras model (whose `call` the saver would trace).
-        self.weights = list(translator.model.variables)
+        self.searcher = translator.searcher  # the search's model, not tracked as such:
+        members = translator.model.members if isinstance(translator.model, Ensemble) else [
+            translator.model]
+        # the weights are tracked without the Keras models (whose `call` the saver would trace).
+        self.weights = [v for member in members for v in member.variables]
         # Stored, not recomputed per request: a matmul over the whole target vocabulary.
         self.tables = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False),
-                                            translator.searcher.tables)
+                                            self.searcher.tables)
         self.whitespace = _python_whitespace()
-        self.source = graph_tokenizer(translator.src_tokenizer, staging, "src", self.whitespace)
+        names = ["src"] if len(members) == 1 else [f"src{m + 1}" for m in range(len(members))]
+        self.sources = [graph_tokenizer(tokenizer, staging, name, self.whitespace)
+                        for tokenizer, name in zip(translator.src_tokenizers, names)]
         self.target = graph_tokenizer(translator.tgt_tokenizer, staging, "tgt", self.whitespace)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="lines")])
     def translate(self, lines):
         lines = _checked_utf8(lines)
         blank = tf.equal(tf.strings.regex_replace(lines, self.whitespace, ""), "")
-        segments, counts = _cut(self.source.encode(tf.where(blank, "", lines)),
+        lines = tf.where(blank, "", lines)
+        segments, counts = _cut([source.encode(lines) for source in self.sources], blank,
                                 self.decode.max_input_len)
         texts, log_probs, scores, lengths = self._in_sorted_batches(
-            segments.row_lengths(), lambda rows: self._search(tf.gather(segments, rows)),
+            _longest(segments), lambda rows: self._search(*_source_batch(segments, rows)),
             [(tf.string, [None, self.nbest]), (tf.float32, [None, self.nbest]),
              (tf.float32, [None, self.nbest]), (tf.int32, [None])])
         return self._per_line(counts, texts, log_probs, scores, lengths)
@@ -141,38 +149,40 @@ class TranslationModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="source"),
                                   tf.TensorSpec([None], tf.string, name="target")])
     def score(self, source, target):
-        source = _with_eos(self.source.encode(_checked_utf8(source)))
+        source = _checked_utf8(source)
+        sources = [_with_eos(tokenizer.encode(source)) for tokenizer in self.sources]
         target = self.target.encode(_checked_utf8(target))
         target = tf.concat([tf.fill([target.nrows(), 1], BOS), _with_eos(target)], axis=1)
 
         def forced(rows):
-            log_prob, _ = self.searcher._score_graph(tf.gather(source, rows).to_tensor(PAD),
-                                                     tf.gather(target, rows).to_tensor(PAD))
+            batch, _ = _source_batch(sources, rows)
+            log_prob, _, _ = forced_log_prob(self.searcher.model, batch,
+                                             tf.gather(target, rows).to_tensor(PAD))
             return (log_prob,)
 
-        (log_prob,) = self._in_sorted_batches(source.row_lengths(), forced,
-                                              [(tf.float32, [None])])
+        (log_prob,) = self._in_sorted_batches(_longest(sources), forced, [(tf.float32, [None])])
         length = tf.cast(target.row_lengths(), tf.int32) - 1  # EOS counts, BOS does not
         return {"log_prob": log_prob, "score": self._normalized(log_prob, length)}
 
     # ---- pieces of the graph ------------------------------------------------------------------
 
-    def _search(self, segments: tf.RaggedTensor):
-        """Searches one batch of segments (ids + EOS): texts, log p and scores [b, K], and the
-        best hypothesis's token count [b]."""
-        source = segments.to_tensor(PAD)
-        words_count = tf.maximum(tf.cast(segments.row_lengths(), tf.int32) - 1, 1)
+    def _search(self, source, source_lengths):
+        """Searches one batch of segments (ids + EOS, padded; `source_lengths` EOS included):
+        texts, log p and scores [b, K], and the best hypothesis's token count [b]."""
+        words_count = tf.maximum(tf.cast(source_lengths, tf.int32) - 1, 1)
         # As Searcher.max_length: int(ratio * n) + offset, at least 1, in float64 as Python does.
         max_lengths = tf.maximum(1, tf.cast(self.decode.max_len_ratio * tf.cast(
             words_count, tf.float64), tf.int32) + self.decode.max_len_offset)
         if self.decode.beam_size == 1 and self.nbest == 1:  # as search_all: greedy is beam 1
-            ids, log_prob, lengths = self.searcher._greedy_graph(source, max_lengths, self.tables)
+            ids, log_prob, lengths = greedy_search(self.searcher.model, source, max_lengths,
+                                                   self.tables)
             ids, log_probs = ids[:, None], log_prob[:, None]
             scores = self._normalized(log_probs, lengths[:, None])
         else:
-            ids, log_probs, scores = self.searcher._beam_graph(
-                source, max_lengths, tf.constant(self.decode.alpha, tf.float32), self.tables,
-                self.decode.beam_size, self.nbest)
+            ids, log_probs, scores = beam_search(
+                self.searcher.model, source, max_lengths,
+                tf.constant(self.decode.alpha, tf.float32), self.tables,
+                penalties.get(self.decode.length_penalty), self.decode.beam_size, self.nbest)
             ids, log_probs, scores = ids[:, :self.nbest], log_probs[:, :self.nbest], \
                 scores[:, :self.nbest]
         found = tf.math.is_finite(scores)
@@ -241,13 +251,41 @@ def _with_eos(ids: tf.RaggedTensor) -> tf.RaggedTensor:
     return tf.concat([ids, tf.fill([ids.nrows(), 1], EOS)], axis=1)
 
 
-def _cut(ids: tf.RaggedTensor, limit: int):
-    """Segments (ids + EOS) of at most `limit` ids each, in line order, and each line's count."""
-    lengths = ids.row_lengths()
-    counts = (lengths + limit - 1) // limit
+def _cut(members: list, blank, limit: int):
+    """Each member's segments (ids + EOS), in line order, and each line's segment count, as
+    `Translator._segments` cuts them: none for a blank line, one for a line of at most `limit`
+    tokens (in the longest member), else ceil(longest / limit), each member's ids in that many
+    equal shares (the longest member's of `limit` ids)."""
+    lengths = [ids.row_lengths() for ids in members]
+    longest = tf.reduce_max(tf.stack(lengths), axis=0)
+    counts = tf.where(blank, tf.constant(0, tf.int64), tf.maximum(-(-longest // limit), 1))
     index = tf.ragged.range(counts).flat_values  # of the piece within its line
-    piece_lengths = tf.minimum(tf.repeat(lengths, counts) - index * limit, limit)
-    return _with_eos(tf.RaggedTensor.from_row_lengths(ids.flat_values, piece_lengths)), counts
+    segments = []
+    for ids, length in zip(members, lengths):
+        size = tf.where(length == longest, tf.constant(limit, tf.int64),
+                        tf.maximum(-(-length // tf.maximum(counts, 1)), 1))
+        size = tf.repeat(size, counts)
+        piece_lengths = tf.clip_by_value(tf.repeat(length, counts) - index * size, 0, size)
+        segments.append(_with_eos(tf.RaggedTensor.from_row_lengths(ids.flat_values,
+                                                                   piece_lengths)))
+    return segments, counts
+
+
+def _longest(members: list):
+    """Each row's length in the longest member (`data.source_length`)."""
+    return tf.reduce_max(tf.stack([ids.row_lengths() for ids in members]), axis=0)
+
+
+def _source_batch(members: list, rows):
+    """The rows of every member's ids, padded: [b, S], or [b, M, S] for an ensemble of M (as
+    `data.pad_batch`); and each row's length in the longest member."""
+    picked = [ids.to_tensor(PAD) for ids in (tf.gather(m, rows) for m in members)]
+    lengths = _longest([tf.gather(m, rows) for m in members])
+    if len(picked) == 1:
+        return picked[0], lengths
+    width = tf.reduce_max([tf.shape(p)[1] for p in picked])
+    return tf.stack([tf.pad(p, [[0, 0], [0, width - tf.shape(p)[1]]]) for p in picked],
+                    axis=1), lengths
 
 
 def _content(ids):
@@ -278,9 +316,12 @@ def export(translator: Translator, out: str | os.PathLike, nbest: int = 1) -> Ex
     if not 1 <= nbest <= translator.decode.beam_size:
         raise NmtError(f"--nbest {nbest} must be between 1 and the beam size "
                        f"{translator.decode.beam_size}")
-    settings = {"nmt_version": nmt.__version__, "model": str(Path(translator.model_dir).resolve()),
-                "vocabulary": type(translator.tgt_tokenizer).__name__, "nbest": nbest,
-                "decode": dataclasses.asdict(translator.decode)}
+    tokenizers = [*translator.src_tokenizers, translator.tgt_tokenizer]
+    settings = {"nmt_version": nmt.__version__,
+                "models": [str(Path(d).resolve()) for d in translator.model_dirs],
+                "tensorflow_text": any(isinstance(t, subwords.SentencePieceTokenizer)
+                                       for t in tokenizers),
+                "nbest": nbest, "decode": dataclasses.asdict(translator.decode)}
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         module = TranslationModule(translator, nbest, Path(staging))

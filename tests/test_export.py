@@ -78,12 +78,7 @@ def assert_as_translate(result: dict, translator, lines, nbest: int):
 
 
 def assert_forced_scores(result: dict, translator, pairs):
-    from nmt import data
-    from nmt.decoding import score_all
-    hyps, _ = score_all(translator.searcher,
-                        [data.source_ids(translator.src_tokenizer, s) for s, _ in pairs],
-                        [translator.tgt_tokenizer.encode(t) for _, t in pairs],
-                        translator.decode.batch_size)
+    hyps, _ = translator.score([s for s, _ in pairs], [t for _, t in pairs])
     np.testing.assert_allclose(result["forced_log_prob"], [h.log_prob for h in hyps], atol=1e-4)
     np.testing.assert_allclose(result["forced_score"], [h.score for h in hyps], atol=1e-4)
 
@@ -91,8 +86,8 @@ def assert_forced_scores(result: dict, translator, pairs):
 def export_and_compare(translator, lines, pairs, tmp_path, nbest: int) -> dict:
     from nmt.export import export
     exported = export(translator, tmp_path / "export", nbest)
-    sentencepiece = type(translator.src_tokenizer).__name__ == "SentencePieceTokenizer"
-    result = fresh_translate(exported.path, lines, pairs, sentencepiece, tmp_path)
+    result = fresh_translate(exported.path, lines, pairs, exported.settings["tensorflow_text"],
+                             tmp_path)
     assert_as_translate(result, translator, lines, nbest)
     assert_forced_scores(result, translator, pairs)
     return result
@@ -102,14 +97,13 @@ def cut_small(translator, max_input_len=5, batch_size=3):
     """Long lines cut into pieces, and several length-sorted batches, on a short input."""
     translator.decode = dataclasses.replace(translator.decode, max_input_len=max_input_len,
                                             batch_size=batch_size)
-    translator.searcher.config = translator.decode
     return translator
 
 
-def train_reverse(root: Path, letters: bool = False, **sections) -> Path:
+def train_reverse(root: Path, letters: bool = False, pairs: int = 1500, **sections) -> Path:
     """A model after one short epoch; `letters`: targets spelled in letters (a for 0, ...), so
     that source and target vocabularies differ."""
-    corpus = make_reverse_corpus(root / "reverse", train=1500)
+    corpus = make_reverse_corpus(root / "reverse", train=pairs)
     for path in corpus.glob("*.tgt") if letters else ():
         path.write_text(path.read_text().translate(str.maketrans("0123456789", "abcdefghij")))
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(corpus, **sections))
@@ -150,6 +144,21 @@ def test_export_of_a_model_trained_under_tf_distribute(tmp_path):
                         train={"distribution": "mirrored", "epochs": 1})
     translator = Translator(run, beam_size=2)
     export_and_compare(translator, ODD_LINES, [("1 2", "2 1")], tmp_path, nbest=2)
+
+
+@pytest.mark.slow
+def test_export_of_an_ensemble_and_of_averaged_weights(reverse_run, tmp_path):
+    from nmt.averaging import average_run
+    from nmt.translate import Translator
+    # The corpus of `reverse_run` (3000 pairs), so that both share the target vocabulary.
+    run = train_reverse(tmp_path / "second", pairs=3000,
+                        train={"epochs": 2, "seed": 7, "keep_best": 2})
+    ensemble = cut_small(Translator([reverse_run, run], beam_size=3))
+    export_and_compare(ensemble, ODD_LINES, [("1 2 3", "3 2 1"), ("", "4")], tmp_path / "e",
+                       nbest=2)
+    averaged = average_run(run, best=2)
+    export_and_compare(Translator(averaged, beam_size=2), ODD_LINES, [("1 2", "2 1")],
+                       tmp_path / "a", nbest=1)
 
 
 @pytest.mark.slow
