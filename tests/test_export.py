@@ -135,6 +135,13 @@ def test_sentencepiece_model_export_translates_as_nmt_translate(tmp_path):
     pairs = [("1 2 3", "d c b"), ("45", "j j"), ("", ""), ("1 2", "c 3 b")]
     result = export_and_compare(translator, ODD_LINES, pairs, tmp_path, nbest=2)
     assert set(result["translations"][0][0]) <= set("abcdefghij ⁇")
+    # Without tensorflow-text: a one-line error naming the extra, nothing written.
+    blocked = ("import sys; sys.modules['tensorflow_text'] = None\n"
+               "from nmt.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", blocked, "export", "--model", str(run), "--out",
+                           str(tmp_path / "no-text")], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "pip install 'nmt-rnn[export]'" in done.stderr and not (tmp_path / "no-text").exists()
 
 
 @pytest.mark.slow
