@@ -13,6 +13,7 @@ import statistics
 import time
 
 from nmt import config, data, runtime, textio, train
+from nmt.errors import NmtError
 
 
 def peak_rss_mib() -> float:
@@ -106,6 +107,48 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
             "first_round_s": round(timings[0], 2), "load_s": round(load_seconds, 2),
             "time_to_load_s": round(time.perf_counter() - started - sum(timings), 2),
             "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())}
+
+
+def bench_export(export_dir, source: str, rounds: int = 3, threads: int | None = None,
+                 started: float | None = None) -> dict:
+    """Translates a file through an `nmt export` SavedModel, as a serving process would: loads
+    it with TensorFlow alone and calls `serving_default` on chunks of the lines as `nmt translate`
+    reads them (16 decoding batches). Reports as `bench_translate`, plus the size on disk."""
+    from pathlib import Path
+
+    started = started or time.perf_counter()
+    tf = runtime.import_tensorflow(threads)
+    from nmt.export import SETTINGS_FILE
+    export_dir = Path(export_dir)
+    try:
+        settings = json.loads((export_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise NmtError(f"not an export of `nmt export` ({err})", str(export_dir)) from None
+    if settings["tensorflow_text"]:
+        import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+    load_start = time.perf_counter()
+    translate = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    load_seconds = time.perf_counter() - load_start
+    lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
+    chunk = 16 * settings["decode"]["batch_size"]
+    timings = []
+    for _ in range(max(rounds, 2)):
+        start = time.perf_counter()
+        for first in range(0, len(lines), chunk):
+            translate(lines=tf.constant(lines[first:first + chunk], tf.string))
+        timings.append(time.perf_counter() - start)
+    steady = statistics.median(timings[1:])
+    size = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
+    return {"bench": "export", "export": str(export_dir), "input": str(source),
+            "sentences": len(lines), "nbest": settings["nbest"],
+            **{key: settings["decode"][key]
+               for key in ("beam_size", "alpha", "length_penalty", "batch_size")},
+            "sentences_per_sec": round(len(lines) / steady, 1),
+            "rounds_seconds": [round(t, 3) for t in timings],
+            "first_round_s": round(timings[0], 2), "load_s": round(load_seconds, 2),
+            "time_to_load_s": round(time.perf_counter() - started - sum(timings), 2),
+            "size_mib": round(size / 2**20, 1), "peak_rss_mib": round(peak_rss_mib()),
+            **_machine(runtime.thread_count())}
 
 
 def print_json(result: dict) -> None:

@@ -180,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     _threads(p)
     p.set_defaults(run=_embeddings)
 
+    p = verbs.add_parser("export", help="write a SavedModel that translates raw lines",
+                         description="Write one TensorFlow SavedModel holding the model, its "
+                         "vocabularies and the search: signature serving_default (lines -> "
+                         "translations, scores, log_probs [N, K]) and score (source, target -> "
+                         "log_prob, score). Loading it needs TensorFlow only (and tensorflow-text "
+                         "for SentencePiece models). Decode settings are fixed at export.")
+    _model(p)
+    p.add_argument("--out", required=True, metavar="EXPORT_DIR",
+                   help="new (or empty) folder to write the SavedModel to")
+    _search(p)
+    p.add_argument("--nbest", type=_positive, default=1,
+                   help="K: translations returned per line, best first (default 1)")
+    _threads(p)
+    p.set_defaults(run=_export)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -199,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the file; the first (tracing) is reported apart")
     _threads(b)
     b.set_defaults(run=_bench_translate)
+    b = kinds.add_parser("export", help="translation speed through a SavedModel of `nmt export`")
+    b.add_argument("export_dir", metavar="EXPORT_DIR")
+    b.add_argument("-i", "--input", required=True, help="source file")
+    b.add_argument("--rounds", type=_positive, default=3,
+                   help="passes over the file; the first (which warms up) is reported apart")
+    _threads(b)
+    b.set_defaults(run=_bench_export)
     return parser
 
 
@@ -385,8 +407,9 @@ def _evaluate(args) -> int:
 def _embeddings(args) -> int:
     if not args.nearest and not args.plot:
         raise NmtError("nothing to do: give --nearest WORD, --plot FILE.png or both")
-    if args.plot and os.path.isdir(args.plot):
-        raise NmtError(f"{args.plot}: is a folder; --plot takes a file name")
+    if args.plot:
+        from nmt import textio
+        textio.check_writable(args.plot)
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt import embeddings, plotting
@@ -402,10 +425,31 @@ def _embeddings(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import export
+    export.check_output(args.out)
+    result = export.export(_translator(args), args.out, args.nbest)
+    print(export.describe_signatures(result.path))
+    print(f"\nwritten to {result.path}:")
+    for name, size in result.files:
+        print(f"  {size:>12,}  {name}")
+    print(f"  {sum(size for _, size in result.files):>12,}  bytes in all")
+    return 0
+
+
 def _bench_train(args) -> int:
     from nmt import bench
     bench.print_json(bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
                                        args.threads, args.overrides, started=STARTED))
+    return 0
+
+
+def _bench_export(args) -> int:
+    from nmt import bench
+    bench.print_json(bench.bench_export(args.export_dir, args.input, args.rounds, args.threads,
+                                        started=STARTED))
     return 0
 
 

@@ -9,8 +9,8 @@ from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
-         ["embeddings"],
-         ["bench"], ["bench", "train"], ["bench", "translate"]]
+         ["embeddings"], ["export"], ["bench"], ["bench", "train"], ["bench", "translate"],
+         ["bench", "export"]]
 
 
 def run_nmt(*args, stdin=None):
