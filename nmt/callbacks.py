@@ -124,6 +124,9 @@ class StepTimer(keras.callbacks.Callback):
         self.seconds, self.tokens, self.ends = [], [], []
         self._seen = 0.0
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._seen = 0.0  # the token count restarts with each epoch (and each `fit`)
+
     def on_train_batch_begin(self, batch, logs=None):
         self._start = time.perf_counter()
 

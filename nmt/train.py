@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import checkpoints, config, corpus, data, distribute, evaluate, runtime, textio
+from nmt import checkpoints, config, corpus, data, distribute, evaluate, precision, runtime, textio
 from nmt.errors import ConfigError
 
 log = logging.getLogger("nmt")
@@ -156,19 +156,11 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     from nmt.optimizers import FusedAdam
     from nmt.train_step import Seq2SeqTrainer
 
-    import keras
-
-    # Layers take the global dtype policy when built; keep mixed precision to this model.
-    previous = keras.mixed_precision.global_policy()
-    if recipe.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with precision.dtype_policy(recipe.train.precision):
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
         trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing)
         trainer.compile(optimizer=FusedAdam(recipe.train.learning_rate,
                                             global_clipnorm=recipe.train.clip_norm or None))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     return trainer
 
 
@@ -184,7 +176,7 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
         raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
                           "another --run-dir", str(run.root))
-    previous = config.to_dict(config.load_recipe(run.recipe)) if run.recipe.is_file() else None
+    previous = config.to_dict(config.load_recipe(run.recipe, written_by_nmt=True)) if run.recipe.is_file() else None
     current = config.to_dict(recipe)
     state = checkpoints.read_resume_state(run)
     if state is None:
