@@ -45,7 +45,7 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
     report = {
         "model": " + ".join(map(str, translator.model_dirs)), "source": str(source), "reference": str(reference),
         "beam_size": decode.beam_size, "alpha": decode.alpha,
-        "length_penalty": decode.length_penalty,
+        "length_penalty": decode.length_penalty, "precision": decode.precision,
         "scores": [{"name": s.name, "score": s.score, "text": s.text, "signature": s.signature}
                    for s in scores],
         "by_length": analysis.by_length(result.sentences, tokenize),
@@ -84,7 +84,8 @@ def totals(sentences: Sequence[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# Evaluation: `{report['source']}`", "",
              f"Model `{report['model']}`, beam {report['beam_size']}, alpha {report['alpha']} "
-             f"({report['length_penalty']} length penalty).", "", "## Scores", "",
+             f"({report['length_penalty']} length penalty), search in {report['precision']} "
+             f"(forced scores in float32).", "", "## Scores", "",
              "| metric | score | sacrebleu signature |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['score']:.2f} | `{s['signature']}` |" for s in report["scores"]]
     lines += ["", f"`{report['scores'][0]['text']}`", "",

@@ -119,3 +119,23 @@ def test_precision_option_is_checked(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "translate", "--model", "m", "-i", "x", "--precision", "float64"])
     assert "expected some of float32, bfloat16" in capsys.readouterr().err
+
+
+def test_evaluate_searches_in_bfloat16_and_scores_in_float32(reverse_run, tmp_path):
+    from nmt import data, report
+    from nmt.decoding import score_all
+    from nmt.translate import Translator
+    pairs = reverse_pairs(12, seed=6, max_len=12)
+    source = write_lines(tmp_path / "src", [s for s, _ in pairs])
+    reference = write_lines(tmp_path / "ref", [t for _, t in pairs])
+    translator = Translator(reverse_run, precision="bfloat16")
+    result = report.run_evaluation(translator, source, reference, tmp_path / "out", beams=(),
+                                   tokenize="none", heatmaps=0)
+    assert result["precision"] == "bfloat16"
+    assert "search in bfloat16" in (tmp_path / "out" / "report.md").read_text()
+    float32 = Translator(reverse_run)
+    sources = [data.source_ids(float32.src_tokenizer, s) for s, _ in pairs]
+    expected, _ = score_all(float32.searcher, sources,
+                            [float32.tgt_tokenizer.encode(t) for _, t in pairs], 12)
+    np.testing.assert_allclose([s["reference_score"] for s in result["sentences"]],
+                               [h.score for h in expected], atol=1e-6)
