@@ -39,7 +39,7 @@ class Encoder(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
         # Keras's CPU recurrent layers keep their state in the compute dtype, which bfloat16 is too
-        # coarse for: they run in float32 then (cuDNN's float16 path keeps float32 state itself).
+        # coarse for: they run in float32 then. (float16, meant for GPUs, is left to cuDNN.)
         rnn_policy = "float32" if self.compute_dtype == "bfloat16" else self.dtype_policy
         # Default activations and no recurrent dropout keep Keras's cuDNN path open on GPUs.
         self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True,

@@ -176,7 +176,8 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
         raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
                           "another --run-dir", str(run.root))
-    previous = config.to_dict(config.load_recipe(run.recipe, written_by_nmt=True)) if run.recipe.is_file() else None
+    previous = (config.to_dict(config.load_recipe(run.recipe, written_by_nmt=True))
+                if run.recipe.is_file() else None)
     current = config.to_dict(recipe)
     state = checkpoints.read_resume_state(run)
     if state is None:
