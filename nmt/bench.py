@@ -47,7 +47,9 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     With several `precisions` (default: the recipe's), one model per precision, from the same
     initial weights, trains in turn, a round each: a neighbour's load drifts over all alike.
     Every round starts the data over, so each precision and round times the same batches.
-    One result per precision.
+    One result per precision; after the first, `vs_first` gives the median over rounds of its
+    rate over the first precision's in the same round, by wall-clock and by CPU time (the
+    process's CPU seconds: a fairer clock where other processes share the cores).
     """
     started = started or time.perf_counter()
     recipe = config.load_recipe(recipe_path, overrides)
@@ -78,7 +80,7 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             trainer.fit(dataset, steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0,
                         shuffle=False)
     tokens_per_sentence = stats.target_tokens / max(stats.kept, 1)
-    results = []
+    results, first_rounds = [], None
     for name, (trainer, timer) in runs.items():
         per_round = []
         for r in range(rounds):
@@ -86,7 +88,16 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             seconds = sum(timer.seconds[window])
             tokens = sum(timer.tokens[window])
             per_round.append((tokens / seconds, tokens / tokens_per_sentence / seconds,
-                              1000 * statistics.median(timer.seconds[window])))
+                              1000 * statistics.median(timer.seconds[window]),
+                              tokens / sum(timer.cpu_seconds[window])))
+        first_rounds = first_rounds or per_round
+        if per_round is not first_rounds:
+            versus = {"vs_first": {
+                clock: round(statistics.median(mine[i] / theirs[i] for mine, theirs in
+                                               zip(per_round, first_rounds)), 3)
+                for clock, i in (("wall", 0), ("cpu", 3))}}
+        else:
+            versus = {}
         results.append({
             "bench": "train", "recipe": str(recipe_path), "precision": name,
             "steps_per_round": steps, "rounds": rounds, "warmup_steps": warmup,
@@ -95,6 +106,8 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             "sentences_per_sec": round(statistics.median(r[1] for r in per_round), 2),
             "median_step_ms": round(statistics.median(r[2] for r in per_round), 1),
             "rounds_target_tokens_per_sec": [round(r[0], 1) for r in per_round],
+            "target_tokens_per_cpu_sec": round(statistics.median(r[3] for r in per_round), 1),
+            **versus,
             "time_to_first_step_s": round(first_step, 2), "peak_rss_mib": round(peak_rss_mib()),
             **_machine(runtime.thread_count())})
     return results
@@ -109,7 +122,8 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
 
     The first round includes tracing the search graph; model load time is reported apart.
     With several `precisions` (default: the recipe's decode.precision), the same weights are
-    loaded in each and the rounds alternate between them. One result per precision.
+    loaded in each and the rounds alternate between them. One result per precision, with
+    `vs_first` after the first (speed relative to the first precision, as in `bench_train`).
     """
     started = started or time.perf_counter()
     runtime.import_tensorflow(threads)
@@ -123,26 +137,34 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
                                 batch_size=batch_size, length_penalty=length_penalty,
                                 precision=name)
         runs.append({"translator": translator, "load_s": time.perf_counter() - load_start,
-                     "timings": [], "output_tokens": 0})
+                     "timings": [], "cpu_timings": [], "output_tokens": 0})
     for _ in range(max(rounds, 2)):
         for run in runs:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             found = run["translator"].translate(lines)
             run["timings"].append(time.perf_counter() - start)
+            run["cpu_timings"].append(time.process_time() - cpu_start)
             run["output_tokens"] = sum(len(t[0].ids) for t in found)
     spent = sum(sum(run["timings"]) for run in runs)
     results = []
     for run in runs:
         decode, timings = run["translator"].decode, run["timings"]
         steady = statistics.median(timings[1:])
+        versus = {} if run is runs[0] else {"vs_first": {
+            clock: round(statistics.median(theirs / mine for mine, theirs in
+                                           zip(run[key][1:], runs[0][key][1:])), 3)
+            for clock, key in (("wall", "timings"), ("cpu", "cpu_timings"))}}
         results.append({
-            "bench": "translate", "model": " + ".join(map(str, run["translator"].model_dirs)), "input": str(source),
+            "bench": "translate", "model": " + ".join(map(str, run["translator"].model_dirs)),
+            "input": str(source),
             "precision": decode.precision, "sentences": len(lines),
             "beam_size": decode.beam_size, "alpha": decode.alpha,
             "length_penalty": decode.length_penalty, "batch_size": decode.batch_size,
             "sentences_per_sec": round(len(lines) / steady, 1),
             "target_tokens_per_sec": round(run["output_tokens"] / steady, 1),
             "rounds_seconds": [round(t, 3) for t in timings],
+            "sentences_per_cpu_sec": round(len(lines) / statistics.median(run["cpu_timings"][1:]),
+                                           1), **versus,
             "first_round_s": round(timings[0], 2), "load_s": round(run["load_s"], 2),
             "time_to_load_s": round(time.perf_counter() - started - spent, 2),
             "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())})
