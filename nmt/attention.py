@@ -50,8 +50,10 @@ class AdditiveAttention(keras.layers.Layer):
         # Called as a method, outside __call__'s autocast: cast for mixed precision.
         return ops.cast(ops.matmul(memory, ops.cast(self.key_kernel, memory.dtype)), "float32")
 
-    def call(self, query, keys, values, mask):
-        projected = ops.matmul(ops.cast(query, self.compute_dtype), self.query_kernel)
+    def call(self, query, keys, values, mask, query_kernel=None):
+        # query_kernel: the kernel already in the compute dtype (see AttentionDecoder.step_weights)
+        kernel = self.query_kernel if query_kernel is None else query_kernel
+        projected = ops.matmul(ops.cast(query, self.compute_dtype), kernel)
         hidden = ops.tanh(keys + ops.cast(projected, "float32")[:, None, :])
         scores = ops.tensordot(hidden, ops.cast(self.energy, "float32"), 1)  # [B*S, A] x [A]
         # exp(-1e9 - max) underflows to exactly 0 in float32, so padding gets zero weight.
