@@ -171,5 +171,47 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     return results
 
 
+# (m, k, n): the beam-5 output layer (64 sentences x 5 hypotheses), a large square-ish
+# product, one decoder step's recurrent product at batch 64, and the training output layer.
+MATMUL_SHAPES = ((320, 512, 8000), (2048, 512, 2048), (64, 1024, 2048), (64, 512, 8000))
+
+
+def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
+                 threads: int | None = None) -> list[dict]:
+    """GFLOP/s of `tf.matmul` in float32 and bfloat16, one `tf.function` per shape and dtype,
+    best round of `repeats` products, the dtypes alternating round by round.
+
+    What the CPU's bfloat16 instructions give before any model overhead: the ceiling of what
+    bfloat16 can bring to training and translation here.
+    """
+    tf = runtime.import_tensorflow(threads)
+    dtypes = (tf.float32, tf.bfloat16)
+    runs = {}
+    for shape in shapes:
+        m, k, n = shape
+        for dtype in dtypes:
+            a = tf.cast(tf.random.normal((m, k)), dtype)
+            b = tf.cast(tf.random.normal((k, n)), dtype)
+            product = tf.function(tf.matmul)
+            product(a, b).numpy()  # traced outside the timing
+            runs[shape, dtype.name] = product, a, b, []
+    for _ in range(rounds):
+        for product, a, b, seconds in runs.values():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                out = product(a, b)
+            out.numpy()
+            seconds.append((time.perf_counter() - start) / repeats)
+    results = []
+    for m, k, n in shapes:
+        rate = {d.name: 2 * m * k * n / min(runs[(m, k, n), d.name][3]) / 1e9 for d in dtypes}
+        results.append({"bench": "matmul", "m_k_n": [m, k, n],
+                        "float32_gflops": round(rate["float32"], 1),
+                        "bfloat16_gflops": round(rate["bfloat16"], 1),
+                        "ratio": round(rate["bfloat16"] / rate["float32"], 2),
+                        **_machine(runtime.thread_count())})
+    return results
+
+
 def print_json(result: dict) -> None:
     print(json.dumps(result), flush=True)

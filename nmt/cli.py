@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the file; the first (tracing) is reported apart")
     _threads(b)
     b.set_defaults(run=_bench_translate)
+    b = kinds.add_parser("matmul", help="tf.matmul GFLOP/s in float32 and bfloat16 (what "
+                         "this CPU's bfloat16 instructions give)")
+    _threads(b)
+    b.set_defaults(run=_bench_matmul)
     return parser
 
 
@@ -318,6 +322,13 @@ def _bench_train(args) -> int:
     for result in bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
                                     args.threads, args.overrides, args.precision,
                                     started=STARTED):
+        bench.print_json(result)
+    return 0
+
+
+def _bench_matmul(args) -> int:
+    from nmt import bench
+    for result in bench.bench_matmul(threads=args.threads):
         bench.print_json(result)
     return 0
 

@@ -9,7 +9,7 @@ from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["bench"], ["bench", "train"],
-         ["bench", "translate"]]
+         ["bench", "translate"], ["bench", "matmul"]]
 
 
 def run_nmt(*args, stdin=None):

@@ -139,3 +139,13 @@ def test_evaluate_searches_in_bfloat16_and_scores_in_float32(reverse_run, tmp_pa
                             [float32.tgt_tokenizer.encode(t) for _, t in pairs], 12)
     np.testing.assert_allclose([s["reference_score"] for s in result["sentences"]],
                                [h.score for h in expected], atol=1e-6)
+
+
+def test_bench_matmul_reports_both_precisions(capsys):
+    from nmt import bench
+    found = bench.bench_matmul(shapes=((64, 128, 128),), repeats=2, rounds=2, threads=1)
+    assert len(found) == 1 and found[0]["m_k_n"] == [64, 128, 128]
+    assert found[0]["float32_gflops"] > 0 and found[0]["bfloat16_gflops"] > 0
+    assert found[0]["ratio"] == pytest.approx(
+        found[0]["bfloat16_gflops"] / found[0]["float32_gflops"], rel=0.05)
+    assert "cpu_bf16" in found[0]
