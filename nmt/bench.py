@@ -182,7 +182,8 @@ def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
     best round of `repeats` products, the dtypes alternating round by round.
 
     What the CPU's bfloat16 instructions give before any model overhead: the ceiling of what
-    bfloat16 can bring to training and translation here.
+    bfloat16 can bring to training and translation here. Also per CPU-second of the process
+    (`*_per_cpu_s`, `cpu_ratio`): steadier where other processes share the cores.
     """
     tf = runtime.import_tensorflow(threads)
     dtypes = (tf.float32, tf.bfloat16)
@@ -197,18 +198,25 @@ def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
             runs[shape, dtype.name] = product, a, b, []
     for _ in range(rounds):
         for product, a, b, seconds in runs.values():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(repeats):
                 out = product(a, b)
             out.numpy()
-            seconds.append((time.perf_counter() - start) / repeats)
+            seconds.append(((time.perf_counter() - start) / repeats,
+                            (time.process_time() - cpu_start) / repeats))
     results = []
     for m, k, n in shapes:
-        rate = {d.name: 2 * m * k * n / min(runs[(m, k, n), d.name][3]) / 1e9 for d in dtypes}
+        found = {}
+        for dtype in dtypes:
+            seconds = runs[(m, k, n), dtype.name][3]
+            for clock, index in (("", 0), ("_per_cpu_s", 1)):
+                found[dtype.name + clock] = 2 * m * k * n / min(s[index] for s in seconds) / 1e9
         results.append({"bench": "matmul", "m_k_n": [m, k, n],
-                        "float32_gflops": round(rate["float32"], 1),
-                        "bfloat16_gflops": round(rate["bfloat16"], 1),
-                        "ratio": round(rate["bfloat16"] / rate["float32"], 2),
+                        **{f"{name.replace('_per', '_gflops_per')}" if "cpu" in name
+                           else f"{name}_gflops": round(rate, 1) for name, rate in found.items()},
+                        "ratio": round(found["bfloat16"] / found["float32"], 2),
+                        "cpu_ratio": round(found["bfloat16_per_cpu_s"] /
+                                           found["float32_per_cpu_s"], 2),
                         **_machine(runtime.thread_count())})
     return results
 
