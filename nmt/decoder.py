@@ -119,9 +119,9 @@ class AttentionDecoder(keras.layers.Layer):
     def step_weights(self) -> dict:
         """The kernels and biases a step multiplies by, in the compute dtype.
 
-        Under mixed precision, casting them once per sequence (rather than at every step of the
-        loop) saves a pass over 3 M weights per step: as long as the recurrent product itself
-        in bfloat16 on a CPU.
+        Under mixed precision the caller casts them once per sequence, not at every step: a
+        cast of the 2 M-weight recurrent kernel takes about as long as the bfloat16 product that
+        uses it (ja-en training step, bfloat16, one thread: 515 -> 481 ms of CPU).
         """
         names = ["recurrent_kernel", "combine_kernel", "combine_bias"]
         if self.cell == "gru":
