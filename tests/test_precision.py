@@ -149,3 +149,14 @@ def test_bench_matmul_reports_both_precisions(capsys):
     assert found[0]["ratio"] == pytest.approx(
         found[0]["bfloat16_gflops"] / found[0]["float32_gflops"], rel=0.05)
     assert "cpu_bf16" in found[0]
+
+
+def test_float16_on_a_cpu_warns_once(monkeypatch, caplog):
+    from nmt import precision
+    monkeypatch.setattr(precision, "_has_gpu", lambda: False)
+    monkeypatch.setattr(precision, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="nmt"):
+        precision.warn_if_slow("mixed_float16")
+        precision.warn_if_slow("mixed_float16")
+    assert len(caplog.records) == 1
+    assert "mixed_float16 on a CPU is slow" in caplog.records[0].getMessage()
