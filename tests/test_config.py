@@ -134,7 +134,7 @@ def test_override_errors_name_the_option(tmp_path):
 
 @pytest.mark.parametrize("old, new", [(True, "mixed_float16"), (False, "float32")])
 def test_run_directories_of_earlier_versions_keep_loading(tmp_path, old, new):
-    path = tmp_path / "recipe.yaml"  # as earlier versions resolved it: mixed_precision, no precision
+    path = tmp_path / "recipe.yaml"  # as earlier versions wrote it: mixed_precision, no precision
     path.write_text(f"train:\n  epochs: 3\n  mixed_precision: {str(old).lower()}\n")
     recipe = config.load_recipe(path, written_by_nmt=True)
     assert recipe.train.precision == new and recipe.train.epochs == 3
