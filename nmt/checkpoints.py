@@ -312,14 +312,20 @@ def read_description(root: str | os.PathLike) -> dict:
     return description
 
 
-def load_model(root: str | os.PathLike, weights: str = "best") -> LoadedModel:
-    """Builds the model of a run directory and loads its `best` (or `last`) weights."""
+def load_model(root: str | os.PathLike, weights: str = "best",
+               precision: str | None = None) -> LoadedModel:
+    """Builds the model of a run directory and loads its `best` (or `last`) weights.
+
+    precision: "float32" or "bfloat16" (the weights are cast once, as they are loaded); None:
+    the recipe's `decode.precision`.
+    """
+    from nmt import precision as precisions
     from nmt.model import Seq2Seq
 
     run = RunDir(root)
     description = read_description(root)
     try:
-        recipe = config.load_recipe(run.recipe)
+        recipe = config.load_recipe(run.recipe, written_by_nmt=True)
     except ConfigError as err:  # the message names recipe.yaml and the line
         raise ModelDirError(str(err)) from None
     try:
@@ -338,7 +344,8 @@ def load_model(root: str | os.PathLike, weights: str = "best") -> LoadedModel:
     if not path.is_file():
         raise ModelDirError("no trained weights yet (best.weights.h5 is written at the end of "
                             "the first epoch)", str(run.root))
-    model = Seq2Seq.from_model_config(model_config, *sizes)
+    with precisions.dtype_policy(precision or recipe.decode.precision):
+        model = Seq2Seq.from_model_config(model_config, *sizes)
     load_weights(model, path)
     return LoadedModel(model, src_tokenizer, tgt_tokenizer, recipe)
 

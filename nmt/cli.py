@@ -14,7 +14,7 @@ import time
 from sacrebleu.metrics import BLEU
 
 import nmt
-from nmt import penalties
+from nmt import config, penalties
 from nmt.errors import NmtError
 
 STARTED = time.perf_counter()
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file, written atomically (default: stdout)")
     _search(p)
+    _precision(p, "decode")
     p.add_argument("--nbest", type=_positive, default=1,
                    help="K > 1: write the K best per line as 'index ||| text ||| score'")
     p.add_argument("--scores", action="store_true", help="prefix each line with 'score<TAB>'")
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", required=True, help="source file")
     p.add_argument("--ref", required=True, help="reference file")
     _search(p)
+    _precision(p, "decode")
     p.add_argument("--beams", type=_beam_list, help="beam widths of the sweep, e.g. 1,2,5,10,20 "
                    "(default: the recipe's eval.beam_sweep)")
     p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
@@ -204,12 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=_positive, default=3, help="timed rounds (default 3)")
     b.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
+    _precision(b, "train", several=True)
     _threads(b)
     b.set_defaults(run=_bench_train)
     b = kinds.add_parser("translate", help="translation speed of a model on a file")
     _model(b)
     b.add_argument("-i", "--input", required=True, help="source file")
     _search(b)
+    _precision(b, "decode", several=True)
     b.add_argument("--rounds", type=_positive, default=3,
                    help="passes over the file; the first (tracing) is reported apart")
     _threads(b)
@@ -221,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the file; the first (which warms up) is reported apart")
     _threads(b)
     b.set_defaults(run=_bench_export)
+
+    b = kinds.add_parser("matmul", help="tf.matmul GFLOP/s in float32 and bfloat16 (what "
+                         "this CPU's bfloat16 instructions give)")
+    _threads(b)
+    b.set_defaults(run=_bench_matmul)
     return parser
 
 
@@ -242,6 +251,27 @@ def _score_setting(p):
                    help="length normalization: score = sum log p / penalty(T) (default: recipe's)")
     p.add_argument("--length-penalty", choices=penalties.NAMES,
                    help=f"penalty(T): {penalties.help_text()} (default: recipe's)")
+
+
+def _precision(p, section: str, several: bool = False):
+    names = config.choices(section, "precision")
+    if several:
+        p.add_argument("--precision", type=lambda text: _choice_list(text, names),
+                       help=f"{', '.join(names)}, or several comma-separated: measured in "
+                       f"alternating rounds of one process, one JSON line each (default: the "
+                       f"recipe's {section}.precision)")
+    else:
+        p.add_argument("--precision", choices=names,
+                       help=f"weights and matrix products (default: the recipe's "
+                       f"{section}.precision; bfloat16 pays on CPUs with avx512_bf16 or amx_bf16)")
+
+
+def _choice_list(text: str, names: tuple) -> tuple:
+    chosen = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in chosen if name not in names]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(names)}, got {text!r}")
+    return tuple(dict.fromkeys(chosen))
 
 
 def _threads(p):
@@ -321,10 +351,11 @@ def _translate(args) -> int:
     return 0
 
 
-def _translator(args):
+def _translator(args, precision: str | None = None):
     from nmt.translate import Translator
     return Translator(args.model, beam_size=args.beam_size, alpha=args.alpha,
-                      length_penalty=args.length_penalty, batch_size=args.batch_size)
+                      length_penalty=args.length_penalty, batch_size=args.batch_size,
+                      precision=precision or args.precision)
 
 
 def _score(args) -> int:
@@ -336,7 +367,8 @@ def _score(args) -> int:
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt.scoring import score_files
-    score_files(_translator(args), args.src, args.tgt, args.output, args.per_token)
+    # Scores are compared with one another: float32, whatever the recipe translates in.
+    score_files(_translator(args, "float32"), args.src, args.tgt, args.output, args.per_token)
     return 0
 
 
@@ -441,8 +473,17 @@ def _export(args) -> int:
 
 def _bench_train(args) -> int:
     from nmt import bench
-    bench.print_json(bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
-                                       args.threads, args.overrides, started=STARTED))
+    for result in bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
+                                    args.threads, args.overrides, args.precision,
+                                    started=STARTED):
+        bench.print_json(result)
+    return 0
+
+
+def _bench_matmul(args) -> int:
+    from nmt import bench
+    for result in bench.bench_matmul(threads=args.threads):
+        bench.print_json(result)
     return 0
 
 
@@ -455,7 +496,8 @@ def _bench_export(args) -> int:
 
 def _bench_translate(args) -> int:
     from nmt import bench
-    bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
-                                           args.length_penalty, args.batch_size, args.rounds,
-                                           args.threads, started=STARTED))
+    for result in bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
+                                        args.length_penalty, args.batch_size, args.rounds,
+                                        args.threads, args.precision, started=STARTED):
+        bench.print_json(result)
     return 0

@@ -89,7 +89,8 @@ class TrainConfig:
     shuffle_buffer: int = 100000  # pairs held for shuffling; bounds memory on large corpora
     seed: int = 42
     distribution: Literal["default", "mirrored", "multi_worker"] = "default"
-    mixed_precision: bool = False  # mixed_float16 compute, for GPUs
+    # float32 variables and optimizer in all; the mixed policies multiply matrices in 16 bits
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     keep_best: int = 1  # the run directory keeps the weights of this many best epochs (dev BLEU)
     keep_last: int = 1  # ... and of this many last epochs (for `nmt average --last`)
     average_best: int = 0  # > 1: at the end, average the weights of this many best epochs into
@@ -105,6 +106,7 @@ class DecodeConfig:
     max_len_offset: int = 10
     max_input_len: int = 250  # longer source lines are translated in pieces of this many tokens
     batch_size: int = 64
+    precision: Literal["float32", "bfloat16"] = "float32"  # weights and matrix products
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,11 @@ _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0,
               "character_coverage": "(0, 1]"}
 
 
+def choices(section: str, key: str) -> tuple:
+    """The allowed values of a key typed as a Literal (for command-line options)."""
+    return typing.get_args(typing.get_type_hints(_SECTION_TYPES[section])[key])
+
+
 def recipe_file(path: str | os.PathLike) -> Path:
     """RECIPE may be a recipe folder or its recipe.yaml."""
     path = Path(path)
@@ -151,8 +158,19 @@ def recipe_file(path: str | os.PathLike) -> Path:
 OVERRIDE = "override"  # the "line" of a value given with --set
 
 
-def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> Recipe:
-    """Reads, validates and applies `section.key=value` overrides to a recipe file."""
+# Keys of earlier versions: (section, key) -> how to write them now.
+_RENAMED = {("train", "mixed_precision"):
+            "train.mixed_precision is now train.precision: write 'precision: mixed_float16' "
+            "(true) or 'precision: float32' (false)"}
+
+
+def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = (),
+                written_by_nmt: bool = False) -> Recipe:
+    """Reads, validates and applies `section.key=value` overrides to a recipe file.
+
+    `written_by_nmt`: the resolved recipe of a run directory, which earlier versions wrote with
+    keys since renamed; they are translated rather than refused, so old model folders load.
+    """
     path = recipe_file(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -173,7 +191,16 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
             lines[(section, None)] = OVERRIDE
         values.setdefault(section, {})[key] = value
         lines[(section, key)] = OVERRIDE
+    if written_by_nmt:
+        _upgrade(values)
     return _build(values, lines, str(path))
+
+
+def _upgrade(values: dict) -> None:
+    """Rewrites the renamed keys of a recipe written by an earlier nmt, in place."""
+    train = values.get("train")
+    if isinstance(train, dict) and "mixed_precision" in train:
+        train["precision"] = "mixed_float16" if train.pop("mixed_precision") is True else "float32"
 
 
 def recipe_from_dict(values: dict, source: str = "<recipe>") -> Recipe:
@@ -274,6 +301,8 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
             line = lines.get((section, key))
             # A value from `--set` is blamed on the option, not on the file.
             where, line = ("--set", None) if line is OVERRIDE else (path, line)
+            if (section, key) in _RENAMED:
+                raise ConfigError(_RENAMED[(section, key)], where, line)
             if key not in hints:
                 raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, hints)}", where,
                                   line)

@@ -77,18 +77,21 @@ class Seq2Seq(keras.Model):
         """Tensors derived from the weights alone that make each `decode_step` cheaper.
 
         The input projection of every target id, [V, G*U]: a step then gathers rows instead of
-        multiplying embeddings (about 8 % of a step's arithmetic). Recompute after the weights
-        change.
+        multiplying embeddings (about 8 % of a step's arithmetic); and the step's kernels in the
+        compute dtype (cast once, not at each step, under mixed precision). Recompute after the
+        weights change.
         """
-        return {"input_table": self.decoder.project_inputs(ops.arange(self.tgt_vocab_size))}
+        return {"input_table": self.decoder.project_inputs(ops.arange(self.tgt_vocab_size)),
+                "step_weights": self.decoder.step_weights()}
 
     def decode_step(self, token, state, memory, tables):
         """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S]).
 
         `tables` comes from `step_tables` of the current weights.
         """
-        attentional, state, weights = self.decoder.step(ops.take(tables["input_table"], token,
-                                                                 axis=0), state, memory)
+        attentional, state, weights = self.decoder.step(
+            ops.take(tables["input_table"], token, axis=0), state, memory,
+            weights=tables["step_weights"])
         log_probs = ops.log_softmax(self.decoder.logits(attentional), axis=-1)
         return log_probs, state, weights
 

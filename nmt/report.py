@@ -56,7 +56,7 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
         "model": " + ".join(map(str, translator.model_dirs)), "source": str(source),
         "reference": str(reference),
         "beam_size": decode.beam_size, "alpha": decode.alpha,
-        "length_penalty": decode.length_penalty,
+        "length_penalty": decode.length_penalty, "precision": decode.precision,
         "scores": [{"name": s.name, "score": s.score, "text": s.text, "signature": s.signature}
                    for s in scores],
         "by_length": analysis.by_length(result.sentences, tokenize),
@@ -124,7 +124,8 @@ def totals(sentences: Sequence[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# Evaluation: `{report['source']}`", "",
              f"Model `{report['model']}`, beam {report['beam_size']}, alpha {report['alpha']} "
-             f"({report['length_penalty']} length penalty).", "", "## Scores", "",
+             f"({report['length_penalty']} length penalty), search in {report['precision']} "
+             f"(forced scores in float32).", "", "## Scores", "",
              "| metric | score | sacrebleu signature |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['score']:.2f} | `{s['signature']}` |" for s in report["scores"]]
     lines += ["", f"`{report['scores'][0]['text']}`", "",
@@ -195,7 +196,7 @@ def _chosen(sentences, worst: int, show: Sequence[int]):
 def _draw_heatmaps(translator, sentences, folder: Path) -> list[dict]:
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
     sources = [translator.source_ids(s.source) for s in sentences]
-    _, attention = score_all(translator.searcher, sources, [s.hypothesis_ids for s in sentences],
+    _, attention = score_all(translator.scorer, sources, [s.hypothesis_ids for s in sentences],
                              translator.decode.batch_size)
     entries = []
     for sentence, weights in zip(sentences, attention):

@@ -11,7 +11,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import checkpoints, config, corpus, data, distribute, evaluate, runtime, textio, vectors
+from nmt import (checkpoints, config, corpus, data, distribute, evaluate, precision, runtime,
+                 textio, vectors)
 from nmt.errors import ConfigError
 
 log = logging.getLogger("nmt")
@@ -210,25 +211,13 @@ def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     from nmt.optimizers import adam
     from nmt.train_step import Seq2SeqTrainer
 
-    import keras
-    import tensorflow as tf
-
-    # Layers take the global dtype policy when built; keep mixed precision to this model.
-    previous = keras.mixed_precision.global_policy()
-    if recipe.train.mixed_precision:
-        if not tf.config.list_physical_devices("GPU"):
-            log.warning("warning: train.mixed_precision is for GPUs; without one, float16 is "
-                        "emulated and training runs several times slower")
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with precision.dtype_policy(recipe.train.precision):
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
         if recipe.model.freeze_embeddings:
             for side in recipe.model.pretrained_embeddings:
                 model.embedding_layer(side).trainable = False
         trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing)
         trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     return trainer
 
 
@@ -250,7 +239,8 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     """
     if not run.root.exists():
         return None
-    previous = config.to_dict(config.load_recipe(run.recipe)) if run.recipe.is_file() else None
+    previous = (config.to_dict(config.load_recipe(run.recipe, written_by_nmt=True))
+                if run.recipe.is_file() else None)
     current = config.to_dict(recipe)
     state = checkpoints.read_resume_state(run)
     if state is None:

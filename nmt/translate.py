@@ -39,30 +39,36 @@ class Translator:
             several makes an ensemble (`nmt.inference.Ensemble`): their log-probs are averaged at
             each step, each reads the source in its own vocabulary; all must share the target
             vocabulary. The first folder's recipe gives the decoding defaults.
-        beam_size, alpha, length_penalty, batch_size: override the recipe's `decode` section.
+        beam_size, alpha, length_penalty, batch_size, precision: override the recipe's `decode`
+            section.
         weights: "best" (dev BLEU) or "last".
 
     `self.decode` is the decoding configuration; `translate` takes overrides of it per call.
+    The search runs in `decode.precision` (the weights are cast once, here); forced scoring
+    (`score`, `attention`, the error analysis) always in float32, since it compares scores.
     """
 
     def __init__(self, model_dir: str | os.PathLike | Sequence[str | os.PathLike],
                  beam_size: int | None = None, alpha: float | None = None,
                  length_penalty: str | None = None, batch_size: int | None = None,
-                 weights: str = "best"):
+                 weights: str = "best", precision: str | None = None):
         dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
-        self.model_dir, self.model_dirs = dirs[0], dirs
-        members = [checkpoints.load_model(d, weights) for d in dirs]
+        self.model_dir, self.model_dirs, self.weights = dirs[0], dirs, weights
+        first = checkpoints.load_model(dirs[0], weights, precision)
+        precision = precision or first.recipe.decode.precision
+        members = [first] + [checkpoints.load_model(d, weights, precision) for d in dirs[1:]]
         check_same_target_vocabulary(dirs, [m.tgt_tokenizer for m in members])
         self.src_tokenizers = [m.src_tokenizer for m in members]
         self.src_tokenizer, self.tgt_tokenizer = members[0].src_tokenizer, members[0].tgt_tokenizer
-        self.model = members[0].model if len(members) == 1 else Ensemble(
-            [m.model for m in members])
+        self.model = _combined([m.model for m in members])
         changes = {k: v for k, v in (("beam_size", beam_size), ("alpha", alpha),
                                      ("length_penalty", length_penalty),
-                                     ("batch_size", batch_size)) if v is not None}
+                                     ("batch_size", batch_size), ("precision", precision))
+                   if v is not None}
         self.recipe = members[0].recipe
         self.decode = config.with_changes(self.recipe, "decode", **changes).decode
         self._search = Searcher(self.model, self.decode)
+        self._float32_search = self._search if precision == "float32" else None
 
     def source_ids(self, line: str):
         """The model input of a line (ids + EOS); an ensemble's: one id list per member."""
@@ -101,7 +107,7 @@ class Translator:
         """Forced scores of (source line, target line) pairs: (hypotheses, attention) as
         `nmt.decoding.score_all` gives them, with the search's own normalized score."""
         decode = self.config(**overrides)
-        return score_all(self._searcher(decode), [self.source_ids(s) for s in sources],
+        return score_all(self._scorer(decode), [self.source_ids(s) for s in sources],
                          [self.tgt_tokenizer.encode(t) for t in targets], decode.batch_size,
                          decode.alpha, decode.length_penalty)
 
@@ -134,7 +140,7 @@ class Translator:
         sources = [self.source_ids(line) for line in lines]
         usable = [i for i, (line, src) in enumerate(zip(lines, sources))
                   if self.in_one_search(line, src)]
-        _, found = score_all(self.searcher, [sources[i] for i in usable],
+        _, found = score_all(self.scorer, [sources[i] for i in usable],
                              [translations[i].ids for i in usable], self.decode.batch_size)
         weights: list = [None] * len(lines)
         for index, matrix in zip(usable, found):
@@ -152,10 +158,23 @@ class Translator:
         """The compiled searcher, set to `self.decode`."""
         return self._searcher(self.decode)
 
+    @property
+    def scorer(self) -> Searcher:
+        """The float32 searcher of the same weights, for forced scoring, set to `self.decode`."""
+        return self._scorer(self.decode)
+
     def _searcher(self, decode: DecodeConfig) -> Searcher:
         # One searcher (its traced graphs) serves every setting: a call's config is set on it.
         self._search.config = decode
         return self._search
+
+    def _scorer(self, decode: DecodeConfig) -> Searcher:
+        if self._float32_search is None:  # loaded when first needed
+            self._float32_search = Searcher(_combined(
+                [checkpoints.load_model(d, self.weights, "float32").model
+                 for d in self.model_dirs]), decode)
+        self._float32_search.config = decode
+        return self._float32_search
 
     def _segments(self, line: str, index: int, limit: int) -> list:
         """Source ids (+ EOS) of a line; over-long lines are cut into pieces; blank lines: none.
@@ -198,6 +217,11 @@ class Translator:
     def _translation(self, hyp) -> Translation:
         return Translation(self.tgt_tokenizer.decode(hyp.ids), hyp.score, hyp.log_prob,
                            tuple(hyp.ids))
+
+
+def _combined(models: list):
+    """One model, or the ensemble of several."""
+    return models[0] if len(models) == 1 else Ensemble(models)
 
 
 def check_same_target_vocabulary(dirs: Sequence, tokenizers: Sequence) -> None:

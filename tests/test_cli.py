@@ -10,7 +10,7 @@ from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
          ["embeddings"], ["export"], ["bench"], ["bench", "train"], ["bench", "translate"],
-         ["bench", "export"]]
+         ["bench", "export"], ["bench", "matmul"]]
 
 
 def run_nmt(*args, stdin=None):

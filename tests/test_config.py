@@ -41,7 +41,11 @@ def test_unknown_section(tmp_path):
     ("model:\n  dropout: 1.5\n", r"model.dropout must be in \[0, 1\)"),
     ("train:\n  lr_decay: 0\n", r"train.lr_decay must be in \(0, 1\]"),
     ("eval:\n  tokenize: moses\n", "eval.tokenize must be a sacrebleu tokenizer"),
-    ("train:\n  mixed_precision: 1\n", "must be true or false"),
+    ("train:\n  precision: bfloat16\n",
+     "train.precision must be one of float32, mixed_bfloat16, mixed_float16"),
+    ("decode:\n  precision: mixed_bfloat16\n", "decode.precision must be one of float32, bfloat16"),
+    ("train:\n  mixed_precision: true\n", "r.yaml:2: train.mixed_precision is now train.precision: "
+     "write 'precision: mixed_float16'"),
     ("eval:\n  beam_sweep: [1, x]\n", "a list of positive integers"),
     ("train: 3\n", "section 'train' must be a mapping"),
     ("train:\n  epochs: [1\n", "invalid YAML"),
@@ -150,3 +154,12 @@ def test_a_model_is_built_without_the_initialization_keys():
     built = config.architecture(model)
     assert "pretrained_embeddings" not in built and "freeze_embeddings" not in built
     assert built["embedding_dim"] == model.embedding_dim
+
+
+@pytest.mark.parametrize("old, new", [(True, "mixed_float16"), (False, "float32")])
+def test_run_directories_of_earlier_versions_keep_loading(tmp_path, old, new):
+    path = tmp_path / "recipe.yaml"  # as earlier versions wrote it: mixed_precision, no precision
+    path.write_text(f"train:\n  epochs: 3\n  mixed_precision: {str(old).lower()}\n")
+    recipe = config.load_recipe(path, written_by_nmt=True)
+    assert recipe.train.precision == new and recipe.train.epochs == 3
+    assert recipe.decode.precision == "float32"

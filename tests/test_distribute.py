@@ -78,7 +78,8 @@ def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
     assert not (other / "best.weights.h5").exists() and not (other / "metrics.csv").exists()
 
 
-@pytest.mark.parametrize("settings", [{"distribution": "mirrored"}, {"mixed_precision": True}],
+@pytest.mark.parametrize("settings", [{"distribution": "mirrored"},
+                                      {"precision": "mixed_float16"}],
                          ids=["mirrored", "mixed_float16"])
 def test_mirrored_strategy_and_mixed_precision_train(tmp_path, reverse_corpus, settings):
     from nmt import checkpoints

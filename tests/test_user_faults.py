@@ -337,15 +337,6 @@ def test_unknown_section_in_set_blames_the_option(tiny_recipe):
     assert "recipe.yaml" not in err
 
 
-def test_mixed_precision_without_a_gpu_warns(tiny_recipe, tf, caplog):
-    from nmt import config
-    from nmt.train import compiled_trainer
-    recipe = config.load_recipe(tiny_recipe, ["train.mixed_precision=true"])
-    compiled_trainer(recipe, 20, 20)
-    gpus = tf.config.list_physical_devices("GPU")
-    assert ("train.mixed_precision is for GPUs" in caplog.text) == (not gpus)
-
-
 def test_nbest_gives_k_entries_for_a_blank_line(reverse_run):
     code, out, err = run_nmt("translate", "--model", reverse_run, "--nbest", "3", stdin="1 2\n\n")
     assert code == 0, err
