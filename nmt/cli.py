@@ -462,7 +462,7 @@ def _export(args) -> int:
     runtime.import_tensorflow(args.threads)
     from nmt import export
     export.check_output(args.out)
-    result = export.export(_translator(args), args.out, args.nbest)
+    result = export.export(_translator(args, "float32"), args.out, args.nbest)  # bf16: not yet
     print(export.describe_signatures(result.path))
     print(f"\nwritten to {result.path}:")
     for name, size in result.files:

@@ -8,11 +8,11 @@ models: `import tensorflow_text` before loading). Signatures:
     score(source: string [N], target: string [N]) -> log_prob: float32 [N], score: float32 [N]
 
 The graph does what `Translator.translate` does, so outputs are those of `nmt translate` with the
-same settings: blank lines give "" (score and log p 0); lines longer than `max_input_len` tokens
-are cut into pieces whose best translations are joined; segments are searched in length-sorted
-batches of `decode.batch_size`. Ranks nothing fills (the search found fewer than K hypotheses, or
-the line is blank or was cut) hold "" and -inf. `score` is forced scoring (`Searcher.score`) of
-the whole source, never cut.
+same settings: blank lines give "" (score and log p 0) at every rank; lines longer than
+`max_input_len` tokens are cut into pieces whose best translations are joined; segments are
+searched in length-sorted batches of `decode.batch_size`. Ranks nothing fills (the search found
+fewer than K hypotheses, or the line was cut) hold "" and -inf. `score` is forced scoring
+(`Searcher.score`) of the whole source, never cut.
 """
 from __future__ import annotations
 
@@ -195,8 +195,8 @@ class TranslationModule(tf.Module):
 
     def _per_line(self, counts, texts, log_probs, scores, lengths):
         """Segment results -> line results: one segment passes through; a blank line (none) is
-        "" scoring 0; a cut line is its pieces' best translations joined, scored as one
-        hypothesis (total log p over the penalty of the total length), its only rank."""
+        "" scoring 0 at every rank; a cut line is its pieces' best translations joined, scored as
+        one hypothesis (total log p over the penalty of the total length), its only rank."""
         def pieces(x):
             return tf.RaggedTensor.from_row_lengths(x, counts)
 
@@ -214,7 +214,8 @@ class TranslationModule(tf.Module):
             column = tf.gather(tf.concat([column, tf.fill([1, self.nbest], unused)], 0), first)
             first_rank = tf.where(counts == 0, blank, tf.where(counts == 1, column[:, 0], whole))
             column = tf.concat([first_rank[:, None], column[:, 1:]], axis=1)
-            out.append(tf.where((counts != 1)[:, None] & rest, unused, column))
+            column = tf.where((counts > 1)[:, None] & rest, unused, column)
+            out.append(tf.where((counts == 0)[:, None], blank, column))  # as `nmt translate`
         return {"translations": out[0], "log_probs": out[1], "scores": out[2]}
 
     def _in_sorted_batches(self, lengths, fn, outputs):

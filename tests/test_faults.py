@@ -132,7 +132,7 @@ def test_translate_blank_empty_and_very_long_lines(reverse_run, tmp_path):
     # One output line per input line; the long one is decoded as 41 pieces of <= 250 tokens,
     # each of which the briefly trained model ends early, so only its presence is checked.
     assert lines[:2] == ["2 1", ""] and lines[2].strip() and lines[3:] == [""]
-    assert "line 3 has 10002 tokens: translated in pieces of at most 250" in err
+    assert "line 3 has 10002 tokens: translated in pieces of 250" in err
     assert "Traceback" not in err
 
 
