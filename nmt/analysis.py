@@ -89,21 +89,22 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
     left out of the analysis (their scores would not be those of one search).
     Returns (Analysis, hypothesis lines for every input line).
     """
-    searcher, decode = translator.searcher, translator.decode
+    # Search in the translator's precision; forced scores, which are compared, in float32.
+    searcher, scorer, decode = translator.searcher, translator.scorer, translator.decode
     tgt_tok = translator.tgt_tokenizer
     sources = [translator.source_ids(line) for line in source_lines]
     references = [tgt_tok.encode(line) for line in reference_lines]
     usable = [i for i, s in enumerate(sources) if translator.in_one_search(source_lines[i], s)]
 
     usable_sources = [sources[i] for i in usable]
-    reference_scores, _ = score_all(searcher, usable_sources, [references[i] for i in usable],
+    reference_scores, _ = score_all(scorer, usable_sources, [references[i] for i in usable],
                                     decode.batch_size)
 
     def run(beam: int):
         start = time.perf_counter()
         found = search_all(searcher, usable_sources, decode.batch_size, beam, decode.alpha)
         ids = [hyps[0].ids for hyps in found]
-        scores, _ = score_all(searcher, usable_sources, ids, decode.batch_size)
+        scores, _ = score_all(scorer, usable_sources, ids, decode.batch_size)
         return ids, scores, time.perf_counter() - start
 
     runs = {beam: run(beam) for beam in dict.fromkeys([beam_size, *sweep])}

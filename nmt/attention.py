@@ -32,6 +32,9 @@ class AdditiveAttention(keras.layers.Layer):
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
         self.units = units
+        # Keys stay float32 (see project_keys): no casting of the arguments by Keras.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
 
     def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None):
         self.query_kernel = self.add_weight((query_shape[-1], self.units), name="query_kernel",
@@ -42,16 +45,22 @@ class AdditiveAttention(keras.layers.Layer):
         self.built = True
 
     def project_keys(self, memory):
+        """[B, S, M] memory -> float32 [B, S, A] keys. The energies computed from them each step
+        are float32 in any precision: elementwise bfloat16 is coarse, and slower on CPUs."""
         # Called as a method, outside __call__'s autocast: cast for mixed precision.
-        return ops.matmul(memory, ops.cast(self.key_kernel, memory.dtype))
+        return ops.cast(ops.matmul(memory, ops.cast(self.key_kernel, memory.dtype)), "float32")
 
-    def call(self, query, keys, values, mask):
-        hidden = ops.tanh(keys + ops.matmul(query, self.query_kernel)[:, None, :])
-        scores = ops.tensordot(hidden, self.energy, 1)  # one [B*S, A] x [A] product
+    def call(self, query, keys, values, mask, query_kernel=None):
+        # query_kernel: the kernel already in the compute dtype (see AttentionDecoder.step_weights)
+        kernel = self.query_kernel if query_kernel is None else query_kernel
+        projected = ops.matmul(ops.cast(query, self.compute_dtype), kernel)
+        hidden = ops.tanh(keys + ops.cast(projected, "float32")[:, None, :])
+        scores = ops.tensordot(hidden, ops.cast(self.energy, "float32"), 1)  # [B*S, A] x [A]
         # exp(-1e9 - max) underflows to exactly 0 in float32, so padding gets zero weight.
-        scores = ops.where(mask, ops.cast(scores, "float32"), -1e9)
+        scores = ops.where(mask, scores, -1e9)
         weights = ops.softmax(scores, axis=-1)
-        context = ops.sum(ops.cast(weights, values.dtype)[:, :, None] * values, axis=1)
+        # A [1, S] x [S, M] product per sentence: accumulated in float32 even in bfloat16.
+        context = ops.einsum("bs,bsm->bm", ops.cast(weights, values.dtype), values)
         return context, weights
 
     def get_config(self):

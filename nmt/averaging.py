@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nmt import checkpoints
+from nmt import checkpoints, textio
 from nmt.errors import ModelDirError
 
 RECORD = "averaged.json"  # in an averaged model folder: which weights were averaged
@@ -20,7 +20,8 @@ RECORD = "averaged.json"  # in an averaged model folder: which weights were aver
 
 def chosen_weights(run: checkpoints.RunDir, best: int | None = None,
                    last: int | None = None) -> list[str]:
-    """File names (in backup/) of the `best` best or the `last` last epochs of a run."""
+    """File names (in backup/) of the `best` best (best first) or the `last` last epochs of a
+    run."""
     state = checkpoints.read_resume_state(run)
     if state is None:
         raise ModelDirError("no committed epoch to average (not a run directory of `nmt train`, "
@@ -64,13 +65,17 @@ def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int |
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        os.chmod(tmp, textio.NEW_FOLDER_MODE)  # mkdtemp's 0700 would hide the model from others
         folder = checkpoints.RunDir(tmp)
         shutil.copy(run.recipe, folder.recipe)
         shutil.copy(run.model_json, folder.model_json)
         shutil.copytree(run.vocab_dir, folder.vocab_dir)
         checkpoints.save_weights(model, folder.best)
-        record = {"run": str(run.root), "weights": names,
-                  "chosen": f"best {best}" if best else f"last {last}"}
+        dev_bleu = {e["weights"]: e["bleu"] for e in checkpoints.kept_epochs(
+            checkpoints.read_resume_state(run))}
+        record = {"run": str(run.root.resolve()),
+                  "chosen": f"best {best}" if best else f"last {last}",
+                  "weights": [{"file": name, "dev_bleu": dev_bleu.get(name)} for name in names]}
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)

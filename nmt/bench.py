@@ -1,7 +1,8 @@
-"""`nmt bench`: training and translation speed, printed as one JSON line.
+"""`nmt bench`: training and translation speed, printed as one JSON line per precision.
 
 Figures are medians over rounds run in one process, so a neighbour's load drifts over all of them
-alike; each line names the machine's core count and the threads used.
+alike; each line names the machine's core count, its CPU's bfloat16 instructions (`cpu_bf16`),
+the threads used, and the peak memory of the whole process.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import platform
 import resource
 import statistics
 import time
+from typing import Sequence
 
-from nmt import config, data, runtime, textio, train
+from nmt import config, data, precision, runtime, textio, train
+from nmt.errors import NmtError
 
 
 def peak_rss_mib() -> float:
@@ -21,16 +24,33 @@ def peak_rss_mib() -> float:
 
 def _machine(threads: int) -> dict:
     return {"threads": threads, "cpu_count": os.cpu_count(), "machine": platform.processor() or
-            platform.machine(), "python": platform.python_version()}
+            platform.machine(), "cpu_model": _cpu_model(),
+            "cpu_bf16": precision.cpu_bf16_support(), "python": platform.python_version()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle
+                         if line.startswith("model name")), "")
+    except OSError:
+        return ""
 
 
 def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3,
-                threads: int | None = None, overrides=(), started: float | None = None) -> dict:
+                threads: int | None = None, overrides=(), precisions: Sequence[str] | None = None,
+                started: float | None = None) -> list[dict]:
     """Trains the recipe's model for warmup + rounds * steps batches (no run directory).
 
     Reports real (non-pad) target tokens per second in the steady state (median over rounds),
     sentences per second derived from it with the corpus's mean target length, the seconds from
     `started` (process start) to the end of the first step, and the peak resident memory.
+    With several `precisions` (default: the recipe's), one model per precision, from the same
+    initial weights, trains in turn, a round each: a neighbour's load drifts over all alike.
+    Every round starts the data over, so each precision and round times the same batches.
+    One result per precision; after the first, `vs_first` gives the median over rounds of its
+    rate over the first precision's in the same round, by wall-clock and by CPU time (the
+    process's CPU seconds: a fairer clock where other processes share the cores).
     """
     started = started or time.perf_counter()
     recipe = config.load_recipe(recipe_path, overrides)
@@ -42,72 +62,208 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
 
     from nmt.callbacks import StepTimer
 
-    keras.utils.set_random_seed(recipe.train.seed)
-    trainer = train.compiled_trainer(recipe, len(tokenizers[0]), len(tokenizers[1]))
     dataset = data.training_dataset(read, *tokenizers, batch_size=recipe.train.batch_size,
                                     max_len=recipe.data.max_len,
                                     shuffle_buffer=recipe.train.shuffle_buffer,
                                     seed=recipe.train.seed,
                                     batch_tokens=train.token_budget(recipe.train),
                                     bucket_width=recipe.train.bucket_width).repeat()
-    timer = StepTimer()
-    trainer.fit(dataset, steps_per_epoch=1 + warmup + rounds * steps, epochs=1, callbacks=[timer],
-              verbose=0, shuffle=False)
-    first_step = timer.ends[0] - started
+    runs = {}
+    for name in precisions or (recipe.train.precision,):
+        keras.utils.set_random_seed(recipe.train.seed)
+        trainer = train.compiled_trainer(config.with_changes(recipe, "train", precision=name),
+                                         len(tokenizers[0]), len(tokenizers[1]))
+        runs[name] = trainer, StepTimer()
+        trainer.fit(dataset, steps_per_epoch=1 + warmup, epochs=1, callbacks=[runs[name][1]],
+                    verbose=0, shuffle=False)
+        if len(runs) == 1:
+            first_step = runs[name][1].ends[0] - started
+    for _ in range(rounds):
+        for trainer, timer in runs.values():
+            trainer.fit(dataset, steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0,
+                        shuffle=False)
     tokens_per_sentence = stats.target_tokens / max(stats.kept, 1)
-    per_round = []
-    for r in range(rounds):
-        window = slice(1 + warmup + r * steps, 1 + warmup + (r + 1) * steps)
-        seconds = sum(timer.seconds[window])
-        tokens = sum(timer.tokens[window])
-        per_round.append((tokens / seconds, tokens / tokens_per_sentence / seconds,
-                          1000 * statistics.median(timer.seconds[window])))
-    return {"bench": "train", "recipe": str(recipe_path), "steps_per_round": steps,
-            "rounds": rounds, "warmup_steps": warmup, "batch_size": recipe.train.batch_size,
-            "parameters": trainer.seq2seq.count_params(),
+    results, first_rounds = [], None
+    for name, (trainer, timer) in runs.items():
+        per_round = []
+        for r in range(rounds):
+            window = slice(1 + warmup + r * steps, 1 + warmup + (r + 1) * steps)
+            seconds = sum(timer.seconds[window])
+            tokens = sum(timer.tokens[window])
+            per_round.append((tokens / seconds, tokens / tokens_per_sentence / seconds,
+                              1000 * statistics.median(timer.seconds[window]),
+                              tokens / sum(timer.cpu_seconds[window])))
+        first_rounds = first_rounds or per_round
+        if per_round is not first_rounds:
+            versus = {"vs_first": {
+                clock: round(statistics.median(mine[i] / theirs[i] for mine, theirs in
+                                               zip(per_round, first_rounds)), 3)
+                for clock, i in (("wall", 0), ("cpu", 3))}}
+        else:
+            versus = {}
+        results.append({
+            "bench": "train", "recipe": str(recipe_path), "precision": name,
+            "steps_per_round": steps, "rounds": rounds, "warmup_steps": warmup,
+            "batch_size": recipe.train.batch_size, "parameters": trainer.seq2seq.count_params(),
             "target_tokens_per_sec": round(statistics.median(r[0] for r in per_round), 1),
             "sentences_per_sec": round(statistics.median(r[1] for r in per_round), 2),
             "median_step_ms": round(statistics.median(r[2] for r in per_round), 1),
             "rounds_target_tokens_per_sec": [round(r[0], 1) for r in per_round],
+            "target_tokens_per_cpu_sec": round(statistics.median(r[3] for r in per_round), 1),
+            **versus,
             "time_to_first_step_s": round(first_step, 2), "peak_rss_mib": round(peak_rss_mib()),
-            **_machine(runtime.thread_count())}
+            **_machine(runtime.thread_count())})
+    return results
 
 
 def bench_translate(model_dir, source: str, beam_size: int | None = None,
                     alpha: float | None = None, length_penalty: str | None = None,
                     batch_size: int | None = None, rounds: int = 3, threads: int | None = None,
-                    started: float | None = None) -> dict:
+                    precisions: Sequence[str] | None = None,
+                    started: float | None = None) -> list[dict]:
     """Translates a file `rounds` times; reports the median of the rounds after the first.
 
     The first round includes tracing the search graph; model load time is reported apart.
+    With several `precisions` (default: the recipe's decode.precision), the same weights are
+    loaded in each and the rounds alternate between them. One result per precision, with
+    `vs_first` after the first (speed relative to the first precision, as in `bench_train`).
     """
     started = started or time.perf_counter()
     runtime.import_tensorflow(threads)
     from nmt.translate import Translator
 
+    lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
+    runs = []
+    for name in precisions or (None,):
+        load_start = time.perf_counter()
+        translator = Translator(model_dir, beam_size=beam_size, alpha=alpha,
+                                batch_size=batch_size, length_penalty=length_penalty,
+                                precision=name)
+        runs.append({"translator": translator, "load_s": time.perf_counter() - load_start,
+                     "timings": [], "cpu_timings": [], "output_tokens": 0})
+    for _ in range(max(rounds, 2)):
+        for run in runs:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            found = run["translator"].translate(lines)
+            run["timings"].append(time.perf_counter() - start)
+            run["cpu_timings"].append(time.process_time() - cpu_start)
+            run["output_tokens"] = sum(len(t[0].ids) for t in found)
+    spent = sum(sum(run["timings"]) for run in runs)
+    results = []
+    for run in runs:
+        decode, timings = run["translator"].decode, run["timings"]
+        steady = statistics.median(timings[1:])
+        versus = {} if run is runs[0] else {"vs_first": {
+            clock: round(statistics.median(theirs / mine for mine, theirs in
+                                           zip(run[key][1:], runs[0][key][1:])), 3)
+            for clock, key in (("wall", "timings"), ("cpu", "cpu_timings"))}}
+        results.append({
+            "bench": "translate", "model": " + ".join(map(str, run["translator"].model_dirs)),
+            "input": str(source),
+            "precision": decode.precision, "sentences": len(lines),
+            "beam_size": decode.beam_size, "alpha": decode.alpha,
+            "length_penalty": decode.length_penalty, "batch_size": decode.batch_size,
+            "sentences_per_sec": round(len(lines) / steady, 1),
+            "target_tokens_per_sec": round(run["output_tokens"] / steady, 1),
+            "rounds_seconds": [round(t, 3) for t in timings],
+            "sentences_per_cpu_sec": round(len(lines) / statistics.median(run["cpu_timings"][1:]),
+                                           1), **versus,
+            "first_round_s": round(timings[0], 2), "load_s": round(run["load_s"], 2),
+            "time_to_load_s": round(time.perf_counter() - started - spent, 2),
+            "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())})
+    return results
+
+
+# (m, k, n): the beam-5 output layer (64 sentences x 5 hypotheses), a large square-ish
+# product, one decoder step's recurrent product at batch 64, and the training output layer.
+MATMUL_SHAPES = ((320, 512, 8000), (2048, 512, 2048), (64, 1024, 2048), (64, 512, 8000))
+
+
+def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
+                 threads: int | None = None) -> list[dict]:
+    """GFLOP/s of `tf.matmul` in float32 and bfloat16, one `tf.function` per shape and dtype,
+    best round of `repeats` products, the dtypes alternating round by round.
+
+    What the CPU's bfloat16 instructions give before any model overhead: the ceiling of what
+    bfloat16 can bring to training and translation here. Also per CPU-second of the process
+    (`*_per_cpu_s`, `cpu_ratio`): steadier where other processes share the cores.
+    """
+    tf = runtime.import_tensorflow(threads)
+    dtypes = (tf.float32, tf.bfloat16)
+    runs = {}
+    for shape in shapes:
+        m, k, n = shape
+        for dtype in dtypes:
+            a = tf.cast(tf.random.normal((m, k)), dtype)
+            b = tf.cast(tf.random.normal((k, n)), dtype)
+            product = tf.function(tf.matmul)
+            product(a, b).numpy()  # traced outside the timing
+            runs[shape, dtype.name] = product, a, b, []
+    for _ in range(rounds):
+        for product, a, b, seconds in runs.values():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(repeats):
+                out = product(a, b)
+            out.numpy()
+            seconds.append(((time.perf_counter() - start) / repeats,
+                            (time.process_time() - cpu_start) / repeats))
+    results = []
+    for m, k, n in shapes:
+        found = {}
+        for dtype in dtypes:
+            seconds = runs[(m, k, n), dtype.name][3]
+            for clock, index in (("", 0), ("_per_cpu_s", 1)):
+                found[dtype.name + clock] = 2 * m * k * n / min(s[index] for s in seconds) / 1e9
+        results.append({"bench": "matmul", "m_k_n": [m, k, n],
+                        **{f"{name.replace('_per', '_gflops_per')}" if "cpu" in name
+                           else f"{name}_gflops": round(rate, 1) for name, rate in found.items()},
+                        "ratio": round(found["bfloat16"] / found["float32"], 2),
+                        "cpu_ratio": round(found["bfloat16_per_cpu_s"] /
+                                           found["float32_per_cpu_s"], 2),
+                        **_machine(runtime.thread_count())})
+    return results
+
+
+def bench_export(export_dir, source: str, rounds: int = 3, threads: int | None = None,
+                 started: float | None = None) -> dict:
+    """Translates a file through an `nmt export` SavedModel, as a serving process would: loads
+    it with TensorFlow alone and calls `serving_default` on chunks of the lines as `nmt translate`
+    reads them (16 decoding batches). Reports as `bench_translate`, plus the size on disk."""
+    from pathlib import Path
+
+    started = started or time.perf_counter()
+    tf = runtime.import_tensorflow(threads)
+    from nmt.export import SETTINGS_FILE
+    export_dir = Path(export_dir)
+    try:
+        settings = json.loads((export_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise NmtError(f"not an export of `nmt export` ({err})", str(export_dir)) from None
+    if settings["tensorflow_text"]:
+        import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
     load_start = time.perf_counter()
-    translator = Translator(model_dir, beam_size=beam_size, alpha=alpha, batch_size=batch_size,
-                            length_penalty=length_penalty)
+    translate = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     load_seconds = time.perf_counter() - load_start
     lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
-    timings, output_tokens = [], 0
+    chunk = 16 * settings["decode"]["batch_size"]
+    timings = []
     for _ in range(max(rounds, 2)):
         start = time.perf_counter()
-        found = translator.translate(lines)
+        for first in range(0, len(lines), chunk):
+            translate(lines=tf.constant(lines[first:first + chunk], tf.string))
         timings.append(time.perf_counter() - start)
-        output_tokens = sum(len(t[0].ids) for t in found)
     steady = statistics.median(timings[1:])
-    return {"bench": "translate", "model": " + ".join(map(str, translator.model_dirs)),
-            "input": str(source),
-            "sentences": len(lines), "beam_size": translator.decode.beam_size,
-            "alpha": translator.decode.alpha, "length_penalty": translator.decode.length_penalty,
-            "batch_size": translator.decode.batch_size,
+    size = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
+    return {"bench": "export", "export": str(export_dir), "input": str(source),
+            "sentences": len(lines), "nbest": settings["nbest"],
+            **{key: settings["decode"][key]
+               for key in ("beam_size", "alpha", "length_penalty", "batch_size")},
             "sentences_per_sec": round(len(lines) / steady, 1),
-            "target_tokens_per_sec": round(output_tokens / steady, 1),
             "rounds_seconds": [round(t, 3) for t in timings],
             "first_round_s": round(timings[0], 2), "load_s": round(load_seconds, 2),
             "time_to_load_s": round(time.perf_counter() - started - sum(timings), 2),
-            "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())}
+            "size_mib": round(size / 2**20, 1), "peak_rss_mib": round(peak_rss_mib()),
+            **_machine(runtime.thread_count())}
 
 
 def print_json(result: dict) -> None:

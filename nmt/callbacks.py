@@ -64,7 +64,8 @@ class EpochSummary(keras.callbacks.Callback):
         for prefix in ("", "val_"):
             if f"{prefix}nll" in logs:
                 logs[f"{prefix}ppl"] = math.exp(min(float(logs[f"{prefix}nll"]), 50.0))
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         log.info("epoch %d: train ppl %.2f | dev ppl %.2f | dev BLEU %.2f | %.0f target tokens/s "
                  "| lr %.2g", epoch + 1, logs.get("ppl", math.nan), logs.get("val_ppl", math.nan),
                  logs.get("val_bleu", math.nan), logs["tokens_per_sec"], logs["learning_rate"])
@@ -133,19 +134,24 @@ def _plain(value):
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Records each training step's duration, end time and real target tokens (for benchmarks)."""
+    """Records each training step's duration, end time and real target tokens (for benchmarks),
+    and the process's CPU seconds during the step (robust to other processes on the cores)."""
 
     def __init__(self):
         super().__init__()
-        self.seconds, self.tokens, self.ends = [], [], []
+        self.seconds, self.cpu_seconds, self.tokens, self.ends = [], [], [], []
         self._seen = 0.0
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._seen = 0.0  # the token count restarts with each epoch (and each `fit`)
+
     def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
         self.seconds.append(now - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
         self.ends.append(now)
         seen = float(logs["target_tokens"])  # cumulative over the epoch
         self.tokens.append(seen - self._seen)

@@ -12,6 +12,7 @@
                              ("recent"); kept after the end, so that a run can be extended by
                              more epochs and averaged (`nmt average`)
     RUN/metrics.csv          one row per epoch; RUN/tensorboard/ event files; RUN/train.log
+    RUN/.lock                held (flock) by the `nmt train` using the folder; names its pid
 
 An epoch is committed when state.json is replaced; best/last in RUN are then hard links to the
 files it names, re-made on resume. A kill at any moment leaves a consistent, loadable directory.
@@ -21,18 +22,28 @@ code from it: JSON, safe YAML, a SentencePiece model or word list, and HDF5 arra
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import errno
+import fcntl
+import gc
+import io
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
+
+import numpy as np
 
 import nmt
 import vocab
-from nmt import config
-from nmt.errors import ConfigError, ModelDirError
-from nmt.textio import atomic_path, atomic_write
+from nmt import config, textio
+from nmt.errors import ConfigError, ModelDirError, OutputError
+from nmt.textio import NEW_FOLDER_MODE, atomic_path, atomic_write, reported_as_output_error
 
 FORMAT_VERSION = 1
 # What `commit_epoch` writes into state.json and resuming reads back.
@@ -55,6 +66,7 @@ class RunDir:
         self.learning_curve = self.root / "learning_curve.png"
         self.tensorboard = self.root / "tensorboard"
         self.log = self.root / "train.log"
+        self.lock = self.root / ".lock"
 
     def vocab_prefix(self, side: str) -> Path:
         return self.vocab_dir / side
@@ -83,13 +95,43 @@ def save_description(run: RunDir, recipe: config.Recipe, src_size: int, tgt_size
 
 def save_tokenizers(run: RunDir, src_tokenizer, tgt_tokenizer) -> None:
     """Writes vocab/ whole or not at all: into a temporary folder, then renamed."""
-    tmp = Path(tempfile.mkdtemp(dir=run.root, prefix=".vocab."))
-    try:
-        src_tokenizer.save(tmp / "src")
-        tgt_tokenizer.save(tmp / "tgt")
-        os.replace(tmp, run.vocab_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with reported_as_output_error(run.vocab_dir):
+        tmp = Path(tempfile.mkdtemp(dir=run.root, prefix=".vocab."))
+        try:
+            os.chmod(tmp, NEW_FOLDER_MODE)  # mkdtemp's 0700 would hide the model from others
+            src_tokenizer.save(tmp / "src")
+            tgt_tokenizer.save(tmp / "tgt")
+            os.replace(tmp, run.vocab_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(run: RunDir) -> Iterator[None]:
+    """Holds the run directory for one `nmt train`: a second one on it fails at once.
+
+    An flock on RUN/.lock, which the OS releases when the process ends, however it ends; the
+    file names the holder's pid. Also finds a run directory that cannot be written, now.
+    """
+    if run.root.exists() and not run.root.is_dir():
+        raise OutputError("is a file; --run-dir takes a folder", str(run.root))
+    textio.make_folder(run.root)
+    textio.check_writable(run.root, folder=True)
+    with reported_as_output_error(run.lock):
+        handle = open(run.lock, "a+", encoding="utf-8")
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise OutputError(f"in use by another nmt train (pid {holder}); wait for it to "
+                              f"end or choose another --run-dir", str(run.root)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 def remove_temporaries(run: RunDir) -> None:
@@ -111,9 +153,55 @@ def load_tokenizers(run: RunDir):
 
 
 def save_weights(model, path: Path) -> None:
-    """Writes a model's weights atomically (a compiled model's include its optimizer state)."""
-    with atomic_path(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+    """Writes a model's weights atomically (a compiled model's include its optimizer state).
+
+    HDF5 does not survive a full disk: it repeats the error from the destructor of each object
+    of the half-written file and crashes in its exit handler. So the space is checked first, and
+    if a write fails all the same, the process leaves without running that handler.
+    """
+    _check_space(model, path)
+    try:
+        with atomic_path(path, suffix=".weights.h5") as tmp, _quiet_h5py_destructors():
+            model.save_weights(tmp)
+    except OutputError:
+        atexit.register(_exit_skipping_hdf5_handler)
+        raise
+
+
+def _check_space(model, path: Path) -> None:
+    """Raises OutputError if the weights would not fit on the disk of `path` (with a margin)."""
+    variables = list(model.weights) + list(getattr(getattr(model, "optimizer", None),
+                                                   "variables", []))
+    needed = 1.1 * sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables) \
+        + (1 << 20)
+    folder = path.parent
+    with reported_as_output_error(path):
+        folder.mkdir(parents=True, exist_ok=True)
+        disk = os.statvfs(folder)
+    if disk.f_bavail * disk.f_frsize < needed:
+        raise OutputError(f"cannot write ({os.strerror(errno.ENOSPC)}: {needed / 2**20:.1f} MiB "
+                          f"needed, {disk.f_bavail * disk.f_frsize / 2**20:.1f} MiB free)",
+                          str(path))
+
+
+@contextlib.contextmanager
+def _quiet_h5py_destructors() -> Iterator[None]:
+    """Holds back what is printed while the weights are written: if the write fails, that is
+    h5py's destructors repeating its error (Cython prints their tracebacks to sys.stderr)."""
+    previous_stderr, previous_hook = sys.stderr, sys.unraisablehook
+    sys.stderr, sys.unraisablehook = io.StringIO(), lambda unraisable: None
+    try:
+        yield
+        previous_stderr.write(sys.stderr.getvalue())
+    finally:
+        gc.collect()  # the failed file's objects go now, while their complaints are held back
+        sys.stderr, sys.unraisablehook = previous_stderr, previous_hook
+
+
+def _exit_skipping_hdf5_handler() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def load_weights(model, path: Path) -> None:
@@ -127,7 +215,7 @@ def load_weights(model, path: Path) -> None:
                             f"another model ({reason})", str(path)) from None
 
 
-# ---- resume state ---------------------------------------------------------------------------------
+# ---- resume state -------------------------------------------------------------------------------
 
 def commit_epoch(run: RunDir, trainer, state: dict, bleu: float, keep_best: int = 1,
                  keep_last: int = 1) -> dict:
@@ -225,14 +313,23 @@ def read_description(root: str | os.PathLike) -> dict:
     return description
 
 
-def load_model(root: str | os.PathLike, weights: str = "best") -> LoadedModel:
-    """Builds the model of a run directory and loads its `best` (or `last`) weights."""
+def load_model(root: str | os.PathLike, weights: str = "best",
+               precision: str | None = None) -> LoadedModel:
+    """Builds the model of a run directory and loads its `best` (or `last`) weights.
+
+    precision: "float32" or "bfloat16" (the weights are cast once, as they are loaded); None:
+    the recipe's `decode.precision`.
+    """
+    from nmt import precision as precisions
     from nmt.model import Seq2Seq
 
     run = RunDir(root)
     description = read_description(root)
     try:
-        recipe = config.load_recipe(run.recipe)
+        recipe = config.load_recipe(run.recipe, written_by_nmt=True)
+    except ConfigError as err:  # the message names recipe.yaml and the line
+        raise ModelDirError(str(err)) from None
+    try:
         model_config = config.recipe_from_dict({"model": description["model"]}).model
         sizes = int(description["src_vocab_size"]), int(description["tgt_vocab_size"])
     except (ConfigError, KeyError, TypeError, ValueError) as err:
@@ -248,7 +345,8 @@ def load_model(root: str | os.PathLike, weights: str = "best") -> LoadedModel:
     if not path.is_file():
         raise ModelDirError("no trained weights yet (best.weights.h5 is written at the end of "
                             "the first epoch)", str(run.root))
-    model = Seq2Seq.from_model_config(model_config, *sizes)
+    with precisions.dtype_policy(precision or recipe.decode.precision):
+        model = Seq2Seq.from_model_config(model_config, *sizes)
     load_weights(model, path)
     return LoadedModel(model, src_tokenizer, tgt_tokenizer, recipe)
 

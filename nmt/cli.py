@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import signal
 import sys
 import time
 
 from sacrebleu.metrics import BLEU
 
 import nmt
-from nmt import penalties
+from nmt import config, penalties
 from nmt.errors import NmtError
 
 STARTED = time.perf_counter()
 TOKENIZERS = list(BLEU.TOKENIZERS)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, docker stop, schedulers): unwound like Ctrl-C, so temporaries go."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def main(argv=None) -> int:
@@ -27,17 +35,23 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args) or 0
     except NmtError as err:
         print(f"nmt: error: {err}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("nmt: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("nmt: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `nmt translate ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file, written atomically (default: stdout)")
     _search(p)
+    _precision(p, "decode")
     p.add_argument("--nbest", type=_positive, default=1,
                    help="K > 1: write the K best per line as 'index ||| text ||| score'")
     p.add_argument("--scores", action="store_true", help="prefix each line with 'score<TAB>'")
@@ -88,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", required=True, help="source file")
     p.add_argument("--ref", required=True, help="reference file")
     _search(p)
+    _precision(p, "decode")
     p.add_argument("--beams", type=_beam_list, help="beam widths of the sweep, e.g. 1,2,5,10,20 "
                    "(default: the recipe's eval.beam_sweep)")
     p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
@@ -138,6 +154,59 @@ def build_parser() -> argparse.ArgumentParser:
                    "(repeatable; labelled with the file name)")
     p.set_defaults(run=_plot)
 
+    p = verbs.add_parser("tune", help="choose beam width and alpha on dev data",
+                         description="Dev BLEU over a grid of beam widths x alphas x length "
+                         "penalties (default: the recipe's eval.tune_*); writes a table and a "
+                         "heatmap; --write makes the best the model folder's decode default.")
+    p.add_argument("--model", required=True, metavar="DIR", help="run directory of `nmt train`")
+    p.add_argument("--src", required=True, help="dev source file")
+    p.add_argument("--ref", required=True, help="dev reference file")
+    p.add_argument("--beams", type=_beam_list, help="beam widths, e.g. 1,5,10")
+    p.add_argument("--alphas", type=_alpha_list, help="alphas, e.g. 0,0.5,1")
+    p.add_argument("--length-penalties", type=_penalty_list, metavar="KINDS",
+                   help=f"comma-separated: {','.join(penalties.NAMES)}")
+    p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
+                   help="sacrebleu tokenizer (default: the recipe's eval.tokenize)")
+    p.add_argument("--out", help="folder for tune.md and tune_heatmap.png "
+                   "(default: <model>/tune-<src name>)")
+    p.add_argument("--write", action="store_true",
+                   help="store the best setting as the model folder's decode default (recipe.yaml, "
+                   "with the grid in tune.json)")
+    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
+    _threads(p)
+    p.set_defaults(run=_tune)
+
+    p = verbs.add_parser("embeddings", help="nearest words and a 2-D map of a model's embeddings",
+                         description="Look inside a model's embeddings: the words nearest to a "
+                         "word by cosine similarity, and a map of the most frequent words on the "
+                         "embeddings' first two principal components (PCA).")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="run directory of `nmt train` or model folder of `nmt average`")
+    p.add_argument("--side", choices=("src", "tgt"), default="src",
+                   help="source or target embeddings (default src)")
+    p.add_argument("--nearest", metavar="WORD", help="print the K words nearest to WORD")
+    p.add_argument("-k", type=_positive, default=10, help="neighbours to print (default 10)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the map of the N most frequent words")
+    p.add_argument("--words", type=_positive, default=200, metavar="N",
+                   help="words on the map (default 200)")
+    _threads(p)
+    p.set_defaults(run=_embeddings)
+
+    p = verbs.add_parser("export", help="write a SavedModel that translates raw lines",
+                         description="Write one TensorFlow SavedModel holding the model, its "
+                         "vocabularies and the search: signature serving_default (lines -> "
+                         "translations, scores, log_probs [N, K]) and score (source, target -> "
+                         "log_prob, score). Loading it needs TensorFlow only (and tensorflow-text "
+                         "for SentencePiece models). Decode settings are fixed at export.")
+    _model(p)
+    p.add_argument("--out", required=True, metavar="EXPORT_DIR",
+                   help="new (or empty) folder to write the SavedModel to")
+    _search(p)
+    p.add_argument("--nbest", type=_positive, default=1,
+                   help="K: translations returned per line, best first (default 1)")
+    _threads(p)
+    p.set_defaults(run=_export)
+
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
     b = kinds.add_parser("train", help="steady-state training throughput of a recipe")
@@ -147,16 +216,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=_positive, default=3, help="timed rounds (default 3)")
     b.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
+    _precision(b, "train", several=True)
     _threads(b)
     b.set_defaults(run=_bench_train)
     b = kinds.add_parser("translate", help="translation speed of a model on a file")
     _model(b)
     b.add_argument("-i", "--input", required=True, help="source file")
     _search(b)
+    _precision(b, "decode", several=True)
     b.add_argument("--rounds", type=_positive, default=3,
                    help="passes over the file; the first (tracing) is reported apart")
     _threads(b)
     b.set_defaults(run=_bench_translate)
+    b = kinds.add_parser("export", help="translation speed through a SavedModel of `nmt export`")
+    b.add_argument("export_dir", metavar="EXPORT_DIR")
+    b.add_argument("-i", "--input", required=True, help="source file")
+    b.add_argument("--rounds", type=_positive, default=3,
+                   help="passes over the file; the first (which warms up) is reported apart")
+    _threads(b)
+    b.set_defaults(run=_bench_export)
+
+    b = kinds.add_parser("matmul", help="tf.matmul GFLOP/s in float32 and bfloat16 (what "
+                         "this CPU's bfloat16 instructions give)")
+    _threads(b)
+    b.set_defaults(run=_bench_matmul)
     return parser
 
 
@@ -178,6 +261,27 @@ def _score_setting(p):
                    help="length normalization: score = sum log p / penalty(T) (default: recipe's)")
     p.add_argument("--length-penalty", choices=penalties.NAMES,
                    help=f"penalty(T): {penalties.help_text()} (default: recipe's)")
+
+
+def _precision(p, section: str, several: bool = False):
+    names = config.choices(section, "precision")
+    if several:
+        p.add_argument("--precision", type=lambda text: _choice_list(text, names),
+                       help=f"{', '.join(names)}, or several comma-separated: measured in "
+                       f"alternating rounds of one process, one JSON line each (default: the "
+                       f"recipe's {section}.precision)")
+    else:
+        p.add_argument("--precision", choices=names,
+                       help=f"weights and matrix products (default: the recipe's "
+                       f"{section}.precision; bfloat16 pays on CPUs with avx512_bf16 or amx_bf16)")
+
+
+def _choice_list(text: str, names: tuple) -> tuple:
+    chosen = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in chosen if name not in names]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(names)}, got {text!r}")
+    return tuple(dict.fromkeys(chosen))
 
 
 def _threads(p):
@@ -217,7 +321,20 @@ def _beam_list(text: str) -> tuple:
     return tuple(_positive(part) for part in text.split(","))
 
 
-# ---- verbs ----------------------------------------------------------------------------------------
+def _alpha_list(text: str) -> tuple:
+    return tuple(_alpha(part) for part in text.split(","))
+
+
+def _penalty_list(text: str) -> tuple:
+    kinds = tuple(text.split(","))
+    for kind in kinds:
+        if kind not in penalties.NAMES:
+            raise argparse.ArgumentTypeError(f"unknown length penalty {kind!r}; expected "
+                                             f"{', '.join(penalties.NAMES)}")
+    return kinds
+
+
+# ---- verbs --------------------------------------------------------------------------------------
 
 def _train(args) -> int:
     from nmt.train import train
@@ -227,8 +344,10 @@ def _train(args) -> int:
 
 
 def _translate(args) -> int:
-    if args.output not in (None, "-") and os.path.isdir(args.output):
-        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    from nmt import textio
+    textio.check_readable(args.input)
+    if args.output not in (None, "-"):
+        textio.check_writable(args.output)
     if args.alignments and args.nbest > 1:
         raise NmtError("--alignments needs one translation per line (--nbest 1)")
     from nmt import runtime
@@ -242,19 +361,24 @@ def _translate(args) -> int:
     return 0
 
 
-def _translator(args):
+def _translator(args, precision: str | None = None):
     from nmt.translate import Translator
     return Translator(args.model, beam_size=args.beam_size, alpha=args.alpha,
-                      length_penalty=args.length_penalty, batch_size=args.batch_size)
+                      length_penalty=args.length_penalty, batch_size=args.batch_size,
+                      precision=precision or args.precision)
 
 
 def _score(args) -> int:
-    if args.output not in (None, "-") and os.path.isdir(args.output):
-        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
+    from nmt import textio
+    textio.check_readable(args.src)
+    textio.check_readable(args.tgt)
+    if args.output not in (None, "-"):
+        textio.check_writable(args.output)
     from nmt import runtime
     runtime.import_tensorflow(args.threads)
     from nmt.scoring import score_files
-    score_files(_translator(args), args.src, args.tgt, args.output, args.per_token)
+    # Scores are compared with one another: float32, whatever the recipe translates in.
+    score_files(_translator(args, "float32"), args.src, args.tgt, args.output, args.per_token)
     return 0
 
 
@@ -263,6 +387,31 @@ def _average(args) -> int:
     runtime.import_tensorflow(1)
     from nmt.averaging import average_run
     print(average_run(args.run_dir, args.best, args.last, args.output))
+    return 0
+
+
+def _tune(args) -> int:
+    from pathlib import Path
+
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import config, tuning
+    from nmt.translate import Translator
+    out = Path(args.out or Path(args.model) / f"tune-{Path(args.src).name}")
+    if out.exists() and not out.is_dir():
+        raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
+    translator = Translator(args.model, batch_size=args.batch_size)
+    grid = translator.recipe.eval
+    points, chosen, signature = tuning.tune(
+        translator, args.src, args.ref,
+        args.beams or grid.tune_beams or config.EvalConfig().tune_beams,
+        args.alphas or grid.tune_alphas, args.length_penalties or grid.tune_length_penalties,
+        args.tokenize or grid.tokenize, out, args.write)
+    print(tuning.table(points, chosen))
+    print(f"best: beam {chosen.beam_size}, alpha {chosen.alpha:g}, {chosen.length_penalty}: "
+          f"dev BLEU {chosen.bleu:.2f} ({signature})"
+          + (f"; written to {args.model}/recipe.yaml" if args.write else ""))
+    print(f"table and heatmap: {out}")
     return 0
 
 
@@ -280,12 +429,13 @@ def _bleu(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from nmt import runtime
+    from nmt import runtime, textio
+    textio.check_readable(args.src)
+    textio.check_readable(args.ref)
     runtime.import_tensorflow(args.threads)
     from nmt import report
     out = Path(args.out or Path(args.model[0]) / f"report-{Path(args.src).name}")
-    if out.exists() and not out.is_dir():
-        raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
+    report.check_report_folder(out)  # before the model loads and the test set is decoded
     translator = _translator(args)
     result = report.run_evaluation(
         translator, args.src, args.ref, out,
@@ -297,25 +447,76 @@ def _evaluate(args) -> int:
 
 
 def _plot(args) -> int:
-    if os.path.isdir(args.output):
-        raise NmtError(f"{args.output}: is a folder; -o takes a file name")
-    from nmt import curves, plotting
+    from nmt import curves, plotting, textio
+    textio.check_writable(args.output)
     drawn = [curves.run_curve(run) for run in args.runs] + [curves.peer_curve(p) for p in args.peer]
     plotting.learning_curves(drawn, args.output)
     print(f"{args.output}: {len(drawn)} curves")
     return 0
 
 
+def _embeddings(args) -> int:
+    if not args.nearest and not args.plot:
+        raise NmtError("nothing to do: give --nearest WORD, --plot FILE.png or both")
+    if args.plot:
+        from nmt import textio
+        textio.check_writable(args.plot)
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import embeddings, plotting
+    found = embeddings.load_embeddings(args.model, args.side)
+    if args.nearest:
+        for word, similarity in embeddings.nearest(found, args.nearest, args.k):
+            print(f"{word}\t{similarity:.4f}")
+    if args.plot:
+        if not embeddings.plot_map(found, args.words, args.plot):
+            print(f"nmt: warning: no CJK font installed: labels it cannot draw show their rank; "
+                  f"{plotting.INSTALL_HINT}", file=sys.stderr)
+        print(f"map of {min(args.words, len(found.words))} words: {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _export(args) -> int:
+    from nmt import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt import export
+    export.check_output(args.out)
+    result = export.export(_translator(args, "float32"), args.out, args.nbest)  # bf16: not yet
+    print(export.describe_signatures(result.path))
+    print(f"\nwritten to {result.path}:")
+    for name, size in result.files:
+        print(f"  {size:>12,}  {name}")
+    print(f"  {sum(size for _, size in result.files):>12,}  bytes in all")
+    return 0
+
+
 def _bench_train(args) -> int:
     from nmt import bench
-    bench.print_json(bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
-                                       args.threads, args.overrides, started=STARTED))
+    for result in bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
+                                    args.threads, args.overrides, args.precision,
+                                    started=STARTED):
+        bench.print_json(result)
+    return 0
+
+
+def _bench_matmul(args) -> int:
+    from nmt import bench
+    for result in bench.bench_matmul(threads=args.threads):
+        bench.print_json(result)
+    return 0
+
+
+def _bench_export(args) -> int:
+    from nmt import bench
+    bench.print_json(bench.bench_export(args.export_dir, args.input, args.rounds, args.threads,
+                                        started=STARTED))
     return 0
 
 
 def _bench_translate(args) -> int:
     from nmt import bench
-    bench.print_json(bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
-                                           args.length_penalty, args.batch_size, args.rounds,
-                                           args.threads, started=STARTED))
+    for result in bench.bench_translate(args.model, args.input, args.beam_size, args.alpha,
+                                        args.length_penalty, args.batch_size, args.rounds,
+                                        args.threads, args.precision, started=STARTED):
+        bench.print_json(result)
     return 0

@@ -23,14 +23,14 @@ from nmt.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = "small_parallel_enja"  # folder under the data root ($NMT_DATA), or an absolute path
+    corpus: str = "small_parallel_enja"  # folder under the data root ($NMT_DATA), or absolute
     src: str = "ja"  # file suffix of the source side
     tgt: str = "en"  # file suffix of the target side
     train: str = "train"  # file prefix: train.<src> / train.<tgt>
     dev: str = "dev"
     test: str = "test"
     max_len: int = 50  # training pairs with more tokens than this on either side are dropped
-    max_line_tokens: int = 1000  # a corpus line longer than this is an error (an unsplit document)
+    max_line_tokens: int = 1000  # pairs with a longer line (an unsplit document) are dropped
     train_lines: int = 0  # use only the first N training pairs (0 = all)
     download_url: str = ""  # base URL the corpus files can be fetched from, if missing locally
     download_names: dict = field(default_factory=dict)  # local file name -> name under the URL
@@ -59,6 +59,22 @@ class ModelConfig:
     dropout: float = 0.2
     tie: Literal["none", "decoder", "all"] = "none"  # embeddings shared with the output layer
     embedding_init: Literal["uniform", "normal"] = "uniform"  # Keras's U(+-0.05) | N(0, 0.1)
+    # Word vectors (word2vec/GloVe text, `.gz` too) that initialize the embedding rows of the words
+    # they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are under the data
+    # root. Read when a run starts, never when it resumes or a model folder is loaded.
+    pretrained_embeddings: dict = field(default_factory=dict)
+    freeze_embeddings: bool = False  # keep the embeddings of sides given vectors fixed
+
+
+# Model keys that only say how training initializes the weights: not arguments of the layers.
+INITIALIZATION_KEYS = ("pretrained_embeddings", "freeze_embeddings")
+SIDES = ("src", "tgt")
+
+
+def architecture(model: ModelConfig) -> dict:
+    """The model keys that define the layers (the arguments of `Seq2Seq`)."""
+    return {key: value for key, value in dataclasses.asdict(model).items()
+            if key not in INITIALIZATION_KEYS}
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,9 @@ class TrainConfig:
     epochs: int = 30
     learning_rate: float = 0.001
     clip_norm: float = 5.0  # clip gradients by their global norm
+    # Decoupled (AdamW) L2 decay: each step multiplies weight matrices and embeddings by
+    # 1 - learning_rate * weight_decay; biases (1-D weights) are not decayed. 0 = off.
+    weight_decay: float = 0.0
     label_smoothing: float = 0.0
     patience: int = 5  # early stopping: epochs without a better dev BLEU
     lr_decay: float = 0.5  # multiply the learning rate by this when dev BLEU stalls
@@ -78,7 +97,8 @@ class TrainConfig:
     shuffle_buffer: int = 100000  # pairs held for shuffling; bounds memory on large corpora
     seed: int = 42
     distribution: Literal["default", "mirrored", "multi_worker"] = "default"
-    mixed_precision: bool = False  # mixed_float16 compute, for GPUs
+    # float32 variables and optimizer in all; the mixed policies multiply matrices in 16 bits
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     keep_best: int = 1  # the run directory keeps the weights of this many best epochs (dev BLEU)
     keep_last: int = 1  # ... and of this many last epochs (for `nmt average --last`)
     average_best: int = 0  # > 1: at the end, average the weights of this many best epochs into
@@ -94,12 +114,18 @@ class DecodeConfig:
     max_len_offset: int = 10
     max_input_len: int = 250  # longer source lines are translated in pieces of this many tokens
     batch_size: int = 64
+    precision: Literal["float32", "bfloat16"] = "float32"  # weights and matrix products
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     tokenize: str = "13a"  # sacrebleu tokenizer; "none" for pre-tokenized corpora
     beam_sweep: tuple = (1, 2, 5, 10, 20)  # beam widths compared by `nmt evaluate`
+    # The grid `nmt tune` searches on dev, and `nmt train` at the end of training, writing the
+    # best into the run's decode section (empty tune_beams: no tuning).
+    tune_beams: tuple = (1, 5, 10)
+    tune_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    tune_length_penalties: tuple[Literal[penalties.NAMES], ...] = ("average",)
 
 
 @dataclass(frozen=True)
@@ -123,6 +149,11 @@ _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0,
               "character_coverage": "(0, 1]", "sampling_alpha": "[0, 1]"}
 
 
+def choices(section: str, key: str) -> tuple:
+    """The allowed values of a key typed as a Literal (for command-line options)."""
+    return typing.get_args(typing.get_type_hints(_SECTION_TYPES[section])[key])
+
+
 def recipe_file(path: str | os.PathLike) -> Path:
     """RECIPE may be a recipe folder or its recipe.yaml."""
     path = Path(path)
@@ -136,8 +167,19 @@ def recipe_file(path: str | os.PathLike) -> Path:
 OVERRIDE = "override"  # the "line" of a value given with --set
 
 
-def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> Recipe:
-    """Reads, validates and applies `section.key=value` overrides to a recipe file."""
+# Keys of earlier versions: (section, key) -> how to write them now.
+_RENAMED = {("train", "mixed_precision"):
+            "train.mixed_precision is now train.precision: write 'precision: mixed_float16' "
+            "(true) or 'precision: float32' (false)"}
+
+
+def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = (),
+                written_by_nmt: bool = False) -> Recipe:
+    """Reads, validates and applies `section.key=value` overrides to a recipe file.
+
+    `written_by_nmt`: the resolved recipe of a run directory, which earlier versions wrote with
+    keys since renamed; they are translated rather than refused, so old model folders load.
+    """
     path = recipe_file(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -147,17 +189,29 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", str(path), line) from None
+        raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", str(path),
+                          line) from None
     if node is None:
         raise ConfigError("empty recipe: it needs at least a data section", str(path))
     values, lines = _mapping_with_lines(node, str(path))
     for override in overrides:
         section, key, value = _parse_override(override)
+        if section not in values:
+            lines[(section, None)] = OVERRIDE
         values.setdefault(section, {})[key] = value
         lines[(section, key)] = OVERRIDE
+    if written_by_nmt:
+        _upgrade(values)
     recipe = _build(values, lines, str(path))
     _check_together(recipe, lines, str(path))
     return recipe
+
+
+def _upgrade(values: dict) -> None:
+    """Rewrites the renamed keys of a recipe written by an earlier nmt, in place."""
+    train = values.get("train")
+    if isinstance(train, dict) and "mixed_precision" in train:
+        train["precision"] = "mixed_float16" if train.pop("mixed_precision") is True else "float32"
 
 
 def recipe_from_dict(values: dict, source: str = "<recipe>") -> Recipe:
@@ -244,8 +298,10 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
     sections = {}
     for section, entries in values.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", path,
-                              lines.get((section, None)))
+            line = lines.get((section, None))
+            where, line = ("--set", None) if line is OVERRIDE else (path, line)
+            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", where,
+                              line)
         if not isinstance(entries, dict):
             raise ConfigError(f"section '{section}' must be a mapping of keys", path,
                               lines.get((section, None)))
@@ -256,6 +312,8 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
             line = lines.get((section, key))
             # A value from `--set` is blamed on the option, not on the file.
             where, line = ("--set", None) if line is OVERRIDE else (path, line)
+            if (section, key) in _RENAMED:
+                raise ConfigError(_RENAMED[(section, key)], where, line)
             if key not in hints:
                 raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, hints)}", where,
                                   line)
@@ -264,7 +322,25 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
             sections[section] = cls(**checked)
         except TypeError as err:
             raise ConfigError(f"section '{section}': {err}", path) from None
-    return Recipe(**sections)
+    recipe = Recipe(**sections)
+    _check_pretrained(recipe, lines, path)
+    return recipe
+
+
+def _check_pretrained(recipe: Recipe, lines: dict, path: str) -> None:
+    """Pretrained vectors are looked up by word, and freezing needs vectors to keep."""
+    def fail(key: str, message: str):
+        line = lines.get(("model", key))
+        where, line = ("--set", None) if line is OVERRIDE else (path, line)
+        raise ConfigError(message, where, line)
+
+    model = recipe.model
+    if model.pretrained_embeddings and recipe.vocab.kind != "words":
+        fail("pretrained_embeddings", "model.pretrained_embeddings needs a word vocabulary "
+             f"(vocab.kind: words), not {recipe.vocab.kind}")
+    if model.freeze_embeddings and not model.pretrained_embeddings:
+        fail("freeze_embeddings", "model.freeze_embeddings keeps pretrained vectors fixed: it "
+             "needs model.pretrained_embeddings")
 
 
 def _check_together(recipe: Recipe, lines: dict, path: str) -> None:
@@ -318,6 +394,11 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
         if name == "eval.tokenize" and value not in BLEU.TOKENIZERS:
             fail("a sacrebleu tokenizer: " + ", ".join(BLEU.TOKENIZERS))
         return value
+    if origin is tuple:  # tuple[item, ...]: every item checked as `item`
+        if not isinstance(value, (list, tuple)):
+            fail("a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_check_value(name, item, v, path, line) for v in value)
     if hint is tuple:
         if not isinstance(value, (list, tuple)) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
@@ -326,6 +407,9 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
     if hint is dict:
         if not isinstance(value, dict):
             fail("a mapping")
+        if name == "model.pretrained_embeddings" and not all(
+                side in SIDES and isinstance(file, str) and file for side, file in value.items()):
+            fail("a mapping of src and/or tgt to file paths")
         return dict(value)
     raise AssertionError(f"unhandled config type {hint} for {name}")
 

@@ -1,4 +1,5 @@
-"""Where a recipe's corpus files are: under the data root, fetched once if the recipe says from where."""
+"""Where a recipe's corpus files are: under the data root, fetched once if the recipe says from
+where."""
 from __future__ import annotations
 
 import gzip

@@ -42,9 +42,14 @@ class Encoder(keras.layers.Layer):
             vocab_size, embedding_dim, embeddings_initializer=embeddings_initializer,
             name="embedding")
         rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+        # Keras's CPU recurrent layers keep their state in the compute dtype, which bfloat16 is too
+        # coarse for: they run in float32 then. (float16, meant for GPUs, is left to cuDNN.)
+        rnn_policy = "float32" if self.compute_dtype == "bfloat16" else self.dtype_policy
         # Default activations and no recurrent dropout keep Keras's cuDNN path open on GPUs.
-        self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True),
-                                                name=f"birnn_{i}") for i in range(num_layers)]
+        self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True,
+                                                    dtype=rnn_policy),
+                                                name=f"birnn_{i}", dtype=rnn_policy)
+                     for i in range(num_layers)]
         self.drop = keras.layers.Dropout(dropout)
 
     def build(self, source_shape):
@@ -63,10 +68,11 @@ class Encoder(keras.layers.Layer):
                 x = self.drop(x, training=training)
             outputs = rnn(x, mask=mask, training=training)
             # Bidirectional returns [out, fw states..., bw states...]
-            y, states = outputs[0], outputs[1:]
+            y, states = ops.cast(outputs[0], x.dtype), outputs[1:]
             x = y + x if index > 0 else y
         half = len(states) // 2
-        final = [ops.concatenate([fw, bw], axis=-1) for fw, bw in zip(states[:half], states[half:])]
+        final = [ops.cast(ops.concatenate([fw, bw], axis=-1), self.compute_dtype)
+                 for fw, bw in zip(states[:half], states[half:])]
         memory = x * ops.cast(mask[:, :, None], x.dtype)
         return memory, final, mask
 

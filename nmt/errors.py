@@ -22,6 +22,11 @@ class DataError(LocatedError):
     """A text file is unusable: misaligned, not UTF-8, an empty or over-long line, missing."""
 
 
+class OutputError(LocatedError):
+    """A file or folder cannot be written: read-only, full disk, a file where a folder is needed,
+    or a run directory in use by another process."""
+
+
 class ModelDirError(LocatedError):
     """A model folder is missing, incomplete, corrupt or of an incompatible version."""
 

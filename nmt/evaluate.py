@@ -24,7 +24,8 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "
 
 @functools.lru_cache(maxsize=8)
 def bleu_metric(tokenize: str, effective_order: bool = False) -> BLEU:
-    """sacrebleu's BLEU with `tokenize`, built once per setting (tokenizers may load models). Some tokenizers need extra packages (ja-mecab,
+    """sacrebleu's BLEU with `tokenize`, built once per setting (tokenizers may load models).
+    Some tokenizers need extra packages (ja-mecab,
     ko-mecab) or a download (spm, flores*): their failures become one-line errors."""
     try:
         # With tokenize="none" the text is declared tokenized: skip sacrebleu's warning about it.

@@ -5,12 +5,10 @@ The model maps ids to logits and knows nothing of files, strings, training or se
 """
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import ops
 
-from nmt.config import ModelConfig
+from nmt.config import ModelConfig, architecture
 from nmt.decoder import AttentionDecoder, Memory
 from nmt.encoder import Encoder
 
@@ -61,7 +59,7 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def from_model_config(cls, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
-        return cls(src_vocab_size, tgt_vocab_size, **dataclasses.asdict(config))
+        return cls(src_vocab_size, tgt_vocab_size, **architecture(config))
 
     def build(self, input_shape=None):
         # Every size is known from the config: build now, so weights exist before the first call
@@ -69,6 +67,10 @@ class Seq2Seq(keras.Model):
         self.encoder.build((None, None))
         self.decoder.build()
         self.built = True
+
+    def embedding_layer(self, side: str):
+        """The source ("src") or target ("tgt") `keras.layers.Embedding`."""
+        return {"src": self.encoder.embedding, "tgt": self.decoder.embedding}[side]
 
     def call(self, inputs, training=False):
         memory, state = self.encode(inputs["source"], training=training)
@@ -84,18 +86,21 @@ class Seq2Seq(keras.Model):
         """Tensors derived from the weights alone that make each `decode_step` cheaper.
 
         The input projection of every target id, [V, G*U]: a step then gathers rows instead of
-        multiplying embeddings (about 8 % of a step's arithmetic). Recompute after the weights
-        change.
+        multiplying embeddings (about 8 % of a step's arithmetic); and the step's kernels in the
+        compute dtype (cast once, not at each step, under mixed precision). Recompute after the
+        weights change.
         """
-        return {"input_table": self.decoder.project_inputs(ops.arange(self.tgt_vocab_size))}
+        return {"input_table": self.decoder.project_inputs(ops.arange(self.tgt_vocab_size)),
+                "step_weights": self.decoder.step_weights()}
 
     def decode_step(self, token, state, memory, tables):
         """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S]).
 
         `tables` comes from `step_tables` of the current weights.
         """
-        attentional, state, weights = self.decoder.step(ops.take(tables["input_table"], token,
-                                                                 axis=0), state, memory)
+        attentional, state, weights = self.decoder.step(
+            ops.take(tables["input_table"], token, axis=0), state, memory,
+            weights=tables["step_weights"])
         log_probs = ops.log_softmax(self.decoder.logits(attentional), axis=-1)
         return log_probs, state, weights
 
@@ -107,4 +112,4 @@ class Seq2Seq(keras.Model):
 
     def get_config(self):
         return {"src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,
-                **dataclasses.asdict(self.model_config), "name": self.name}
+                **architecture(self.model_config), "name": self.name}

@@ -1,5 +1,5 @@
-"""Figures: attention heatmaps, the beam sweep and learning curves (matplotlib, drawn off-screen,
-saved as PNG).
+"""Figures: attention heatmaps, the beam sweep, word maps and learning curves (matplotlib, drawn
+off-screen, saved as PNG).
 
 Japanese tokens need a CJK font. The first installed one of `CJK_FAMILIES` is used as a fallback
 behind DejaVu Sans; with none installed, tokens the default font cannot draw are replaced by their
@@ -96,6 +96,56 @@ def sweep_plot(beams: Sequence[int], bleu: Sequence[float], search_error_rate: S
     errors.set_ylabel("search errors (% of sentences)", color="tab:red")
     figure.tight_layout()
     _save(figure, path)
+
+
+def tune_heatmap(points, path: str | Path) -> None:
+    """Dev BLEU over beam width (rows) x alpha (columns), one panel per length penalty."""
+    from matplotlib.figure import Figure
+
+    kinds = list(dict.fromkeys(p.length_penalty for p in points))
+    beams = sorted({p.beam_size for p in points})
+    alphas = sorted({p.alpha for p in points})
+    figure = Figure(figsize=(1.6 + 1.1 * len(alphas) * len(kinds), 1.2 + 0.5 * len(beams)),
+                    dpi=100)
+    panels = figure.subplots(1, len(kinds), squeeze=False)[0]
+    values = [p.bleu for p in points]
+    for axes, kind in zip(panels, kinds):
+        grid = [[next((p.bleu for p in points if (p.beam_size, p.alpha, p.length_penalty)
+                       == (b, a, kind)), float("nan")) for a in alphas] for b in beams]
+        axes.imshow(grid, cmap="viridis", vmin=min(values), vmax=max(values), aspect="auto")
+        for row, line in enumerate(grid):
+            for column, bleu in enumerate(line):
+                axes.text(column, row, f"{bleu:.1f}", ha="center", va="center", color="white")
+        axes.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+        axes.set_yticks(range(len(beams)), [str(b) for b in beams])
+        axes.set_xlabel("alpha")
+        axes.set_ylabel("beam width")
+        axes.set_title(f"dev BLEU, {kind} penalty", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def word_map(points, words: Sequence[str], path: str | Path, title: str = "") -> bool:
+    """Words as labelled dots at 2-D `points` [len(words), 2].
+
+    Returns False when some labels could not be drawn and were replaced by their rank ("#3").
+    """
+    from matplotlib.figure import Figure
+
+    labels = [word if drawable(word) else f"#{rank}" for rank, word in enumerate(words, start=1)]
+    figure = Figure(figsize=(12, 10), dpi=100)
+    axes = figure.subplots()
+    axes.scatter(points[:, 0], points[:, 1], s=6, color="tab:blue")
+    for (x, y), label in zip(points, labels):
+        axes.annotate(label, (x, y), xytext=(2, 2), textcoords="offset points", fontsize=8,
+                      fontfamily=_families())
+    axes.set_xlabel("first principal component")
+    axes.set_ylabel("second principal component")
+    if title:
+        axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    _save(figure, path)
+    return labels == list(words)
 
 
 def learning_curves(curves: Sequence, path: str | Path):

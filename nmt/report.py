@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -15,7 +16,11 @@ from typing import Sequence
 
 from nmt import analysis, evaluate, plotting, textio
 from nmt.decoding import score_all
-from nmt.errors import DataError
+from nmt.errors import DataError, OutputError
+
+REPORT_FILES = ("report.md", "report.json", "hypotheses.txt")
+FIGURES = "figures"
+_FIGURE = re.compile(r"(beam_sweep|attention-line[0-9]+)\.png")
 
 EXPLANATION = (
     "For each sentence the model scores its reference y* and the beam output y^ by forced "
@@ -36,16 +41,22 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
     for line in show:
         if not 1 <= line <= len(source_lines):
             raise DataError(f"--show {line}: the file has {len(source_lines)} lines", source)
+    if not any(translator.in_one_search(line, translator.source_ids(line))
+               for line in source_lines):
+        raise DataError(f"no line can be scored: every source line is blank or longer than "
+                        f"decode.max_input_len ({translator.decode.max_input_len} tokens)",
+                        source)
     decode = translator.decode
     result, hypotheses = analysis.analyze_corpus(translator, source_lines, reference_lines,
                                                  decode.beam_size, tokenize, beams)
     scores = evaluate.corpus_scores(hypotheses, reference_lines, tokenize)
     out = Path(out)
-    figures = out / "figures"
+    figures = out / FIGURES
     report = {
-        "model": " + ".join(map(str, translator.model_dirs)), "source": str(source), "reference": str(reference),
+        "model": " + ".join(map(str, translator.model_dirs)), "source": str(source),
+        "reference": str(reference),
         "beam_size": decode.beam_size, "alpha": decode.alpha,
-        "length_penalty": decode.length_penalty,
+        "length_penalty": decode.length_penalty, "precision": decode.precision,
         "scores": [{"name": s.name, "score": s.score, "text": s.text, "signature": s.signature}
                    for s in scores],
         "by_length": analysis.by_length(result.sentences, tokenize),
@@ -66,7 +77,36 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
         json.dump(report, handle, indent=1, ensure_ascii=False)
     with textio.atomic_write(out / "report.md") as handle:
         handle.write(markdown(report))
+    _remove_stale_figures(figures, {e["figure"] for e in report["heatmaps"]} |
+                          ({f"{FIGURES}/beam_sweep.png"} if beams else set()))
     return report
+
+
+def check_report_folder(out: Path) -> None:
+    """Before any work: `out` can be written, and holds nothing but an earlier report (which
+    this one replaces), so that no file of the user's is overwritten or mixed into it."""
+    textio.check_writable(out, folder=True)
+    if not out.is_dir():
+        return
+    figures = out / FIGURES
+    found = [p for p in out.iterdir() if p.name not in REPORT_FILES and p != figures
+             and not p.name.startswith(".")]
+    if figures.exists():
+        found += ([p for p in figures.iterdir() if not _FIGURE.fullmatch(p.name)
+                   and not p.name.startswith(".")] if figures.is_dir() else [figures])
+    if found:
+        raise OutputError(f"holds files that are not a report of `nmt evaluate` ("
+                          f"{', '.join(sorted(p.name for p in found)[:3])}); choose another "
+                          f"--out or an empty folder", str(out))
+
+
+def _remove_stale_figures(folder: Path, written: set) -> None:
+    """Deletes an earlier report's figures that this report does not show."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if _FIGURE.fullmatch(path.name) and f"{FIGURES}/{path.name}" not in written:
+            path.unlink(missing_ok=True)
 
 
 def totals(sentences: Sequence[dict]) -> dict:
@@ -84,7 +124,8 @@ def totals(sentences: Sequence[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# Evaluation: `{report['source']}`", "",
              f"Model `{report['model']}`, beam {report['beam_size']}, alpha {report['alpha']} "
-             f"({report['length_penalty']} length penalty).", "", "## Scores", "",
+             f"({report['length_penalty']} length penalty), search in {report['precision']} "
+             f"(forced scores in float32).", "", "## Scores", "",
              "| metric | score | sacrebleu signature |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['score']:.2f} | `{s['signature']}` |" for s in report["scores"]]
     lines += ["", f"`{report['scores'][0]['text']}`", "",
@@ -155,13 +196,13 @@ def _chosen(sentences, worst: int, show: Sequence[int]):
 def _draw_heatmaps(translator, sentences, folder: Path) -> list[dict]:
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
     sources = [translator.source_ids(s.source) for s in sentences]
-    _, attention = score_all(translator.searcher, sources, [s.hypothesis_ids for s in sentences],
+    _, attention = score_all(translator.scorer, sources, [s.hypothesis_ids for s in sentences],
                              translator.decode.batch_size)
     entries = []
     for sentence, weights in zip(sentences, attention):
         source_labels = src_tok.source_pieces(sentence.source) + ["</s>"]
         output_labels = tgt_tok.pieces(sentence.hypothesis_ids) + ["</s>"]
-        name = f"figures/attention-line{sentence.line}.png"
+        name = f"{FIGURES}/attention-line{sentence.line}.png"
         drawn = plotting.attention_heatmap(weights, source_labels, output_labels,
                                            folder.parent / name, f"line {sentence.line}")
         entries.append({"line": sentence.line, "figure": name, "labels_drawn": drawn,

@@ -1,24 +1,34 @@
-"""Text files in and out: validated line reading that names file and line, and atomic writes."""
+"""Text files in and out: validated line reading that names file and line, parallel corpora as
+published, streams read once, and atomic writes that keep what they replace safe."""
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
+import gc
 import io
 import os
+import re
+import select
+import stat
 import sys
 import tempfile
+import traceback
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
-from nmt.errors import DataError
+from nmt.errors import DataError, OutputError
+
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as Windows editors write it
 
 
 def read_lines(path: str | os.PathLike, *, max_tokens: int | None = None, allow_blank: bool = False,
                allow_tab: bool = False) -> Iterator[str]:
     """Yields the lines of a UTF-8 text file without their newline, validating each one.
 
-    Raises DataError naming the file and line for: a missing file, invalid UTF-8, NUL bytes, CRLF
-    endings, a TAB (unless `allow_tab`), a blank line (unless `allow_blank`), or more than
-    `max_tokens` whitespace-separated tokens.
+    A byte-order mark at the start is dropped. Raises DataError naming the file and line for: a
+    missing file, invalid UTF-8, NUL bytes, CRLF endings, a TAB (unless `allow_tab`), a blank
+    line (unless `allow_blank`), or more than `max_tokens` whitespace-separated tokens.
     """
     path = str(path)
     try:
@@ -32,10 +42,13 @@ def read_lines(path: str | os.PathLike, *, max_tokens: int | None = None, allow_
                                   allow_tab=allow_tab)
 
 
-def validate_lines(handle: BinaryIO, name: str, *, max_tokens: int | None = None,
+def validate_lines(handle: Iterable[bytes], name: str, *, max_tokens: int | None = None,
                    allow_blank: bool = False, allow_tab: bool = False) -> Iterator[str]:
-    """Decodes and checks the lines of a binary stream (a file or stdin); see `read_lines`."""
+    """Decodes and checks the lines of a binary stream (a file, stdin, `InputLines`); see
+    `read_lines`."""
     for number, raw in enumerate(handle, start=1):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
         if raw.endswith(b"\r\n"):
             raise DataError("CRLF line ending (convert the file with dos2unix)", name, number)
         if b"\0" in raw:
@@ -57,35 +70,95 @@ def validate_lines(handle: BinaryIO, name: str, *, max_tokens: int | None = None
         yield line
 
 
-def read_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
-                  max_tokens: int | None = None, limit: int = 0) -> Iterator[tuple[str, str]]:
-    """Yields aligned (source, target) line pairs; misaligned files raise DataError.
+class Skipped:
+    """What reading a corpus left out or changed, by reason: a count and the first line numbers."""
 
-    `limit` > 0 stops after that many pairs (without checking the rest for alignment).
+    SHOWN = 5  # line numbers kept per reason
+
+    def __init__(self):
+        self.read = 0  # lines read
+        self.counts: collections.Counter = collections.Counter()
+        self.lines: dict[str, list[int]] = collections.defaultdict(list)
+
+    def add(self, reason: str, line: int) -> None:
+        self.counts[reason] += 1
+        if len(self.lines[reason]) < self.SHOWN:
+            self.lines[reason].append(line)
+
+    def summary(self) -> str:
+        """E.g. "3 blank (lines 4, 9, 12)"; "" if nothing was skipped."""
+        parts = []
+        for reason, count in self.counts.items():
+            shown = ", ".join(map(str, self.lines[reason])) + (", ..." if count > self.SHOWN
+                                                               else "")
+            parts.append(f"{count} {reason} (line{'s' if count > 1 else ''} {shown})")
+        return "; ".join(parts)
+
+
+BLANK = "blank on one side or both"
+SPACES = "with TABs or other whitespace, read as spaces"
+_OTHER_WHITESPACE = re.compile(r"[^\S ]")
+
+
+def over_limit(max_tokens: int) -> str:
+    return f"over data.max_line_tokens ({max_tokens} tokens) on one side"
+
+
+def numbered_pairs(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
+                   max_tokens: int | None = None, limit: int = 0,
+                   skipped: Skipped | None = None) -> Iterator[tuple[int, str, str]]:
+    """Yields (line number, source, target) for the usable pairs of a parallel corpus.
+
+    Corpora are taken as published: any run of whitespace (a TAB too) is one space; a pair that
+    is blank on a side, or has more than `max_tokens` tokens on a side, is left out and noted in
+    `skipped`. Misaligned files, invalid UTF-8, NUL bytes and CRLF ends raise DataError, as does
+    a corpus with no usable pair. `limit` > 0 reads only the first `limit` lines.
     """
-    sources = read_lines(src_path, max_tokens=max_tokens)
-    targets = read_lines(tgt_path, max_tokens=max_tokens)
-    count = 0
-    while not limit or count < limit:
-        src = next(sources, None)
-        tgt = next(targets, None)
+    sources = read_lines(src_path, allow_blank=True, allow_tab=True)
+    targets = read_lines(tgt_path, allow_blank=True, allow_tab=True)
+    skipped = Skipped() if skipped is None else skipped
+    number = usable = 0
+    while not limit or number < limit:
+        src, tgt = next(sources, None), next(targets, None)
         if src is None and tgt is None:
             break
         if src is None or tgt is None:
             short, long_ = (src_path, tgt_path) if src is None else (tgt_path, src_path)
-            if count == 0:
+            if number == 0:
                 raise DataError("empty file", str(short))
-            raise DataError(f"misaligned corpora: it ends after {count} lines but {long_} "
-                            f"goes on", str(short), count)
-        count += 1
-        yield src, tgt
-    if count == 0:
+            raise DataError(f"misaligned corpora: it ends after {number} lines but {long_} "
+                            f"goes on", str(short), number)
+        number = skipped.read = number + 1
+        if _OTHER_WHITESPACE.search(src) or _OTHER_WHITESPACE.search(tgt):
+            skipped.add(SPACES, number)
+        src_tokens, tgt_tokens = src.split(), tgt.split()
+        if not src_tokens or not tgt_tokens:
+            skipped.add(BLANK, number)
+        elif max_tokens and max(len(src_tokens), len(tgt_tokens)) > max_tokens:
+            skipped.add(over_limit(max_tokens), number)
+        else:
+            usable += 1
+            yield number, " ".join(src_tokens), " ".join(tgt_tokens)
+    if number == 0:
         raise DataError("empty file", str(src_path))
+    if usable == 0:
+        raise DataError(f"no usable pair in the first {number} lines: {skipped.summary()}",
+                        str(src_path))
 
 
-def count_parallel(src_path, tgt_path, *, max_tokens: int | None = None, limit: int = 0) -> int:
-    """Validates a parallel corpus completely and returns its number of pairs."""
-    return sum(1 for _ in read_parallel(src_path, tgt_path, max_tokens=max_tokens, limit=limit))
+def read_parallel(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
+                  max_tokens: int | None = None, limit: int = 0,
+                  skipped: Skipped | None = None) -> Iterator[tuple[str, str]]:
+    """Yields the usable (source, target) pairs of a parallel corpus; see `numbered_pairs`."""
+    for _, src, tgt in numbered_pairs(src_path, tgt_path, max_tokens=max_tokens, limit=limit,
+                                      skipped=skipped):
+        yield src, tgt
+
+
+def check_parallel(src_path, tgt_path, *, max_tokens: int | None = None) -> int:
+    """Reads a parallel corpus completely (whatever part of it is used) and returns its number of
+    usable pairs; see `numbered_pairs` for what raises."""
+    return sum(1 for _ in numbered_pairs(src_path, tgt_path, max_tokens=max_tokens))
 
 
 def open_input(path: str | None) -> tuple[BinaryIO, str]:
@@ -100,6 +173,64 @@ def open_input(path: str | None) -> tuple[BinaryIO, str]:
         raise DataError(f"cannot read ({err.strerror})", str(path)) from None
 
 
+def check_readable(path: str | os.PathLike | None) -> None:
+    """Raises DataError now if the input file `path` (None or "-": stdin) cannot be read."""
+    if path in (None, "-"):
+        return
+    if not os.path.exists(path):
+        raise DataError("no such file", str(path))
+    if os.path.isdir(path):
+        raise DataError("is a folder; a file is expected", str(path))
+    if not os.access(path, os.R_OK):
+        raise DataError("cannot read (permission denied)", str(path))
+
+
+class InputLines:
+    """The raw lines (newline kept) of an input stream, read once, in blocks.
+
+    A pipe or `-i /dev/stdin` can be read only once; a terminal or a pipe kept open delivers lines
+    one at a time: `would_wait()` tells the reader when no further line is at hand, so that what
+    has arrived can be processed instead of waited on. A regular file never waits.
+    """
+
+    BLOCK = 1 << 16
+
+    def __init__(self, handle: BinaryIO):
+        self.fd = handle.fileno()
+        self.ready: collections.deque = collections.deque()
+        self.partial, self.ended = b"", False
+
+    def __iter__(self) -> "InputLines":
+        return self
+
+    def __next__(self) -> bytes:
+        while not self.ready:
+            if self.ended:
+                raise StopIteration
+            self._read_block()
+        return self.ready.popleft()
+
+    def would_wait(self) -> bool:
+        if self.ready or self.ended:
+            return False
+        return not select.select([self.fd], [], [], 0)[0]
+
+    def _read_block(self) -> None:
+        block = os.read(self.fd, self.BLOCK)
+        if not block:
+            self.ended = True
+            if self.partial:
+                self.ready.append(self.partial)
+            return
+        lines = (self.partial + block).split(b"\n")
+        self.partial = lines.pop()
+        self.ready.extend(line + b"\n" for line in lines)
+
+
+def is_regular_file(handle: BinaryIO) -> bool:
+    return stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -107,13 +238,20 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+NEW_FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp's 0600 would make it private
+NEW_FOLDER_MODE = 0o777 & ~_UMASK
+# Errors that mean "this cannot be written", as opposed to a bug in what writes.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                 errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                 errno.ENAMETOOLONG}
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[io.IOBase]:
     """Writes to a temporary file beside `path` and renames it over `path` on success.
 
-    If the block raises (or the process dies), `path` keeps its previous content, if any.
+    If the block raises (or the process dies), `path` keeps its previous content, if any. A
+    device, FIFO or socket is written into as it is; see `atomic_path`.
     """
     with atomic_path(path) as tmp:
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
@@ -126,18 +264,124 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
     For libraries that write a file by name (weights); the temporary name ends in `suffix` (Keras
     insists on `.weights.h5`). If the block raises or the process dies, `path` is untouched.
+    A symlink's target is replaced, not the link; an existing file keeps its permissions; a
+    device, FIFO or socket is yielded itself, to be written into. Temporaries that a killed
+    process left for the same path are removed. A full disk, a read-only folder and the like
+    raise OutputError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make outputs private to their writer
+    target = _replaced_file(path)
+    if target is None:
+        with reported_as_output_error(path):
+            yield path
+        return
+    with reported_as_output_error(path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-",
+                                   suffix=".tmp" + suffix)
+        os.close(fd)
+        os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode) if target.is_file()
+                 else NEW_FILE_MODE)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
+    """Raises OutputError now if `path` (a file, or a folder if `folder`) could not be written
+    later: found before a model is loaded or an epoch is spent, not after."""
+    path = Path(path)
+    if path.is_dir() != folder and path.exists():
+        raise OutputError("is a folder; a file name is expected" if path.is_dir()
+                          else "exists and is not a folder", str(path))
+    if not folder and path.exists() and _replaced_file(path) is None:
+        if not os.access(path, os.W_OK):
+            raise OutputError("cannot write (permission denied)", str(path))
+        return
+    where = path if folder else (_replaced_file(path) or path).parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    with reported_as_output_error(path):
+        if not where.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(where))
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".nmt-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """Creates a folder (and its parents) with the umask's permissions; errors name it."""
+    path = Path(path)
+    with reported_as_output_error(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _replaced_file(path: Path) -> Path | None:
+    """The regular file a write to `path` replaces (a symlink's target), or None when `path` is
+    a device, FIFO or socket, which is written into in place."""
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        mode = os.stat(path).st_mode  # follows symlinks: /proc/self/fd/1 is a pipe or terminal
+    except FileNotFoundError:
+        return Path(os.path.realpath(path)) if path.is_symlink() else path
+    except OSError:
+        return path  # e.g. a parent that is a file: creating the temporary will report it
+    if stat.S_ISDIR(mode):
+        raise OutputError("is a folder; a file name is expected", str(path))
+    return Path(os.path.realpath(path)) if stat.S_ISREG(mode) else None
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Deletes `.NAME.PID-*.tmp*` beside `target` whose writing process no longer exists."""
+    prefix = f".{target.name}."
+    for tmp in target.parent.iterdir():
+        name = tmp.name
+        if not (name.startswith(prefix) and ".tmp" in name[len(prefix):]):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                tmp.unlink()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def reported_as_output_error(path: Path) -> Iterator[None]:
+    """Turns "cannot write" OS errors (disk full, read-only, permissions) into one OutputError."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS:
+            raise
+        reason = os.strerror(err.errno)
+        _release_frames(err)
+        raise OutputError(f"cannot write ({reason})", str(path)) from None
+
+
+def _release_frames(err: BaseException) -> None:
+    """Frees what the failed write's frames hold, now and quietly: an h5py file whose flush
+    failed repeats the error from its destructor, once per object, when it is collected."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        traceback.clear_frames(err.__traceback__)
+        err.__traceback__ = None
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook

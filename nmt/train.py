@@ -1,6 +1,7 @@
 """`nmt train`: from a recipe to a self-describing run directory, resumable after a crash."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -10,7 +11,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import checkpoints, config, corpus, data, distribute, evaluate, runtime, textio
+from nmt import (checkpoints, config, corpus, data, distribute, evaluate, precision, runtime,
+                 textio, vectors)
 from nmt.errors import ConfigError
 
 log = logging.getLogger("nmt")
@@ -35,7 +37,10 @@ def default_run_dir(recipe_path: str | os.PathLike) -> Path:
 
 def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = None,
           overrides=(), threads: int | None = None, verbose: int | None = None) -> TrainResult:
-    """Trains (or resumes) the recipe into `run_dir`; returns where it stands at the end."""
+    """Trains (or resumes) the recipe into `run_dir`; returns where it stands at the end.
+
+    The chief holds the run directory's lock throughout: a second start on it fails at once.
+    """
     recipe = config.load_recipe(recipe_path, overrides)
     if recipe.train.average_best > recipe.train.keep_best:
         raise ConfigError(f"train.average_best ({recipe.train.average_best}) needs "
@@ -43,6 +48,13 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
                           str(config.recipe_file(recipe_path)))
     run = checkpoints.RunDir(run_dir or default_run_dir(recipe_path))
     chief = distribute.is_chief()
+    _refuse_foreign_folder(run)
+    with checkpoints.locked(run) if chief else contextlib.nullcontext():
+        return _train(recipe, run, chief, threads, verbose)
+
+
+def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads: int | None,
+           verbose: int | None) -> TrainResult:
     _log_to(None)
     resumed = _check_run_dir(run, recipe)
     if resumed and _finished(resumed, recipe.train):
@@ -53,6 +65,8 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     read_train, dev_pairs = checked_corpus(recipe.data)
     evaluate.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
     tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief)
+    # A resumed run has its weights: the vectors files are not needed (nor read) any more.
+    pretrained = {} if resumed else read_pretrained(recipe.model, tokenizers)
 
     runtime.import_tensorflow(threads)
     import keras
@@ -60,6 +74,7 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     strategy = distribute.make_strategy(recipe.train.distribution)
     with strategy.scope():
         trainer = compiled_trainer(recipe, *map(len, tokenizers))
+    _initialize_embeddings(trainer.seq2seq, pretrained)
     initial_epoch = 0
     if resumed:
         checkpoints.restore_resume_state(run, trainer, resumed)
@@ -95,7 +110,24 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
         from nmt.averaging import average_run
         log.info("averaged the %d best epochs: %s", recipe.train.average_best,
                  average_run(run.root, best=recipe.train.average_best))
+    if chief and recipe.eval.tune_beams:
+        _tune_decoding(run, recipe)
     return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
+
+
+def _tune_decoding(run: checkpoints.RunDir, recipe: config.Recipe) -> None:
+    """`nmt tune --write` on the dev set with the best weights: the run's decode default."""
+    from nmt import tuning
+    from nmt.translate import Translator
+
+    files = [str(p) for p in corpus.split_files(recipe.data, "dev")]
+    grid = recipe.eval
+    _, chosen, signature = tuning.tune(Translator(run.root), *files, grid.tune_beams,
+                                       grid.tune_alphas, grid.tune_length_penalties,
+                                       grid.tokenize, run.root / "tune", write=True)
+    log.info("decode default tuned on dev: beam %d, alpha %g, %s penalty: BLEU %.2f (%s); "
+             "grid in %s", chosen.beam_size, chosen.alpha, chosen.length_penalty, chosen.bleu,
+             signature, run.root / "tune" / "tune.md")
 
 
 def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
@@ -113,13 +145,36 @@ def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
         tokenizers = build_tokenizers(recipe.vocab, read_train)
         if chief:
             checkpoints.save_tokenizers(run, *tokenizers)
-    stats = data.corpus_stats(read_train(), *tokenizers, recipe.data.max_len)
-    log.info("training data: %d pairs, %d kept, %d dropped as longer than %d tokens; "
-             "%d target tokens per epoch", stats.pairs, stats.kept, stats.dropped_too_long,
-             recipe.data.max_len, stats.target_tokens)
+    log.info("training data: %s", corpus_summary(recipe.data, tokenizers))
     if chief:
         checkpoints.save_description(run, recipe, *map(len, tokenizers))
     return tokenizers
+
+
+def read_pretrained(model: config.ModelConfig, tokenizers) -> dict:
+    """side -> `vectors.Coverage` of the recipe's pretrained vectors files, coverage logged."""
+    found = {}
+    for side, path in model.pretrained_embeddings.items():
+        path = vectors.vectors_path(path)
+        coverage = vectors.embedding_rows(tokenizers[config.SIDES.index(side)].tokens, path,
+                                          model.embedding_dim)
+        log.info("pretrained %s embeddings: %d of %d words found in %s (%.1f %%)%s", side,
+                 len(coverage.ids), coverage.words, path,
+                 100 * len(coverage.ids) / max(coverage.words, 1),
+                 ", frozen" if model.freeze_embeddings else "")
+        found[side] = coverage
+    return found
+
+
+def _initialize_embeddings(model, pretrained: dict) -> None:
+    """Copies the pretrained rows into a fresh model; the other rows keep their random values."""
+    from keras import ops
+
+    for side, coverage in pretrained.items():
+        variable = model.embedding_layer(side).embeddings
+        matrix = ops.convert_to_numpy(ops.cast(variable, "float32")).copy()
+        matrix[coverage.ids] = coverage.rows
+        variable.assign(ops.cast(matrix, variable.dtype))
 
 
 def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokenizers,
@@ -157,23 +212,27 @@ def _finished(state: dict, train: config.TrainConfig) -> bool:
 def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
     """A fresh model wrapped in its training step, with the optimizer of the recipe."""
     from nmt.model import Seq2Seq
-    from nmt.optimizers import FusedAdam
+    from nmt.optimizers import adam
     from nmt.train_step import Seq2SeqTrainer
 
-    import keras
-
-    # Layers take the global dtype policy when built; keep mixed precision to this model.
-    previous = keras.mixed_precision.global_policy()
-    if recipe.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with precision.dtype_policy(recipe.train.precision):
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
+        if recipe.model.freeze_embeddings:
+            for side in recipe.model.pretrained_embeddings:
+                model.embedding_layer(side).trainable = False
         trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train))
-        trainer.compile(optimizer=FusedAdam(recipe.train.learning_rate,
-                                            global_clipnorm=recipe.train.clip_norm or None))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+        trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))
     return trainer
+
+
+def _refuse_foreign_folder(run: checkpoints.RunDir) -> None:
+    """A folder that holds files but no run of nmt is not ours to write into."""
+    if not run.root.is_dir():
+        return
+    ours = run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
+    if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
+        raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
+                          "another --run-dir", str(run.root))
 
 
 def token_budget(train_config: config.TrainConfig) -> int:
@@ -189,11 +248,8 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     """
     if not run.root.exists():
         return None
-    ours = run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
-    if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
-        raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
-                          "another --run-dir", str(run.root))
-    previous = config.to_dict(config.load_recipe(run.recipe)) if run.recipe.is_file() else None
+    previous = (config.to_dict(config.load_recipe(run.recipe, written_by_nmt=True))
+                if run.recipe.is_file() else None)
     current = config.to_dict(recipe)
     state = checkpoints.read_resume_state(run)
     if state is None:
@@ -212,7 +268,8 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
 def checked_corpus(data_config: config.DataConfig):
     """(a function reading the training pairs, the dev pairs), both files checked completely.
 
-    The training corpus streams: it is read again each epoch, never held in memory.
+    The training corpus streams: it is read again each epoch, never held in memory. The whole
+    of its files is checked (alignment, UTF-8), whatever part `data.train_lines` uses.
     """
     train_files = corpus.split_files(data_config, "train")
     dev_files = corpus.split_files(data_config, "dev")
@@ -221,11 +278,33 @@ def checked_corpus(data_config: config.DataConfig):
         return textio.read_parallel(*train_files, max_tokens=data_config.max_line_tokens,
                                     limit=data_config.train_lines)
 
-    dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=data_config.max_line_tokens))
+    skipped = textio.Skipped()
+    dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=data_config.max_line_tokens,
+                                          skipped=skipped))
+    if skipped.counts:
+        log.info("dev data: %d pairs used; %s", len(dev_pairs), skipped.summary())
     # The whole training corpus is checked before anything is printed or written.
-    textio.count_parallel(*train_files, max_tokens=data_config.max_line_tokens,
-                          limit=data_config.train_lines)
+    textio.check_parallel(*train_files, max_tokens=data_config.max_line_tokens)
     return read_train, dev_pairs
+
+
+def corpus_summary(data_config: config.DataConfig, tokenizers) -> str:
+    """What training reads of its corpus: pairs kept, and those left out or changed (each reason
+    with a count and the first line numbers), and the target tokens of an epoch."""
+    files = corpus.split_files(data_config, "train")
+    skipped, stats = textio.Skipped(), data.CorpusStats()
+    too_long = f"over data.max_len ({data_config.max_len} tokens after tokenization)"
+    for number, src, tgt in textio.numbered_pairs(*files, max_tokens=data_config.max_line_tokens,
+                                                  limit=data_config.train_lines,
+                                                  skipped=skipped):
+        dropped = stats.dropped_too_long
+        for _ in data.encode_pairs([(src, tgt)], *tokenizers, data_config.max_len, stats):
+            pass
+        if stats.dropped_too_long > dropped:
+            skipped.add(too_long, number)
+    return (f"{skipped.read} lines read from {files[0]}, {stats.kept} pairs kept; "
+            f"{skipped.summary() or 'nothing left out'}; {stats.target_tokens} target tokens "
+            f"per epoch")
 
 
 def build_tokenizers(settings: config.VocabConfig, read_train):
@@ -278,10 +357,23 @@ def _log_to(path: Path | None) -> None:
     formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = [logging.StreamHandler(sys.stderr)]
     if path is not None:
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        with textio.reported_as_output_error(path):
+            handlers.append(_LogFile(path, encoding="utf-8"))
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
     for handler in handlers:
         handler.setFormatter(formatter)
         log.addHandler(handler)
+
+
+class _LogFile(logging.FileHandler):
+    """train.log: a line that cannot be written (disk full) stops training with one error naming
+    the file, instead of a traceback per logged line."""
+
+    def handleError(self, record):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            with textio.reported_as_output_error(Path(self.baseFilename)):
+                raise error
+        super().handleError(record)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from nmt import checkpoints, config, data, textio
 from nmt.config import DecodeConfig
@@ -40,30 +39,36 @@ class Translator:
             several makes an ensemble (`nmt.inference.Ensemble`): their log-probs are averaged at
             each step, each reads the source in its own vocabulary; all must share the target
             vocabulary. The first folder's recipe gives the decoding defaults.
-        beam_size, alpha, length_penalty, batch_size: override the recipe's `decode` section.
+        beam_size, alpha, length_penalty, batch_size, precision: override the recipe's `decode`
+            section.
         weights: "best" (dev BLEU) or "last".
 
     `self.decode` is the decoding configuration; `translate` takes overrides of it per call.
+    The search runs in `decode.precision` (the weights are cast once, here); forced scoring
+    (`score`, `attention`, the error analysis) always in float32, since it compares scores.
     """
 
     def __init__(self, model_dir: str | os.PathLike | Sequence[str | os.PathLike],
                  beam_size: int | None = None, alpha: float | None = None,
                  length_penalty: str | None = None, batch_size: int | None = None,
-                 weights: str = "best"):
+                 weights: str = "best", precision: str | None = None):
         dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
-        self.model_dir, self.model_dirs = dirs[0], dirs
-        members = [checkpoints.load_model(d, weights) for d in dirs]
+        self.model_dir, self.model_dirs, self.weights = dirs[0], dirs, weights
+        first = checkpoints.load_model(dirs[0], weights, precision)
+        precision = precision or first.recipe.decode.precision
+        members = [first] + [checkpoints.load_model(d, weights, precision) for d in dirs[1:]]
         check_same_target_vocabulary(dirs, [m.tgt_tokenizer for m in members])
         self.src_tokenizers = [m.src_tokenizer for m in members]
         self.src_tokenizer, self.tgt_tokenizer = members[0].src_tokenizer, members[0].tgt_tokenizer
-        self.model = members[0].model if len(members) == 1 else Ensemble(
-            [m.model for m in members])
+        self.model = _combined([m.model for m in members])
         changes = {k: v for k, v in (("beam_size", beam_size), ("alpha", alpha),
                                      ("length_penalty", length_penalty),
-                                     ("batch_size", batch_size)) if v is not None}
+                                     ("batch_size", batch_size), ("precision", precision))
+                   if v is not None}
         self.recipe = members[0].recipe
         self.decode = config.with_changes(self.recipe, "decode", **changes).decode
         self._search = Searcher(self.model, self.decode)
+        self._float32_search = self._search if precision == "float32" else None
 
     def source_ids(self, line: str):
         """The model input of a line (ids + EOS); an ensemble's: one id list per member."""
@@ -71,8 +76,12 @@ class Translator:
         return ids[0] if len(ids) == 1 else tuple(ids)
 
     def config(self, **overrides) -> DecodeConfig:
-        """The decoding configuration with per-call `overrides` (e.g. beam_size=1)."""
-        return dataclasses.replace(self.decode, **overrides) if overrides else self.decode
+        """The decoding configuration with per-call `overrides` (e.g. beam_size=1), checked as a
+        recipe's decode section is (an unknown key or penalty name is a ConfigError)."""
+        if not overrides:
+            return self.decode
+        values = {**dataclasses.asdict(self.decode), **overrides}
+        return config.recipe_from_dict({"decode": values}, "decode overrides").decode
 
     def translate(self, lines: Iterable[str], nbest: int = 1,
                   **overrides) -> list[list[Translation]]:
@@ -98,7 +107,7 @@ class Translator:
         """Forced scores of (source line, target line) pairs: (hypotheses, attention) as
         `nmt.decoding.score_all` gives them, with the search's own normalized score."""
         decode = self.config(**overrides)
-        return score_all(self._searcher(decode), [self.source_ids(s) for s in sources],
+        return score_all(self._scorer(decode), [self.source_ids(s) for s in sources],
                          [self.tgt_tokenizer.encode(t) for t in targets], decode.batch_size,
                          decode.alpha, decode.length_penalty)
 
@@ -112,10 +121,17 @@ class Translator:
         for chunk in self.chunks(lines, chunk_lines):
             yield from self.translate(chunk, nbest, **overrides)
 
-    def chunks(self, lines: Iterable[str], chunk_lines: int | None = None) -> Iterator[list[str]]:
-        """Consecutive lists of lines, 16 decoding batches each by default."""
-        lines = iter(lines)
-        while chunk := list(itertools.islice(lines, chunk_lines or 16 * self.decode.batch_size)):
+    def chunks(self, lines: Iterable[str], chunk_lines: int | None = None,
+               would_wait: Callable[[], bool] | None = None) -> Iterator[list[str]]:
+        """Consecutive lists of lines, 16 decoding batches each by default; a shorter one as soon
+        as `would_wait()` says the next line has not arrived yet (a terminal, a pipe kept open)."""
+        size, chunk = chunk_lines or 16 * self.decode.batch_size, []
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) == size or (would_wait is not None and would_wait()):
+                yield chunk
+                chunk = []
+        if chunk:
             yield chunk
 
     def attention(self, lines: list[str], translations: list[Translation]) -> list:
@@ -124,7 +140,7 @@ class Translator:
         sources = [self.source_ids(line) for line in lines]
         usable = [i for i, (line, src) in enumerate(zip(lines, sources))
                   if self.in_one_search(line, src)]
-        _, found = score_all(self.searcher, [sources[i] for i in usable],
+        _, found = score_all(self.scorer, [sources[i] for i in usable],
                              [translations[i].ids for i in usable], self.decode.batch_size)
         weights: list = [None] * len(lines)
         for index, matrix in zip(usable, found):
@@ -142,10 +158,23 @@ class Translator:
         """The compiled searcher, set to `self.decode`."""
         return self._searcher(self.decode)
 
+    @property
+    def scorer(self) -> Searcher:
+        """The float32 searcher of the same weights, for forced scoring, set to `self.decode`."""
+        return self._scorer(self.decode)
+
     def _searcher(self, decode: DecodeConfig) -> Searcher:
         # One searcher (its traced graphs) serves every setting: a call's config is set on it.
         self._search.config = decode
         return self._search
+
+    def _scorer(self, decode: DecodeConfig) -> Searcher:
+        if self._float32_search is None:  # loaded when first needed
+            self._float32_search = Searcher(_combined(
+                [checkpoints.load_model(d, self.weights, "float32").model
+                 for d in self.model_dirs]), decode)
+        self._float32_search.config = decode
+        return self._float32_search
 
     def _segments(self, line: str, index: int, limit: int) -> list:
         """Source ids (+ EOS) of a line; over-long lines are cut into pieces; blank lines: none.
@@ -160,7 +189,7 @@ class Translator:
         if longest <= limit:
             pieces = [[ids + [EOS]] for ids in members]
         else:
-            log.warning("line %d has %d tokens: translated in pieces of at most %d", index + 1,
+            log.warning("line %d has %d tokens: translated in pieces of %d", index + 1,
                         longest, limit)
             count = -(-longest // limit)
             pieces = []
@@ -171,8 +200,8 @@ class Translator:
         return pieces[0] if len(members) == 1 else list(zip(*pieces))
 
     def _join(self, parts: list, nbest: int, decode: DecodeConfig) -> list[Translation]:
-        if not parts:
-            return [Translation("", 0.0, 0.0)]
+        if not parts:  # a blank line: as many blank entries as asked for
+            return [Translation("", 0.0, 0.0)] * nbest
         if len(parts) == 1:
             return [self._translation(h) for h in parts[0][:nbest]]
         # A line cut into pieces: the best of each piece, joined (its n-best list is that one
@@ -188,6 +217,11 @@ class Translator:
     def _translation(self, hyp) -> Translation:
         return Translation(self.tgt_tokenizer.decode(hyp.ids), hyp.score, hyp.log_prob,
                            tuple(hyp.ids))
+
+
+def _combined(models: list):
+    """One model, or the ensemble of several."""
+    return models[0] if len(models) == 1 else Ensemble(models)
 
 
 def check_same_target_vocabulary(dirs: Sequence, tokenizers: Sequence) -> None:
@@ -212,13 +246,16 @@ def translate_file(translator: Translator, source: str | None, output: str | Non
     attention, 0-based token positions). Returns the number of input lines.
     """
     handle, name = textio.open_input(source)
-    total = _count_lines(source) if source not in (None, "-") else None
-    lines = textio.validate_lines(handle, name, allow_blank=True, allow_tab=True)
+    from_file = source not in (None, "-")
+    # Only a regular file can be read twice (to count its lines); a pipe is read once.
+    total = _count_lines(source) if from_file and textio.is_regular_file(handle) else None
+    stream = textio.InputLines(handle)
+    lines = textio.validate_lines(stream, name, allow_blank=True, allow_tab=True)
     start, done = time.perf_counter(), 0
 
     def write_all(out: TextIO) -> None:
         nonlocal done
-        for chunk in translator.chunks(lines):
+        for chunk in translator.chunks(lines, would_wait=stream.would_wait):
             found = translator.translate(chunk, nbest)
             weights = translator.attention(chunk, [t[0] for t in found]) if alignments else None
             for offset, translations in enumerate(found):
@@ -238,7 +275,7 @@ def translate_file(translator: Translator, source: str | None, output: str | Non
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
-    if total:
+    if from_file:
         _progress(done, total, start, final=True)
     return done
 
@@ -267,9 +304,10 @@ def _count_lines(path: str) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def _progress(done: int, total: int, start: float, final: bool = False) -> None:
+def _progress(done: int, total: int | None, start: float, final: bool = False) -> None:
     rate = done / max(time.perf_counter() - start, 1e-9)
     end = "\n" if final or not sys.stderr.isatty() else ""
+    count = f"{done}/{total}" if total is not None else f"{done}"
     if final or sys.stderr.isatty():
-        sys.stderr.write(f"\rtranslated {done}/{total} lines ({rate:.1f} lines/s){end}")
+        sys.stderr.write(f"\rtranslated {count} lines ({rate:.1f} lines/s){end}")
         sys.stderr.flush()

@@ -43,19 +43,33 @@ def reverse_corpus(tmp_path) -> Path:
     return make_reverse_corpus(tmp_path / "reverse")
 
 
-@pytest.fixture(scope="session")
-def reverse_run(tmp_path_factory) -> Path:
-    """A model trained until it reverses digit strings (about 20 s on 2 cores), for every test
-    that needs a working model folder. Tests must not modify it."""
-    root = tmp_path_factory.mktemp("reverse_run")
+def train_reverse_run(root: Path, precision: str = "float32",
+                      decode_precision: str = "float32") -> Path:
+    """Trains a model until it reverses digit strings (about 20 s on 2 cores); returns its
+    run directory."""
     corpus = make_reverse_corpus(root / "reverse", train=3000)
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(
         corpus, model={"embedding_dim": 32, "encoder_units": 32, "decoder_units": 64,
                        "attention_units": 32},
-        train={"epochs": 5, "learning_rate": 0.01, "patience": 10}))
+        train={"epochs": 5, "learning_rate": 0.01, "patience": 10, "precision": precision},
+        decode={"precision": decode_precision}))
     from nmt.train import train
     train(recipe, root / "run", verbose=0)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def reverse_run(tmp_path_factory) -> Path:
+    """A float32 model that reverses digit strings, for every test that needs a working model
+    folder. Tests must not modify it."""
+    return train_reverse_run(tmp_path_factory.mktemp("reverse_run"))
+
+
+@pytest.fixture(scope="session")
+def reverse_run_bfloat16(tmp_path_factory) -> Path:
+    """The same, trained in mixed_bfloat16 and translating in bfloat16 by default."""
+    return train_reverse_run(tmp_path_factory.mktemp("reverse_run_bf16"), "mixed_bfloat16",
+                             "bfloat16")
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +96,7 @@ def tiny_recipe_dict(corpus: Path, **sections) -> dict:
                   "decoder_units": 32, "attention_units": 16, "dropout": 0.0},
         "train": {"batch_size": 32, "epochs": 1, "learning_rate": 0.01, "seed": 1},
         "decode": {"beam_size": 3, "batch_size": 32},
-        "eval": {"tokenize": "none", "beam_sweep": [1, 2]},
+        "eval": {"tokenize": "none", "beam_sweep": [1, 2], "tune_beams": []},
     }
     for section, changes in sections.items():
         values[section].update(changes)

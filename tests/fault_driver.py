@@ -9,7 +9,12 @@ FAULT is where the kill happens, during epoch EPOCH (0-based):
                      is renamed (before the commit)
     writing_state    after the epoch's weights are written, before state.json names them
     publishing       after state.json is written, while best.weights.h5 is being replaced
-Used by test_faults.py only; the patches below are test scaffolding, not product code.
+or where the disk fills up (the process is not killed; it must fail with one line):
+    disk_full        from epoch EPOCH on, the disk reports no free space
+    hdf5_disk_full   the free-space check is skipped, so that HDF5 itself meets a full disk
+                     (RUN_DIR must be on a small file system)
+Used by test_faults.py and test_user_faults.py only; the patches below are test scaffolding,
+not product code.
 """
 import os
 import signal
@@ -32,6 +37,18 @@ original_epoch_begin = callbacks.EpochSummary.on_epoch_begin
 def on_epoch_begin(self, epoch, logs=None):
     current["epoch"] = epoch
     original_epoch_begin(self, epoch, logs)
+
+
+original_statvfs = os.statvfs
+
+
+def statvfs(path):
+    """The file system of `path`, reported full from the chosen epoch on."""
+    real = original_statvfs(path)
+    if fault == "disk_full" and current["epoch"] >= kill_epoch:
+        return os.statvfs_result((real.f_bsize, real.f_frsize, real.f_blocks, 0, 0,
+                                  *real[5:]))
+    return real
 
 
 def on_train_batch_end(self, batch, logs=None):
@@ -81,6 +98,9 @@ def state_write(path, mode="w"):
     return original_state_write(path, mode)
 
 
+os.statvfs = statvfs
+if fault == "hdf5_disk_full":
+    checkpoints._check_space = lambda model, path: None
 callbacks.EpochSummary.on_epoch_begin = on_epoch_begin
 callbacks.EpochSummary.on_train_batch_end = on_train_batch_end
 callbacks.DevBleu.on_epoch_end = dev_bleu_end

@@ -55,6 +55,7 @@ def evaluation(reverse_run, tmp_path_factory):
     return folder, result, translator
 
 
+@pytest.mark.slow
 def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
     folder, _, translator = evaluation
     out = folder / "out"
@@ -95,6 +96,7 @@ def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
     assert (out / "hypotheses.txt").read_text().count("\n") == 40
 
 
+@pytest.mark.slow
 def test_report_has_figures_and_signatures(evaluation):
     folder, result, _ = evaluation
     out = folder / "out"
@@ -122,6 +124,7 @@ def test_japanese_heatmap_renders(tmp_path):
         assert not drawn and not missing
 
 
+@pytest.mark.slow
 def test_nmt_score_gives_the_numbers_of_the_error_analysis(evaluation, capsys):
     from nmt import cli
     folder, result, translator = evaluation

@@ -8,8 +8,9 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from nmt import cli
 
-VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["plot"],
-         ["bench"], ["bench", "train"], ["bench", "translate"]]
+VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
+         ["embeddings"], ["plot"], ["export"], ["bench"], ["bench", "train"],
+         ["bench", "translate"], ["bench", "export"], ["bench", "matmul"]]
 
 
 def run_nmt(*args, stdin=None):
@@ -49,9 +50,6 @@ def corrupt_corpus(folder, split_file, content: bytes):
     ("train.tgt", b"1 2\n", ["train.src", "misaligned"]),
     ("train.src", b"1 2\n3 \xc3\x28\n", ["train.src:2:", "invalid UTF-8"]),
     ("train.src", b"1 2\r\n", ["train.src:1:", "CRLF"]),
-    ("train.src", b"1 2\n\n", ["train.src:2:", "empty line"]),
-    ("train.src", b"1 2\n3\t4\n", ["train.src:2:", "TAB"]),
-    ("train.src", b"1 2\n" + b"7 " * 10000 + b"\n", ["train.src:2:", "10000 tokens"]),
     ("train.src", b"1\x002\n", ["train.src:1:", "NUL"]),
     ("train.src", b"", ["train.src", "empty file"]),
     ("dev.tgt", b"1\n", ["misaligned"]),
@@ -66,7 +64,7 @@ def test_train_bad_corpus_is_a_one_line_error_and_loses_nothing(tmp_path, revers
     before = sorted(p.name for p in run.iterdir())
     code, _, err = run_nmt("train", recipe, "--run-dir", run)
     assert_one_line_error(code, err, *fragments)
-    assert sorted(p.name for p in run.iterdir()) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(before + [".lock"])  # its lock file
 
 
 def test_train_unknown_key_suggests_the_close_match(tmp_path, reverse_corpus):
@@ -96,12 +94,15 @@ def test_resuming_from_a_foreign_resume_state_is_a_one_line_error(tmp_path, reve
     # The shape an earlier nmt wrote: one weights file, no resume/last/best names.
     old = {key: state[key] for key in ("epoch", "best", "callbacks")}
     state_file.write_text(json.dumps({**old, "weights": state["resume"]}))
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    def files():  # but the lock file, which names the last process to train here
+        return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    before = files()
     code, _, err = run_nmt("train", run / "recipe.yaml", "--run-dir", run)
     assert_one_line_error(code, err, "state.json", "best_weights, last, resume")
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert files() == before
 
 
+@pytest.mark.slow
 def test_translate_missing_or_broken_model(tmp_path, reverse_run):
     code, _, err = run_nmt("translate", "--model", tmp_path / "nope", stdin="1 2\n")
     assert_one_line_error(code, err, "nope", "no such model folder")
@@ -127,6 +128,7 @@ def test_unusable_options_fail_before_any_work(tmp_path, reverse_run):
         assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_pipeline_translate_then_bleu(tmp_path, reverse_run):
     corpus = reverse_run.parent / "reverse"
     hyp = tmp_path / "hyp.txt"
@@ -149,6 +151,7 @@ def test_pipeline_translate_then_bleu(tmp_path, reverse_run):
     assert float(score) == pytest.approx(best.log_prob / 1.5, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_a_report(tmp_path, reverse_run):
     corpus = reverse_run.parent / "reverse"
     out = tmp_path / "report"

@@ -41,7 +41,11 @@ def test_unknown_section(tmp_path):
     ("model:\n  dropout: 1.5\n", r"model.dropout must be in \[0, 1\)"),
     ("train:\n  lr_decay: 0\n", r"train.lr_decay must be in \(0, 1\]"),
     ("eval:\n  tokenize: moses\n", "eval.tokenize must be a sacrebleu tokenizer"),
-    ("train:\n  mixed_precision: 1\n", "must be true or false"),
+    ("train:\n  precision: bfloat16\n",
+     "train.precision must be one of float32, mixed_bfloat16, mixed_float16"),
+    ("decode:\n  precision: mixed_bfloat16\n", "decode.precision must be one of float32, bfloat16"),
+    ("train:\n  mixed_precision: true\n", "r.yaml:2: train.mixed_precision is now train.precision: "
+     "write 'precision: mixed_float16'"),
     ("eval:\n  beam_sweep: [1, x]\n", "a list of positive integers"),
     ("train: 3\n", "section 'train' must be a mapping"),
     ("train:\n  epochs: [1\n", "invalid YAML"),
@@ -126,3 +130,36 @@ def test_override_errors_name_the_option(tmp_path):
     with pytest.raises(ConfigError) as caught:
         config.load_recipe(path, ["train.epoks=2"])
     assert str(caught.value).startswith("--set: unknown key 'train.epoks' (did you mean 'epochs'?)")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model:\n  pretrained_embeddings: {src: a.txt, middle: b.txt}\n",
+     r":2: model.pretrained_embeddings must be a mapping of src and/or tgt to file paths"),
+    ("model:\n  pretrained_embeddings: glove.txt\n", "must be a mapping"),
+    ("vocab:\n  kind: sentencepiece\nmodel:\n  pretrained_embeddings: {tgt: a.txt}\n",
+     r":4: model.pretrained_embeddings needs a word vocabulary"),
+    ("model:\n  freeze_embeddings: true\n",
+     r":2: model.freeze_embeddings keeps pretrained vectors fixed: it needs"),
+    ("train:\n  weight_decay: -0.1\n", "train.weight_decay must be a finite non-negative number"),
+])
+def test_pretrained_embeddings_and_weight_decay_are_checked(tmp_path, text, expected):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        config.load_recipe(path)
+
+
+def test_a_model_is_built_without_the_initialization_keys():
+    model = config.ModelConfig(pretrained_embeddings={"tgt": "v.txt"}, freeze_embeddings=True)
+    built = config.architecture(model)
+    assert "pretrained_embeddings" not in built and "freeze_embeddings" not in built
+    assert built["embedding_dim"] == model.embedding_dim
+
+
+@pytest.mark.parametrize("old, new", [(True, "mixed_float16"), (False, "float32")])
+def test_run_directories_of_earlier_versions_keep_loading(tmp_path, old, new):
+    path = tmp_path / "recipe.yaml"  # as earlier versions wrote it: mixed_precision, no precision
+    path.write_text(f"train:\n  epochs: 3\n  mixed_precision: {str(old).lower()}\n")
+    recipe = config.load_recipe(path, written_by_nmt=True)
+    assert recipe.train.precision == new and recipe.train.epochs == 3
+    assert recipe.decode.precision == "float32"

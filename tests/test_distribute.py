@@ -1,4 +1,5 @@
-"""tf.distribute: two worker processes on 127.0.0.1 train one model (MultiWorkerMirroredStrategy)."""
+"""tf.distribute: two worker processes on 127.0.0.1 train one model
+(MultiWorkerMirroredStrategy)."""
 import json
 import os
 import socket
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_recipe_dict, write_recipe
+
+pytestmark = pytest.mark.slow  # worker processes train models
 
 WORKER = """
 import os, sys
@@ -75,7 +78,8 @@ def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
     assert not (other / "best.weights.h5").exists() and not (other / "metrics.csv").exists()
 
 
-@pytest.mark.parametrize("settings", [{"distribution": "mirrored"}, {"mixed_precision": True}],
+@pytest.mark.parametrize("settings", [{"distribution": "mirrored"},
+                                      {"precision": "mixed_float16"}],
                          ids=["mirrored", "mixed_float16"])
 def test_mirrored_strategy_and_mixed_precision_train(tmp_path, reverse_corpus, settings):
     from nmt import checkpoints

@@ -25,7 +25,8 @@ def test_nmt_bleu_equals_the_sacrebleu_command(tmp_path, capsys):
     hyp.write_text("".join(h + "\n" for h in HYPS))
     assert cli.main(["bleu", str(ref), "-i", str(hyp)]) == 0
     ours = capsys.readouterr().out
-    theirs = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-b", "-w", "2"],
+    theirs = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-b",
+                             "-w", "2"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert ours.startswith(f"BLEU = {theirs} ")
     assert "signature: nrefs:1|case:mixed|eff:no|tok:13a" in ours

@@ -12,8 +12,11 @@ import pytest
 from conftest import tiny_recipe_dict, write_recipe
 from test_cli import assert_one_line_error, run_nmt
 
+pytestmark = pytest.mark.slow  # kills, long streams, a subprocess with TensorFlow per case
+
 DRIVER = Path(__file__).with_name("fault_driver.py")
 EPOCHS = 3
+KEEP = 2  # train.keep_best and train.keep_last of the killed runs
 
 
 def assert_consistent(run: Path):
@@ -23,12 +26,22 @@ def assert_consistent(run: Path):
     if state is None:
         assert not (run / "best.weights.h5").exists()
         return
-    for name in (state["resume"], state["last"], state["best_weights"]):
+    kept = [entry["weights"] for entry in state["kept"]]
+    for name in (state["resume"], state["last"], state["best_weights"], *kept, *state["recent"]):
         assert (run / "backup" / name).is_file()
     for weights in ("best", "last"):
         checkpoints.load_model(run, weights)
+    model = checkpoints.load_model(run).model
+    for name in kept + state["recent"]:  # every kept epoch's weights load
+        checkpoints.load_weights(model, run / "backup" / name)
     committed = [row for row in metrics_rows(run) if int(row["epoch"]) < state["epoch"]]
     assert max(float(row["val_bleu"]) for row in committed) == pytest.approx(state["best"])
+    # The KEEP best committed epochs by dev BLEU (ties to the earlier), and the KEEP last.
+    ranked = sorted(committed, key=lambda row: (-float(row["val_bleu"]), int(row["epoch"])))
+    assert [e["epoch"] for e in state["kept"]] == [int(r["epoch"]) + 1 for r in ranked[:KEEP]]
+    assert state["recent"] == [f"last-{e:04d}.weights.h5"
+                               for e in range(max(1, state["epoch"] - KEEP + 1),
+                                              state["epoch"] + 1)]
 
 
 def metrics_rows(run: Path) -> list:
@@ -42,7 +55,8 @@ def fault_recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     corpus = make_reverse_corpus(root / "reverse", train=600)
     return write_recipe(root / "recipe", tiny_recipe_dict(
-        corpus, train={"epochs": EPOCHS, "patience": 10, "lr_patience": 10}))
+        corpus, train={"epochs": EPOCHS, "patience": 10, "lr_patience": 10, "keep_best": KEEP,
+                       "keep_last": KEEP}))
 
 
 @pytest.mark.parametrize("fault, epoch, committed", [
@@ -149,7 +163,8 @@ def test_evaluate_bad_input(reverse_run, tmp_path):
 def peak_rss_translating(model, lines: int) -> int:
     """Peak RSS (KiB) of `nmt translate` reading `lines` lines from stdin; checks the output."""
     code = ("import resource, subprocess, sys\n"
-            "p = subprocess.Popen([sys.executable, '-m', 'nmt', 'translate', '--model', sys.argv[1],"
+            "p = subprocess.Popen([sys.executable, '-m', 'nmt', 'translate', '--model',"
+            " sys.argv[1],"
             " '--beam-size', '1'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)\n"
             "import threading\n"
             "def feed():\n"

@@ -47,7 +47,7 @@ def test_parallel_misaligned_names_the_short_file(tmp_path):
     with pytest.raises(DataError) as err:
         list(textio.read_parallel(src, tgt))
     assert str(err.value).startswith(f"{tgt}:2: misaligned")
-    assert textio.count_parallel(src, src) == 3
+    assert textio.check_parallel(src, src) == 3
 
 
 def test_parallel_empty_file(tmp_path):

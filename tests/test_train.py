@@ -8,6 +8,8 @@ from conftest import tiny_recipe_dict, write_recipe
 from nmt import checkpoints, config
 from nmt.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # every test trains a model
+
 
 @pytest.fixture
 def recipe(tmp_path, reverse_corpus):
@@ -111,7 +113,27 @@ def test_shipped_tiny_recipe_trains_on_the_real_corpus(tmp_path):
     from nmt.train import train
     assert (real_corpus() / "train.ja").is_file(), "set NMT_DATA to the folder of the corpora"
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    # The end-of-training tune on a smaller grid: the shipped one decodes dev 7 times.
     result = train(root / "recipes" / "ja-en-tiny", tmp_path / "run",
-                   overrides=["data.train_lines=300", "train.epochs=1", "vocab.size=500"],
+                   overrides=["data.train_lines=300", "train.epochs=1", "vocab.size=500",
+                              "eval.tune_beams=[1, 2]", "eval.tune_alphas=[0.0]"],
                    verbose=0)
     assert result.epochs == 1 and (tmp_path / "run" / "best.weights.h5").is_file()
+    assert (tmp_path / "run" / "tune.json").is_file()
+
+
+@pytest.mark.slow
+def test_weight_decay_shrinks_the_weights(tmp_path, reverse_corpus):
+    import numpy as np
+
+    from nmt.train import train
+    norms = {}
+    for decay in (0.0, 2.0):  # same seed, data and batches; 20 steps at learning rate 0.01
+        recipe = write_recipe(tmp_path / f"recipe{decay}", tiny_recipe_dict(
+            reverse_corpus, data={"train_lines": 640}, train={"weight_decay": decay}))
+        train(recipe, tmp_path / f"run{decay}", verbose=0)
+        weights = checkpoints.load_model(tmp_path / f"run{decay}", "last").model.weights
+        norms[decay] = np.sqrt(sum(float(np.sum(np.square(w.numpy()))) for w in weights
+                                   if len(w.shape) > 1))
+    # Decay alone would scale every matrix by (1 - 0.01 * 2)^20 = 0.67.
+    assert norms[2.0] < 0.85 * norms[0.0]

@@ -71,3 +71,17 @@ def test_a_token_budget_weighs_every_token_the_same(tf):
                              for w, b in zip(model.trainable_weights, before)) ** 0.5)
         assert moves[0] > 0
         assert moves[1] / moves[0] == pytest.approx(ratio, rel=1e-3)
+
+
+def test_weight_decay_is_decoupled_and_spares_biases(tf):
+    import keras
+
+    from nmt.config import TrainConfig
+    from nmt.optimizers import adam
+    matrix, bias = keras.Variable(np.ones((4, 3), "float32")), keras.Variable(np.ones(3, "float32"))
+    optimizer = adam(TrainConfig(learning_rate=0.1, weight_decay=0.5), [matrix, bias])
+    # A zero gradient leaves Adam's own step at zero: only the decay moves the weights.
+    optimizer.apply_gradients([(tf.zeros((4, 3)), matrix), (tf.zeros(3), bias)])
+    np.testing.assert_allclose(matrix.numpy(), 1 - 0.1 * 0.5)
+    np.testing.assert_array_equal(bias.numpy(), 1.0)
+    assert adam(TrainConfig(), [matrix, bias]).weight_decay is None  # 0: today's update

@@ -30,7 +30,8 @@ def test_length_penalty_kinds(reverse_run):
     from nmt.translate import Translator
     lines = ["3 1 4 1 5", "2 7"]
     for kind, penalty in (("average", lambda n: n), ("gnmt", lambda n: (5 + n) / 6)):
-        found = Translator(reverse_run, beam_size=3, alpha=1.0, length_penalty=kind).translate(lines)
+        found = Translator(reverse_run, beam_size=3, alpha=1.0,
+                           length_penalty=kind).translate(lines)
         for t in (hyps[0] for hyps in found):
             length = len(t.ids) + 1  # EOS counts
             assert t.score == pytest.approx(t.log_prob / penalty(length), rel=1e-5)
@@ -56,7 +57,8 @@ def test_file_output_formats(translator, tmp_path):
     translate_file(translator, str(source), str(out), nbest=2)
     lines = out.read_text().splitlines()
     assert lines[0].startswith("0 ||| 3 2 1 ||| ") and lines[2].startswith("1 |||  ||| ")
-    assert [line.split(" ||| ")[0] for line in lines] == ["0", "0", "1", "2", "2"]
+    # The blank line has as many (blank) entries as the others.
+    assert [line.split(" ||| ")[0] for line in lines] == ["0", "0", "1", "1", "2", "2"]
     translate_file(translator, str(source), str(out), scores=True, alignments=True)
     first = out.read_text().splitlines()[0].split("\t")
     assert float(first[0]) < 0 and first[1] == "3 2 1"
@@ -75,3 +77,19 @@ def test_bad_input_leaves_no_output_file(translator, tmp_path):
     with pytest.raises(DataError, match=r"in.txt:2: invalid UTF-8"):
         translate_file(translator, str(source), str(out))
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in.txt"]
+
+
+def test_one_decode_config_overridable_per_call(translator):
+    from nmt.errors import ConfigError
+    lines = ["3 1 4 1 5", "2 7"]
+    before = translator.decode
+    assert before.alpha == 1.0
+    for hyps in translator.translate(lines, beam_size=1, alpha=0.0):
+        assert hyps[0].score == hyps[0].log_prob  # alpha 0: no normalization
+    assert translator.decode is before  # the call changed nothing lasting
+    again = translator.translate(lines)
+    assert [h[0].text for h in again] == ["5 1 4 1 3", "7 2"]
+    for hyps in again:  # the Translator's own alpha 1 again
+        assert hyps[0].score == pytest.approx(hyps[0].log_prob / (len(hyps[0].ids) + 1))
+    with pytest.raises(ConfigError, match="decode.length_penalty must be one of"):
+        translator.translate(lines, length_penalty="linear")

@@ -1,4 +1,4 @@
-"""Special token ids and strings, shared by every tokenizer kind and by the model (PAD must be 0)."""
+"""Special token ids and strings, shared by every tokenizer kind and by the model (PAD = 0)."""
 from __future__ import annotations
 
 from typing import Iterable

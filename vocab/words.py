@@ -24,7 +24,8 @@ class WordTokenizer:
 
     @classmethod
     def train(cls, lines: Iterable[str], size: int, min_freq: int = 1) -> "WordTokenizer":
-        """The `size` - 4 most frequent tokens seen at least `min_freq` times (ties: alphabetical)."""
+        """The `size` - 4 most frequent tokens seen at least `min_freq` times (ties:
+        alphabetical)."""
         counts = collections.Counter(token for line in lines for token in line.split())
         kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIAL_TOKENS),
                       key=lambda t: (-counts[t], t))
@@ -50,7 +51,7 @@ class WordTokenizer:
         return " ".join(self.pieces(ids))
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
-        """The tokens of ids as strings (stops at EOS; PAD, BOS dropped), e.g. for heatmap labels."""
+        """The tokens of ids as strings (stops at EOS; PAD, BOS dropped), e.g. heatmap labels."""
         return [self.tokens[index] for index in content_ids(ids)]
 
     def source_pieces(self, line: str) -> list[str]:

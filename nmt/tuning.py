@@ -1,0 +1,101 @@
+"""`nmt tune`: dev BLEU over a grid of beam widths x alphas x length penalties, and the best as
+the model folder's decode default.
+
+Greedy search (beam 1) does not depend on alpha or the penalty (they rescale the one hypothesis's
+score), so it is decoded once and its BLEU stands for every alpha of beam 1.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from nmt import checkpoints, config, evaluate, plotting, textio
+
+RECORD = "tune.json"  # in the model folder: the grid and the setting written from it
+
+
+@dataclass(frozen=True)
+class TunePoint:
+    beam_size: int
+    alpha: float
+    length_penalty: str
+    bleu: float
+
+
+def grid_search(translator, sources: Sequence[str], references: Sequence[str],
+                beams: Sequence[int], alphas: Sequence[float], kinds: Sequence[str],
+                tokenize: str) -> list[TunePoint]:
+    """Corpus BLEU of every setting of the grid, in grid order."""
+    points, greedy = [], None
+    for beam in beams:
+        for kind in kinds:
+            for alpha in alphas:
+                if beam > 1 or greedy is None:
+                    found = translator.translate(sources, beam_size=beam, alpha=alpha,
+                                                 length_penalty=kind)
+                    bleu = evaluate.bleu([t[0].text for t in found], references, tokenize).score
+                    if beam == 1:
+                        greedy = bleu
+                points.append(TunePoint(beam, alpha, kind, bleu if beam > 1 else greedy))
+    return points
+
+
+def best(points: Sequence[TunePoint]) -> TunePoint:
+    """The highest BLEU; ties to the narrower beam (faster), then the smaller alpha."""
+    return max(points, key=lambda p: (round(p.bleu, 6), -p.beam_size, -p.alpha))
+
+
+def table(points: Sequence[TunePoint], chosen: TunePoint) -> str:
+    """A Markdown table: one row per beam and penalty, one column per alpha; * marks the best."""
+    alphas = sorted({p.alpha for p in points})
+    rows = ["| beam | penalty | " + " | ".join(f"alpha {a:g}" for a in alphas) + " |",
+            "|---|---|" + "---|" * len(alphas)]
+    for beam, kind in dict.fromkeys((p.beam_size, p.length_penalty) for p in points):
+        cells = {p.alpha: f"{p.bleu:.2f}" + (" *" if p == chosen else "") for p in points
+                 if (p.beam_size, p.length_penalty) == (beam, kind)}
+        rows.append(f"| {beam} | {kind} | " + " | ".join(cells.get(a, "") for a in alphas) + " |")
+    return "\n".join(rows)
+
+
+def write_default(model_dir: str | os.PathLike, chosen: TunePoint, points: Sequence[TunePoint],
+                  signature: str, source: str, reference: str) -> None:
+    """Makes `chosen` the decode section of the folder's recipe.yaml, and records the grid it
+    came from in tune.json (both written atomically; recipe last, so a kill leaves the old
+    default or the new one, never a recipe without its record)."""
+    run = checkpoints.RunDir(model_dir)
+    recipe = config.with_changes(config.load_recipe(run.recipe), "decode",
+                                 beam_size=chosen.beam_size, alpha=chosen.alpha,
+                                 length_penalty=chosen.length_penalty)
+    record = {"chosen": asdict(chosen), "grid": [asdict(p) for p in points],
+              "signature": signature, "source": str(source), "reference": str(reference)}
+    with textio.atomic_write(run.root / RECORD) as handle:
+        json.dump(record, handle, indent=2)
+        handle.write("\n")
+    with textio.atomic_write(run.recipe) as handle:
+        handle.write(config.dump_recipe(recipe))
+
+
+def tune(translator, source: str, reference: str, beams: Sequence[int],
+         alphas: Sequence[float], kinds: Sequence[str], tokenize: str, out: str | os.PathLike,
+         write: bool = False) -> tuple[list[TunePoint], TunePoint, str]:
+    """Runs the grid on a source/reference pair of files; writes out/tune.md and
+    out/tune_heatmap.png; with `write`, makes the best the model folder's default.
+    Returns (points, the best, the BLEU signature)."""
+    sources = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
+    references = list(textio.read_lines(reference, allow_blank=True, allow_tab=True))
+    evaluate.check_lengths(sources, references, source, reference)
+    points = grid_search(translator, sources, references, beams, alphas, kinds, tokenize)
+    chosen = best(points)
+    signature = str(evaluate.bleu_metric(tokenize).get_signature())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with textio.atomic_write(out / "tune.md") as handle:
+        handle.write(f"dev BLEU of {source} against {reference} ({signature})\n\n"
+                     f"{table(points, chosen)}\n")
+    plotting.tune_heatmap(points, out / "tune_heatmap.png")
+    if write:
+        write_default(translator.model_dir, chosen, points, signature, source, reference)
+    return points, chosen, signature
