@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="EXPORT_DIR",
                    help="new (or empty) folder to write the SavedModel to")
     _search(p)
+    _precision(p, "decode")
     p.add_argument("--nbest", type=_positive, default=1,
                    help="K: translations returned per line, best first (default 1)")
     _threads(p)
@@ -481,7 +482,7 @@ def _export(args) -> int:
     runtime.import_tensorflow(args.threads)
     from nmt import export
     export.check_output(args.out)
-    result = export.export(_translator(args, "float32"), args.out, args.nbest)  # bf16: not yet
+    result = export.export(_translator(args), args.out, args.nbest)
     print(export.describe_signatures(result.path))
     print(f"\nwritten to {result.path}:")
     for name, size in result.files:

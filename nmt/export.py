@@ -12,7 +12,8 @@ same settings: blank lines give "" (score and log p 0) at every rank; lines long
 `max_input_len` tokens are cut into pieces whose best translations are joined; segments are
 searched in length-sorted batches of `decode.batch_size`. Ranks nothing fills (the search found
 fewer than K hypotheses, or the line was cut) hold "" and -inf. `score` is forced scoring
-(`Searcher.score`) of the whole source, never cut.
+(`Searcher.score`) of the whole source, never cut. Everything runs in the translator's precision:
+a bfloat16 translator's weights are saved in bfloat16, and `score` uses them too.
 """
 from __future__ import annotations
 

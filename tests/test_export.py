@@ -169,6 +169,34 @@ def test_export_of_an_ensemble_and_of_averaged_weights(reverse_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_bfloat16_export_translates_as_nmt_translate_in_bfloat16(reverse_run_bfloat16, tmp_path):
+    """The folder's decode.precision (bfloat16) is the export's: its search gives the bfloat16
+    translator's outputs; `score` runs on the same bfloat16 weights, so within bfloat16's
+    tolerance of float32 forced scoring; the weights take half the bytes."""
+    from nmt.export import export
+    from nmt.translate import Translator
+    from test_precision import SCORE_TOLERANCE
+    translator = cut_small(Translator(reverse_run_bfloat16, beam_size=3))
+    assert translator.decode.precision == "bfloat16"
+    exported = export(translator, tmp_path / "bf16", nbest=2)
+    assert exported.settings["decode"]["precision"] == "bfloat16"
+    pairs = [("1 2 3", "3 2 1"), ("4 5 6 7", "7 6 5 4"), ("", "")]
+    result = fresh_translate(exported.path, ODD_LINES, pairs, False, tmp_path)
+    assert_as_translate(result, translator, ODD_LINES, nbest=2)
+    hyps, _ = translator.score([s for s, _ in pairs], [t for _, t in pairs])  # float32
+    tokens = np.array([len(t.split()) + 1 for _, t in pairs])
+    gaps = np.abs(np.array(result["forced_log_prob"]) - [h.log_prob for h in hyps]) / tokens
+    assert gaps.max() <= SCORE_TOLERANCE, gaps
+
+    full = export(Translator(reverse_run_bfloat16, beam_size=3, precision="float32"),
+                  tmp_path / "f32", nbest=2)
+
+    def weight_bytes(exported):
+        return sum(size for name, size in exported.files if name.startswith("variables/"))
+    assert weight_bytes(exported) < 0.6 * weight_bytes(full)
+
+
+@pytest.mark.slow
 def test_cli_export_prints_signatures_and_files_and_checks_its_output(reverse_run, tmp_path):
     from test_cli import run_nmt
     out = tmp_path / "exported"
