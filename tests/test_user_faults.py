@@ -48,6 +48,7 @@ def read_only(folder: Path):
 
 # ---- 1. a pipe named by -i is read once ------------------------------------------------------
 
+@pytest.mark.slow  # two `nmt translate` processes, each starting TensorFlow
 def test_input_named_as_a_pipe_is_read_once(reverse_run, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("1 2 3\n4 5\n6 7 8 9\n")
@@ -302,6 +303,7 @@ def test_a_line_is_translated_while_the_input_stays_open(reverse_run):
 
 # ---- 12. a byte-order mark ----------------------------------------------------------------------
 
+@pytest.mark.slow  # translate, bleu and evaluate, each a full command
 def test_byte_order_mark_is_not_part_of_the_first_word(reverse_run, tmp_path):
     bom = "\ufeff"
     code, out, err = run_nmt("translate", "--model", reverse_run, stdin=bom + "1 2 3\n")
