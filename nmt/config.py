@@ -85,6 +85,10 @@ class TrainConfig:
     bucket_width: int = 1  # target lengths per batch: 1 = one exact length (no target padding)
     epochs: int = 30
     learning_rate: float = 0.001
+    adam_epsilon: float = 1.0e-7  # Adam's denominator term: Keras's default; PyTorch's is 1e-8
+    # Updates over which the learning rate rises linearly from learning_rate / warmup_steps to
+    # learning_rate (0 = off); keep it within the first epoch, before any plateau decay.
+    warmup_steps: int = 0
     clip_norm: float = 5.0  # clip gradients by their global norm
     # Decoupled (AdamW) L2 decay: each step multiplies weight matrices and embeddings by
     # 1 - learning_rate * weight_decay; biases (1-D weights) are not decayed. 0 = off.
@@ -146,7 +150,8 @@ _POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decode
              "keep_best", "keep_last"}
 # Keys whose values are fractions, and the interval each must lie in.
 _INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",
-              "character_coverage": "(0, 1]", "sampling_alpha": "[0, 1]"}
+              "character_coverage": "(0, 1]", "sampling_alpha": "[0, 1]",
+              "adam_epsilon": "(0, 1)"}
 
 
 def choices(section: str, key: str) -> tuple:

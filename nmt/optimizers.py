@@ -21,15 +21,36 @@ def adam(settings: TrainConfig, variables) -> "FusedAdam":
     apart from the gradient (Loshchilov & Hutter's AdamW; Keras's own decay). Biases and scales
     (the 1-D weights) are left out: decaying them pulls outputs, not weights, towards zero.
     """
-    optimizer = FusedAdam(settings.learning_rate, global_clipnorm=settings.clip_norm or None,
-                          weight_decay=settings.weight_decay or None)
+    optimizer = FusedAdam(settings.learning_rate, epsilon=settings.adam_epsilon,
+                          global_clipnorm=settings.clip_norm or None,
+                          weight_decay=settings.weight_decay or None,
+                          warmup_steps=settings.warmup_steps)
     optimizer.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) < 2])
     return optimizer
 
 
 @keras.saving.register_keras_serializable(package="nmt")
 class FusedAdam(keras.optimizers.Adam):
-    """`keras.optimizers.Adam` (without amsgrad) whose per-variable update is one fused kernel."""
+    """`keras.optimizers.Adam` (without amsgrad) whose per-variable update is one fused kernel.
+
+    `warmup_steps` > 0 scales the learning rate by min(1, update / warmup_steps) (the update
+    counted from 1), in Adam's step and the weight decay alike; `learning_rate` reads the scaled
+    rate and setting it (the plateau decay) sets the rate the ramp leads to.
+    """
+
+    def __init__(self, *args, warmup_steps: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warmup_steps = warmup_steps
+
+    def _get_current_learning_rate(self):
+        rate = super()._get_current_learning_rate()
+        if not self.warmup_steps:
+            return rate
+        update = keras.ops.cast(self.iterations + 1, "float32")
+        return rate * keras.ops.minimum(1.0, update / self.warmup_steps)
+
+    def get_config(self):
+        return {**super().get_config(), "warmup_steps": self.warmup_steps}
 
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or tf.distribute.has_strategy():

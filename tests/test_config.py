@@ -141,8 +141,10 @@ def test_override_errors_name_the_option(tmp_path):
     ("model:\n  freeze_embeddings: true\n",
      r":2: model.freeze_embeddings keeps pretrained vectors fixed: it needs"),
     ("train:\n  weight_decay: -0.1\n", "train.weight_decay must be a finite non-negative number"),
+    ("train:\n  adam_epsilon: 0\n", r"train.adam_epsilon must be in \(0, 1\), got 0"),
+    ("train:\n  warmup_steps: -5\n", "train.warmup_steps must be a positive integer, got -5"),
 ])
-def test_pretrained_embeddings_and_weight_decay_are_checked(tmp_path, text, expected):
+def test_pretrained_embeddings_and_optimizer_settings_are_checked(tmp_path, text, expected):
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=expected):

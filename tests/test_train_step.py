@@ -85,3 +85,23 @@ def test_weight_decay_is_decoupled_and_spares_biases(tf):
     np.testing.assert_allclose(matrix.numpy(), 1 - 0.1 * 0.5)
     np.testing.assert_array_equal(bias.numpy(), 1.0)
     assert adam(TrainConfig(), [matrix, bias]).weight_decay is None  # 0: today's update
+
+
+def test_warmup_ramps_the_learning_rate_then_the_plateau_decay_takes_over(tf):
+    import keras
+
+    from nmt.config import TrainConfig
+    from nmt.optimizers import adam
+    weight = keras.Variable(np.zeros(3, "float32"))
+    optimizer = adam(TrainConfig(learning_rate=0.1, warmup_steps=4, clip_norm=0.0), [weight])
+    steps = []
+    for _ in range(6):
+        before = weight.numpy().copy()
+        # A constant gradient makes each Adam step the learning rate itself (m / sqrt(v) = 1).
+        optimizer.apply_gradients([(tf.ones(3), weight)])
+        steps.append(float(np.mean(before - weight.numpy())))
+    np.testing.assert_allclose(steps, [0.025, 0.05, 0.075, 0.1, 0.1, 0.1], rtol=1e-4)
+    optimizer.learning_rate = 0.05  # what ReduceLROnPlateau does after the warm-up
+    optimizer.apply_gradients([(tf.ones(3), weight)])
+    assert float(optimizer.learning_rate) == pytest.approx(0.05)
+    assert adam(TrainConfig(adam_epsilon=1e-8), [weight]).epsilon == 1e-8
