@@ -385,6 +385,8 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
             fail("a positive integer")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-8 (no dot) as a string; people write it
+            value = _number_or_text(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
         if not math.isfinite(value) or value < 0:
@@ -417,6 +419,14 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
             fail("a mapping of src and/or tgt to file paths")
         return dict(value)
     raise AssertionError(f"unhandled config type {hint} for {name}")
+
+
+def _number_or_text(text: str):
+    """The float a string in exponent notation stands for, or the string itself."""
+    try:
+        return float(text) if any(c.isdigit() for c in text) else text
+    except ValueError:
+        return text
 
 
 def _inside(value: float, interval: str) -> bool:

@@ -69,6 +69,18 @@ def test_overrides_are_typed_and_validated(tmp_path):
         config.load_recipe(path, ["epochs=7"])
 
 
+def test_exponent_notation_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads 1e-8 as a string; the float keys take it as the number people mean."""
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  adam_epsilon: 1e-8\n  learning_rate: 5E-4\n")
+    recipe = config.load_recipe(path, ["train.min_learning_rate=1e-6"])
+    assert (recipe.train.adam_epsilon, recipe.train.learning_rate,
+            recipe.train.min_learning_rate) == (1e-8, 5e-4, 1e-6)
+    for bad in ("train.learning_rate=fast", "train.learning_rate=1e999", "train.epochs=1e3"):
+        with pytest.raises(ConfigError, match="must be"):
+            config.load_recipe(path, [bad])
+
+
 def test_dump_round_trips(tmp_path):
     recipe = config.load_recipe(RECIPES[0], ["train.epochs=2"])
     path = tmp_path / "resolved.yaml"
