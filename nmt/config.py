@@ -95,8 +95,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     patience: int = 5  # early stopping: epochs without a better dev BLEU
-    lr_decay: float = 0.5  # multiply the learning rate by this when dev BLEU stalls
-    lr_patience: int = 2  # epochs without a better dev BLEU before the decay
+    lr_decay: float = 0.5  # multiply the learning rate by this when the dev metric stalls
+    lr_patience: int = 2  # epochs without a better dev metric before the decay
+    # The dev metric the decay watches: BLEU (higher is better) or perplexity (lower is better;
+    # it turns as soon as the model starts to overfit, while BLEU may still climb).
+    lr_decay_metric: Literal["bleu", "ppl"] = "bleu"
     min_learning_rate: float = 1.0e-5
     shuffle_buffer: int = 100000  # pairs held for shuffling; bounds memory on large corpora
     seed: int = 42

@@ -187,9 +187,7 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
     stateful = {"early_stopping": keras.callbacks.EarlyStopping(
         monitor="val_bleu", mode="max", patience=recipe.train.patience)}
     if recipe.train.lr_decay < 1:  # 1 = no decay
-        stateful["plateau"] = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_bleu", mode="max", factor=recipe.train.lr_decay,
-            patience=recipe.train.lr_patience, min_lr=recipe.train.min_learning_rate)
+        stateful["plateau"] = learning_rate_decay(recipe.train)
     chosen = [callbacks.DevBleu([data.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
                                 [t for _, t in dev_pairs], tokenizers[1], recipe.eval.tokenize,
                                 recipe.decode),
@@ -201,6 +199,18 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
     return chosen + [callbacks.RunCheckpoint(run, stateful, resumed, is_chief=chief,
                                              keep_best=recipe.train.keep_best,
                                              keep_last=recipe.train.keep_last)]
+
+
+def learning_rate_decay(train_config: config.TrainConfig):
+    """Multiplies the learning rate by `lr_decay` after `lr_patience` epochs in which the dev
+    metric (`lr_decay_metric`) did not get better."""
+    import keras
+
+    on_ppl = train_config.lr_decay_metric == "ppl"  # watched as val_nll, the log of the ppl
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor="val_nll" if on_ppl else "val_bleu", mode="min" if on_ppl else "max",
+        factor=train_config.lr_decay, patience=train_config.lr_patience,
+        min_lr=train_config.min_learning_rate)
 
 
 def _finished(state: dict, train: config.TrainConfig) -> bool:

@@ -137,3 +137,23 @@ def test_weight_decay_shrinks_the_weights(tmp_path, reverse_corpus):
                                    if len(w.shape) > 1))
     # Decay alone would scale every matrix by (1 - 0.01 * 2)^20 = 0.67.
     assert norms[2.0] < 0.85 * norms[0.0]
+
+
+@pytest.mark.parametrize("metric, rates", [("bleu", [0.01, 0.01, 0.01]),
+                                           ("ppl", [0.01, 0.005, 0.0025])])
+def test_the_decay_watches_dev_bleu_or_dev_perplexity(tf, metric, rates):
+    """Dev BLEU climbs while dev perplexity rises (over-confidence): only the ppl decay acts."""
+    import keras
+
+    from nmt.train import learning_rate_decay
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    decay = learning_rate_decay(config.TrainConfig(lr_decay=0.5, lr_patience=1,
+                                                   lr_decay_metric=metric))
+    decay.set_model(model)
+    decay.on_train_begin()
+    after_each_epoch = []
+    for epoch, (bleu, nll) in enumerate([(20.0, 1.8), (22.0, 1.9), (24.0, 2.0)]):
+        decay.on_epoch_end(epoch, {"val_bleu": bleu, "val_nll": nll})
+        after_each_epoch.append(float(model.optimizer.learning_rate))
+    assert after_each_epoch == pytest.approx(rates)
