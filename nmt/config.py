@@ -425,7 +425,8 @@ def _check_value(name: str, hint, value, path: str, line: int | None):
 
 
 def _number_or_text(text: str):
-    """The float a string in exponent notation stands for, or the string itself."""
+    """The float a string such as "1e-8" stands for, or the string itself; words float() would
+    also read ("nan", "inf") stay text, to be refused as not a number."""
     try:
         return float(text) if any(c.isdigit() for c in text) else text
     except ValueError:

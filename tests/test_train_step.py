@@ -102,6 +102,8 @@ def test_warmup_ramps_the_learning_rate_then_the_plateau_decay_takes_over(tf):
         steps.append(float(np.mean(before - weight.numpy())))
     np.testing.assert_allclose(steps, [0.025, 0.05, 0.075, 0.1, 0.1, 0.1], rtol=1e-4)
     optimizer.learning_rate = 0.05  # what ReduceLROnPlateau does after the warm-up
+    before = weight.numpy().copy()
     optimizer.apply_gradients([(tf.ones(3), weight)])
     assert float(optimizer.learning_rate) == pytest.approx(0.05)
+    assert float(np.mean(before - weight.numpy())) == pytest.approx(0.05, rel=1e-4)
     assert adam(TrainConfig(adam_epsilon=1e-8), [weight]).epsilon == 1e-8
