@@ -59,6 +59,9 @@ class ModelConfig:
     dropout: float = 0.2
     tie: Literal["none", "decoder", "all"] = "none"  # embeddings shared with the output layer
     embedding_init: Literal["uniform", "normal"] = "uniform"  # Keras's U(+-0.05) | N(0, 0.1)
+    # The decoder's first state from the encoder's final one: per_state = a tanh layer per part
+    # (h from h, c from c) | hidden = one tanh layer from h gives both h and c (JoeyNMT's) | zero.
+    bridge: Literal["per_state", "hidden", "zero"] = "per_state"
     # Word vectors (word2vec/GloVe text, `.gz` too) that initialize the embedding rows of the words
     # they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are under the data
     # root. Read when a run starts, never when it resumes or a model folder is loaded.

@@ -44,22 +44,28 @@ class AttentionDecoder(keras.layers.Layer):
         dropout: on the recurrent input [E y; a] and on [s; c] before the attentional vector.
         tie_output: the output layer's weights are the target embeddings (transposed): logits =
             E (P a) + b, with P a projection from U to E when the widths differ (Press & Wolf).
+        bridge: the first state from the encoder's final states [B, M]: "per_state" = a tanh
+            layer per state part (h from h, c from c); "hidden" = one tanh layer from h gives h and
+            c alike (JoeyNMT's `init_hidden: bridge`); "zero" = zeros.
 
     State: a tuple (h, c, a) for LSTM and (h, a) for GRU, each [B, U]; `a` is the fed input.
     """
 
     def __init__(self, vocab_size, embedding_dim, units, attention_units, memory_dim, cell="lstm",
-                 dropout=0.0, tie_output=False, embeddings_initializer="uniform", **kwargs):
+                 dropout=0.0, tie_output=False, embeddings_initializer="uniform",
+                 bridge="per_state", **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.embedding_dim, self.units = vocab_size, embedding_dim, units
         self.attention_units, self.memory_dim = attention_units, memory_dim
-        self.cell, self.dropout, self.tie_output = cell, dropout, tie_output
+        self.cell, self.dropout, self.tie_output, self.bridge = cell, dropout, tie_output, bridge
         self.gates = {"lstm": 4, "gru": 3}[cell]
+        self.state_parts = ("h", "c")[:2 if cell == "lstm" else 1]
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding",
                                                 embeddings_initializer=embeddings_initializer)
         self.attention = AdditiveAttention(attention_units, name="attention")
+        bridged = {"per_state": self.state_parts, "hidden": ("h",), "zero": ()}[bridge]
         self.bridges = [keras.layers.Dense(units, activation="tanh", name=f"bridge_{part}")
-                        for part in ("h", "c")[:2 if cell == "lstm" else 1]]
+                        for part in bridged]
         # The largest matrix product: in the compute dtype; its logits are cast to float32.
         if not tie_output:
             self.output_layer = keras.layers.Dense(vocab_size, name="output")
@@ -116,8 +122,13 @@ class AttentionDecoder(keras.layers.Layer):
         return ops.convert_to_tensor(bias, dtype=dtype)
 
     def initial_state(self, encoder_final):
-        """Decoder state from the encoder's final states (a tanh bridge per part), zero feed."""
-        parts = [bridge(state) for bridge, state in zip(self.bridges, encoder_final)]
+        """Decoder state from the encoder's final states (through `bridge`), zero feed."""
+        if self.bridge == "zero":
+            batch = ops.shape(encoder_final[0])[0]
+            parts = [ops.zeros((batch, self.units), self.compute_dtype) for _ in self.state_parts]
+        else:  # the "hidden" bridge has one layer, fed h, whose output starts every part
+            parts = [bridge(state) for bridge, state in zip(self.bridges, encoder_final)]
+            parts *= len(self.state_parts) // len(parts)
         feed = ops.zeros_like(parts[0])
         # The part that accumulates over steps (LSTM: c, GRU: h) is float32 in any precision.
         parts[-1] = ops.cast(parts[-1], "float32")
@@ -258,4 +269,5 @@ class AttentionDecoder(keras.layers.Layer):
         return {**super().get_config(), "vocab_size": self.vocab_size,
                 "embedding_dim": self.embedding_dim, "units": self.units,
                 "attention_units": self.attention_units, "memory_dim": self.memory_dim,
-                "cell": self.cell, "dropout": self.dropout, "tie_output": self.tie_output}
+                "cell": self.cell, "dropout": self.dropout, "tie_output": self.tie_output,
+                "bridge": self.bridge}

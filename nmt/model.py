@@ -20,7 +20,7 @@ class Seq2Seq(keras.Model):
     Args:
         src_vocab_size, tgt_vocab_size: vocabulary sizes (PAD = 0 on both sides).
         cell, embedding_dim, encoder_units, encoder_layers, decoder_units, attention_units,
-        dropout, tie, embedding_init: as in `nmt.config.ModelConfig` (tie "all" needs one
+        dropout, tie, embedding_init, bridge: as in `nmt.config.ModelConfig` (tie "all" needs one
             vocabulary; embedding_init "normal" draws embeddings from N(0, 0.1), as JoeyNMT).
 
     Call arguments:
@@ -35,14 +35,14 @@ class Seq2Seq(keras.Model):
 
     def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
                  encoder_units=256, encoder_layers=2, decoder_units=512, attention_units=512,
-                 dropout=0.2, tie="none", embedding_init="uniform", **kwargs):
+                 dropout=0.2, tie="none", embedding_init="uniform", bridge="per_state", **kwargs):
         super().__init__(**kwargs)
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
         self.model_config = ModelConfig(cell=cell, embedding_dim=embedding_dim,
                                         encoder_units=encoder_units, encoder_layers=encoder_layers,
                                         decoder_units=decoder_units,
                                         attention_units=attention_units, dropout=dropout,
-                                        tie=tie, embedding_init=embedding_init)
+                                        tie=tie, embedding_init=embedding_init, bridge=bridge)
         initializer = {"uniform": "uniform",  # Keras's default for embeddings: U(-0.05, 0.05)
                        "normal": keras.initializers.RandomNormal(0.0, 0.1)}[embedding_init]
         if tie == "all" and src_vocab_size != tgt_vocab_size:
@@ -50,7 +50,8 @@ class Seq2Seq(keras.Model):
                              f"{tgt_vocab_size} differ")
         decoder = AttentionDecoder(tgt_vocab_size, embedding_dim, decoder_units, attention_units,
                                    2 * encoder_units, cell, dropout, tie_output=tie != "none",
-                                   embeddings_initializer=initializer, name="decoder")
+                                   embeddings_initializer=initializer, bridge=bridge,
+                                   name="decoder")
         self.encoder = Encoder(src_vocab_size, embedding_dim, encoder_units, encoder_layers, cell,
                                dropout, embedding=decoder.embedding if tie == "all" else None,
                                embeddings_initializer=initializer, name="encoder")

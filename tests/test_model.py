@@ -4,13 +4,13 @@ import pytest
 from nmt.config import ModelConfig
 
 
-def tiny_model(cell="lstm", layers=1, dropout=0.0, seed=0):
+def tiny_model(cell="lstm", layers=1, dropout=0.0, seed=0, bridge="per_state"):
     import keras
 
     from nmt.model import Seq2Seq
     keras.utils.set_random_seed(seed)
     return Seq2Seq(20, 15, cell=cell, embedding_dim=8, encoder_units=6, encoder_layers=layers,
-                   decoder_units=10, attention_units=7, dropout=dropout)
+                   decoder_units=10, attention_units=7, dropout=dropout, bridge=bridge)
 
 
 SOURCE = np.array([[4, 5, 6, 7, 3], [8, 9, 3, 0, 0]], np.int32)
@@ -30,6 +30,34 @@ def test_teacher_forced_call_equals_step_by_step(tf, cell, layers):
         steps.append(np.asarray(log_probs))
         assert weights.shape == (2, 5)
     np.testing.assert_allclose(np.stack(steps, axis=1), tf.nn.log_softmax(logits), atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_bridge_sets_the_first_decoder_state(tf, tmp_path, cell):
+    from nmt.model import Seq2Seq
+    _, final, _ = tiny_model(cell).encoder(SOURCE)
+    states = {}
+    for bridge in ("per_state", "hidden", "zero"):
+        model = tiny_model(cell, bridge=bridge)
+        _, state = model.encode(SOURCE)
+        states[bridge] = [np.asarray(part) for part in state[:-1]]  # the last part is the feed
+        assert len(model.decoder.bridges) == {"per_state": len(final), "hidden": 1,
+                                              "zero": 0}[bridge]
+        clone = Seq2Seq.from_config(model.get_config())
+        assert clone.decoder.bridge == bridge
+        model.save_weights(tmp_path / "m.weights.h5")
+        clone.load_weights(tmp_path / "m.weights.h5")
+        inputs = {"source": SOURCE, "target_in": TARGET_IN}
+        np.testing.assert_array_equal(clone(inputs), model(inputs))
+    # JoeyNMT's bridge: h0 = c0 = tanh(W h + b) of the encoder's final h
+    hidden = tiny_model(cell, bridge="hidden")
+    expected = np.asarray(hidden.decoder.bridges[0](hidden.encoder(SOURCE)[1][0]))
+    for part in states["hidden"]:
+        np.testing.assert_allclose(part, expected, atol=1e-6)
+    if cell == "lstm":
+        assert not np.allclose(*states["per_state"])  # c0 from the encoder's c, by its own layer
+    assert all(np.all(part == 0) for part in states["zero"])
+    assert not np.allclose(states["per_state"][0], 0)
 
 
 def test_teacher_forced_attention_matches_steps(tf):
