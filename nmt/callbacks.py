@@ -1,8 +1,9 @@
 """Training callbacks that Keras does not have: dev BLEU, throughput, the learning-curve picture
 and the run checkpoint.
 
-Order matters: DevBleu writes logs["val_bleu"] before ReduceLROnPlateau, EarlyStopping and
-RunCheckpoint read it, and RunCheckpoint saves their state after they have updated it.
+Order matters: StopOnSignal comes first; DevBleu writes logs["val_bleu"] before ReduceLROnPlateau,
+EarlyStopping and RunCheckpoint read it, and RunCheckpoint saves their state after they have
+updated it.
 """
 from __future__ import annotations
 
@@ -13,13 +14,35 @@ from typing import Sequence
 
 import keras
 
-from nmt import checkpoints, evaluate
+from nmt import checkpoints, evaluate, termination
 from nmt.decoding import Searcher, search_all
 
 log = logging.getLogger("nmt")
 
 # Attributes of Keras's EarlyStopping / ReduceLROnPlateau that make up their state across epochs.
 _CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends training at a batch or epoch boundary after SIGTERM / Ctrl-C. The training reader
+    stops feeding at once (`nmt.termination`), so an epoch can end short: this callback comes
+    first, so that no short epoch is scored or saved as a finished one."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        termination.raise_if_stop_requested()
+
+    def on_epoch_end(self, epoch, logs=None):
+        termination.raise_if_stop_requested()
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's, with the event files flushed after each epoch: a stopped run (which exits without
+    waiting for the writers' two-minute flush) keeps the scalars of every finished epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for writer in self._writers.values():
+            writer.flush()
 
 
 class DevBleu(keras.callbacks.Callback):

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from nmt import termination
 from vocab import BOS, EOS, PAD
 
 PairReader = Callable[[], Iterable[tuple[str, str]]]
@@ -99,9 +100,12 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     import tensorflow as tf
 
     spec = tf.TensorSpec([None], tf.int32)
-    dataset = tf.data.Dataset.from_generator(
-        lambda: encode_pairs(read_pairs(), src_tokenizer, tgt_tokenizer, max_len),
-        output_signature=(spec, spec))
+    def encoded_pairs():
+        pairs = encode_pairs(read_pairs(), src_tokenizer, tgt_tokenizer, max_len)
+        # The shuffle buffer fills inside one TensorFlow call: only the reader can cut it short.
+        return termination.until_stop_requested(pairs) if shuffle_buffer else pairs
+
+    dataset = tf.data.Dataset.from_generator(encoded_pairs, output_signature=(spec, spec))
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     longest = (max_len or max_bucket_len or 100) + 2

@@ -179,7 +179,8 @@ def _initialize_embeddings(model, pretrained: dict) -> None:
 
 def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokenizers,
                resumed: dict | None, chief: bool) -> list:
-    """Dev BLEU first (the others read it), the run checkpoint last (it commits the epoch)."""
+    """The stop check first, then dev BLEU (the others read it), the run checkpoint last (it
+    commits the epoch)."""
     import keras
 
     from nmt import callbacks
@@ -188,14 +189,15 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
         monitor="val_bleu", mode="max", patience=recipe.train.patience)}
     if recipe.train.lr_decay < 1:  # 1 = no decay
         stateful["plateau"] = learning_rate_decay(recipe.train)
-    chosen = [callbacks.DevBleu([data.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
+    chosen = [callbacks.StopOnSignal(),
+              callbacks.DevBleu([data.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
                                 [t for _, t in dev_pairs], tokenizers[1], recipe.eval.tokenize,
                                 recipe.decode),
               callbacks.EpochSummary(), *stateful.values()]
     if chief:
         chosen += [keras.callbacks.CSVLogger(str(run.metrics), append=True),
                    callbacks.LearningCurve(run),
-                   keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
+                   callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
     return chosen + [callbacks.RunCheckpoint(run, stateful, resumed, is_chief=chief,
                                              keep_best=recipe.train.keep_best,
                                              keep_last=recipe.train.keep_last)]

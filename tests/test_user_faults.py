@@ -259,6 +259,31 @@ def test_sigterm_during_translate_removes_the_temporary(reverse_run, tmp_path):
     assert out.read_text() == "old\n"
 
 
+@pytest.mark.slow
+def test_sigterm_while_the_first_epoch_fills_its_shuffle_buffer(tmp_path):
+    """The main thread waits in TensorFlow while a reader thread fills the shuffle buffer: the
+    reader stops at the signal, and the short epoch is neither scored nor saved."""
+    import fcntl
+    corpus = make_reverse_corpus(tmp_path / "reverse", train=60_000)
+    recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
+        corpus, train={"epochs": 2, "shuffle_buffer": 100_000}))
+    run = tmp_path / "run"
+    train = subprocess.Popen([*NMT, "train", recipe, "--run-dir", run], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    for line in train.stderr:  # the model is built: fit and the buffer fill come next
+        if " model: " in line:
+            break
+    time.sleep(1)
+    train.send_signal(signal.SIGTERM)
+    out, err = train.communicate(timeout=120)
+    assert train.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "nmt: terminated (SIGTERM)"
+    assert "Traceback" not in err
+    assert not (run / "best.weights.h5").exists() and metrics_rows(run) == []
+    with open(run / ".lock") as lock:  # released: the next `nmt train` on the run may start
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def test_stale_temporaries_are_removed_on_the_next_write(reverse_run, tmp_path):
     gone = subprocess.Popen(["true"])
     gone.wait()

@@ -1,0 +1,97 @@
+"""SIGTERM and Ctrl-C while the main thread waits inside TensorFlow.
+
+Python runs signal handlers in the main thread, between bytecodes. At the start of each training
+epoch the main thread waits in one TensorFlow call while a tf.data thread fills the shuffle
+buffer from the corpus reader (seconds on an idle core, a minute on a loaded one), so a signal
+would be handled only after the whole corpus had been read. The C-level handler, though, writes
+the signal number to the wakeup fd at once: the reader polls it (`stop_requested`) and stops
+feeding, the call returns, and the handler raises as usual.
+"""
+from __future__ import annotations
+
+import _thread
+import contextlib
+import os
+import signal
+import threading
+from typing import Iterable, Iterator, TypeVar
+
+Item = TypeVar("Item")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_wakeup_read_end: int | None = None
+_stop_signal: int | None = None  # the first stop signal seen by `stop_requested`
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, docker stop, schedulers): unwound like Ctrl-C, so temporaries go."""
+
+
+def _raising(exception: type[BaseException]):
+    """A handler that raises `exception`, though never inside TensorFlow's Python code."""
+    def handler(signum, frame):
+        if frame is not None and frame.f_globals.get("__name__", "").startswith("tensorflow"):
+            # There TensorFlow may be turning a C++ error (the reader stopped: end of data) into
+            # a Python one, which a raise would break (pybind11 "MISMATCH"): signal again soon.
+            threading.Timer(0.01, _thread.interrupt_main, (signum,)).start()
+            return
+        raise exception
+    return handler
+
+
+@contextlib.contextmanager
+def handled():
+    """Within: SIGTERM raises `Terminated` (SIGINT `KeyboardInterrupt`) in the main thread, and
+    `stop_requested` sees either the moment it arrives. Only the main thread can install
+    handlers: elsewhere a no-op."""
+    global _wakeup_read_end, _stop_signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_end, write_end = os.pipe()
+    for end in (read_end, write_end):
+        os.set_blocking(end, False)
+    previous_handlers = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raising(Terminated))}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (`cmd &`)
+        previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT,
+                                                         _raising(KeyboardInterrupt))
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    _stop_signal = None
+    _wakeup_read_end = read_end
+    try:
+        yield
+    finally:
+        _wakeup_read_end = None
+        signal.set_wakeup_fd(previous_fd)
+        for signum, previous_handler in previous_handlers.items():
+            signal.signal(signum, previous_handler)
+        os.close(read_end)
+        os.close(write_end)
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM or SIGINT has arrived inside `handled` (callable from any thread)."""
+    global _stop_signal
+    read_end = _wakeup_read_end
+    if read_end is not None and _stop_signal is None:
+        try:
+            arrived = os.read(read_end, 512)
+        except (BlockingIOError, OSError):  # nothing arrived, or the pipe just closed
+            arrived = b""
+        _stop_signal = next((signum for signum in STOP_SIGNALS if signum in arrived), None)
+    return _stop_signal is not None
+
+
+def raise_if_stop_requested() -> None:
+    """Raises `Terminated` after a SIGTERM, `KeyboardInterrupt` after a SIGINT: at a point chosen
+    by the caller, where no half-done work can be mistaken for done work."""
+    if stop_requested():
+        raise Terminated if _stop_signal == signal.SIGTERM else KeyboardInterrupt
+
+
+def until_stop_requested(items: Iterable[Item], every: int = 64) -> Iterator[Item]:
+    """`items`, ending early once a stop is requested (checked every `every` items)."""
+    for index, item in enumerate(items):
+        if index % every == 0 and stop_requested():
+            return
+        yield item

@@ -1,0 +1,73 @@
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from nmt import data, termination
+from vocab import words
+
+
+def test_a_stop_is_seen_by_other_threads_and_raised_where_the_caller_chooses():
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def worker():
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not termination.stop_requested() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(termination.stop_requested())
+
+    with termination.handled():
+        assert not termination.stop_requested()
+        termination.raise_if_stop_requested()  # nothing to raise yet
+        thread = threading.Thread(target=worker)
+        with pytest.raises(termination.Terminated):  # the main thread's handler
+            thread.start()
+            thread.join()
+        thread.join()
+        assert seen == [True]  # the worker saw it without the main thread's help
+        with pytest.raises(termination.Terminated):
+            termination.raise_if_stop_requested()
+    assert signal.getsignal(signal.SIGTERM) is before
+    with termination.handled():  # a new run starts without the old stop
+        assert not termination.stop_requested()
+
+
+def test_until_stop_requested_ends_the_items_after_a_ctrl_c():
+    with termination.handled():
+        assert list(termination.until_stop_requested(range(1000), every=8)) == list(range(1000))
+        with pytest.raises(KeyboardInterrupt):
+            for number in termination.until_stop_requested(range(1000), every=8):
+                if number == 50:
+                    os.kill(os.getpid(), signal.SIGINT)
+        assert termination.stop_requested()
+        assert list(termination.until_stop_requested(range(1000), every=8)) == []
+        with pytest.raises(KeyboardInterrupt) as raised:
+            termination.raise_if_stop_requested()
+        assert not isinstance(raised.value, termination.Terminated)
+
+
+def test_sigterm_cuts_the_shuffle_buffer_fill_short(tf):
+    """The training reader runs in a tf.data thread while the main thread waits for the first
+    batch, which needs the whole shuffle buffer: a SIGTERM must end the reading there."""
+    tokenizer = words.WordTokenizer.train(["a b c"], size=10)
+    read = []
+
+    def read_pairs():
+        for index in range(200_000):
+            if index == 1_000:
+                os.kill(os.getpid(), signal.SIGTERM)  # arrives while TensorFlow fills
+            read.append(index)
+            yield "a b", "c"
+
+    dataset = data.training_dataset(read_pairs, tokenizer, tokenizer, batch_size=16, max_len=10,
+                                    shuffle_buffer=1_000_000, seed=1)
+    with termination.handled():
+        with pytest.raises(termination.Terminated):
+            for _ in dataset:
+                pass
+            time.sleep(1)  # the handler, kept out of TensorFlow's own code, raises soon after
+    assert 1_000 <= len(read) < 1_200  # not the 200,000 the full buffer would have read
