@@ -76,7 +76,7 @@ def stop_requested() -> bool:
     if read_end is not None and _stop_signal is None:
         try:
             arrived = os.read(read_end, 512)
-        except (BlockingIOError, OSError):  # nothing arrived, or the pipe just closed
+        except OSError:  # nothing arrived (BlockingIOError), or the pipe just closed
             arrived = b""
         _stop_signal = next((signum for signum in STOP_SIGNALS if signum in arrived), None)
     return _stop_signal is not None
