@@ -1,5 +1,5 @@
-"""Training callbacks that Keras does not have: dev BLEU, throughput, the learning-curve picture
-and the run checkpoint.
+"""Training callbacks that Keras does not have: the stop check, dev BLEU, throughput, the
+learning-curve picture and the run checkpoint.
 
 Order matters: StopOnSignal comes first; DevBleu writes logs["val_bleu"] before ReduceLROnPlateau,
 EarlyStopping and RunCheckpoint read it, and RunCheckpoint saves their state after they have
@@ -33,16 +33,6 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         termination.raise_if_stop_requested()
-
-
-class TensorBoard(keras.callbacks.TensorBoard):
-    """Keras's, with the event files flushed after each epoch: a stopped run (which exits without
-    waiting for the writers' two-minute flush) keeps the scalars of every finished epoch."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        for writer in self._writers.values():
-            writer.flush()
 
 
 class DevBleu(keras.callbacks.Callback):

@@ -100,6 +100,7 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     import tensorflow as tf
 
     spec = tf.TensorSpec([None], tf.int32)
+
     def encoded_pairs():
         pairs = encode_pairs(read_pairs(), src_tokenizer, tgt_tokenizer, max_len)
         # The shuffle buffer fills inside one TensorFlow call: only the reader can cut it short.

@@ -197,7 +197,7 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
     if chief:
         chosen += [keras.callbacks.CSVLogger(str(run.metrics), append=True),
                    callbacks.LearningCurve(run),
-                   callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
+                   keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False)]
     return chosen + [callbacks.RunCheckpoint(run, stateful, resumed, is_chief=chief,
                                              keep_best=recipe.train.keep_best,
                                              keep_last=recipe.train.keep_last)]
