@@ -62,6 +62,7 @@ def handled():
         yield
     finally:
         _wakeup_read_end = None
+        _stop_signal = None  # training called outside `handled` (tests, the API) must not stop
         signal.set_wakeup_fd(previous_fd)
         for signum, previous_handler in previous_handlers.items():
             signal.signal(signum, previous_handler)

@@ -32,6 +32,8 @@ def test_a_stop_is_seen_by_other_threads_and_raised_where_the_caller_chooses():
         with pytest.raises(termination.Terminated):
             termination.raise_if_stop_requested()
     assert signal.getsignal(signal.SIGTERM) is before
+    assert not termination.stop_requested()  # over with its `handled` block: a later training
+    termination.raise_if_stop_requested()  # in the same process (the API, tests) runs on
     with termination.handled():  # a new run starts without the old stop
         assert not termination.stop_requested()
 
