@@ -29,6 +29,8 @@ class StopOnSignal(keras.callbacks.Callback):
     first, so that no short epoch is scored or saved as a finished one."""
 
     def on_train_batch_end(self, batch, logs=None):
+        # Needed: the signal handler defers while the main thread is in TensorFlow's code, which
+        # is nearly always during steps; without this check an exit waited for the epoch's end.
         termination.raise_if_stop_requested()
 
     def on_epoch_end(self, epoch, logs=None):

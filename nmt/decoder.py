@@ -123,12 +123,13 @@ class AttentionDecoder(keras.layers.Layer):
 
     def initial_state(self, encoder_final):
         """Decoder state from the encoder's final states (through `bridge`), zero feed."""
-        if self.bridge == "zero":
+        if self.bridge == "per_state":
+            parts = [bridge(state) for bridge, state in zip(self.bridges, encoder_final)]
+        elif self.bridge == "hidden":  # one layer, fed the final h, starts every part
+            parts = [self.bridges[0](encoder_final[0])] * len(self.state_parts)
+        else:
             batch = ops.shape(encoder_final[0])[0]
             parts = [ops.zeros((batch, self.units), self.compute_dtype) for _ in self.state_parts]
-        else:  # the "hidden" bridge has one layer, fed h, whose output starts every part
-            parts = [bridge(state) for bridge, state in zip(self.bridges, encoder_final)]
-            parts *= len(self.state_parts) // len(parts)
         feed = ops.zeros_like(parts[0])
         # The part that accumulates over steps (LSTM: c, GRU: h) is float32 in any precision.
         parts[-1] = ops.cast(parts[-1], "float32")
