@@ -24,17 +24,23 @@ _CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Ends training at a batch or epoch boundary after SIGTERM / Ctrl-C. The training reader
-    stops feeding at once (`nmt.termination`), so an epoch can end short: this callback comes
-    first, so that no short epoch is scored or saved as a finished one."""
+    """Ends training after SIGTERM / Ctrl-C, which `termination.polled` only records during fit.
+
+    After a batch: that epoch is not scored or saved. At the end of an epoch (this callback comes
+    first): an epoch whose input the stop cut short (`termination.items_cut_short`) is not either;
+    a whole one is scored and committed by the callbacks after this one, and fit then returns
+    (`stop_training`) for the caller to raise."""
 
     def on_train_batch_end(self, batch, logs=None):
-        # Needed: the signal handler defers while the main thread is in TensorFlow's code, which
-        # is nearly always during steps; without this check an exit waited for the epoch's end.
+        # The main thread is inside TensorFlow's steps nearly all the epoch: this is where a stop
+        # is seen within a second (the epoch's end may be minutes away).
         termination.raise_if_stop_requested()
 
     def on_epoch_end(self, epoch, logs=None):
-        termination.raise_if_stop_requested()
+        if termination.stop_requested():
+            if termination.items_cut_short():
+                termination.raise_if_stop_requested()
+            self.model.stop_training = True
 
 
 class DevBleu(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmt import (checkpoints, config, corpus, data, distribute, evaluate, precision, runtime,
-                 textio, vectors)
+                 termination, textio, vectors)
 from nmt.errors import ConfigError
 
 log = logging.getLogger("nmt")
@@ -99,10 +99,12 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
                                     max_bucket_len=longest_dev)
     # The streaming dataset's length is unknown until the first epoch ends; Keras warns about it.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
-    trainer.fit(train_set, validation_data=dev_set, epochs=recipe.train.epochs,
-                initial_epoch=initial_epoch, shuffle=False,  # the dataset shuffles itself
-                callbacks=_callbacks(run, recipe, dev_pairs, tokenizers, resumed, chief),
-                verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose)
+    with termination.polled():  # a stop ends fit at a batch or after a committed epoch
+        trainer.fit(train_set, validation_data=dev_set, epochs=recipe.train.epochs,
+                    initial_epoch=initial_epoch, shuffle=False,  # the dataset shuffles itself
+                    callbacks=_callbacks(run, recipe, dev_pairs, tokenizers, resumed, chief),
+                    verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose)
+    termination.raise_if_stop_requested()
     state = checkpoints.read_resume_state(run) or {"epoch": initial_epoch, "best": float("nan")}
     log.info("finished after %d epochs; best dev BLEU %.2f; model folder: %s", state["epoch"],
              state["best"], run.root)

@@ -73,3 +73,19 @@ def test_sigterm_cuts_the_shuffle_buffer_fill_short(tf):
                 pass
             time.sleep(1)  # the handler, kept out of TensorFlow's own code, raises soon after
     assert 1_000 <= len(read) < 1_200  # not the 200,000 the full buffer would have read
+
+
+def test_a_polled_stop_waits_for_the_caller_and_a_second_one_does_not():
+    with termination.handled():
+        with termination.polled():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler has run: it recorded the stop and returned
+            assert termination.stop_requested() and not termination.items_cut_short()
+            with pytest.raises(termination.Terminated):  # a loop that no longer checks
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+        with pytest.raises(termination.Terminated):
+            termination.raise_if_stop_requested()
+        assert list(termination.until_stop_requested(range(10))) == []
+        assert termination.items_cut_short()
+    assert not termination.items_cut_short()  # a later run starts whole
