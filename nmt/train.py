@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import logging
 import os
 import shutil
@@ -346,10 +347,8 @@ def training_tokenizers(settings: config.VocabConfig, tokenizers, seed: int):
     `vocab.sampling_alpha` > 0 (dev data and the vocabulary stay deterministic)."""
     if not settings.sampling_alpha:
         return tokenizers
-    import sentencepiece
-
-    sentencepiece.set_random_generator_seed(seed)
-    return tuple(t.sampling(settings.sampling_alpha) for t in tokenizers)
+    seeds = itertools.count(seed * 1_000_000)  # one per line sampled (see `sampling`)
+    return tuple(t.sampling(settings.sampling_alpha, seeds) for t in tokenizers)
 
 
 def _trim_metrics(path: Path, epochs: int) -> None:

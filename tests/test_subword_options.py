@@ -1,4 +1,7 @@
 """Joint vocabularies, tied embeddings and subword sampling."""
+import itertools
+import threading
+
 import numpy as np
 import pytest
 
@@ -47,17 +50,36 @@ def test_a_joint_vocabulary_is_one_tokenizer_trained_on_both_sides():
 
 
 def test_sampling_varies_the_segmentation_and_keeps_the_text():
-    import sentencepiece
-
     import vocab
     tok = vocab.train("sentencepiece", LINES, size=80)
-    sampler = tok.sampling(0.1)
-    sentencepiece.set_random_generator_seed(1)
+    sampler = tok.sampling(0.1, itertools.count(1))
     line = "the lazy brown dog jumps over the quick fox"
     segmentations = {tuple(sampler.encode(line)) for _ in range(100)}
     assert len(segmentations) >= 2 and segmentations != {tuple(tok.encode(line))}
     assert all(sampler.decode(list(ids)) == line for ids in segmentations)
     assert {tuple(tok.encode(line)) for _ in range(10)} == {tuple(tok.encode(line))}
+
+
+def test_each_thread_samples_its_own_segmentations_and_the_seeds_repeat_them():
+    """tf.data reads each epoch in new threads, and SentencePiece seeds a generator per thread
+    from one global seed: without a seed per thread every epoch would repeat the first one's."""
+    import vocab
+    tok = vocab.train("sentencepiece", LINES, size=80)
+    line = "the lazy brown dog jumps over the quick fox"
+
+    def in_a_new_thread(sampler):
+        drawn = []
+        thread = threading.Thread(
+            target=lambda: drawn.extend(tuple(sampler.encode(line)) for _ in range(20)))
+        thread.start()
+        thread.join()
+        return drawn
+
+    sampler = tok.sampling(0.2, itertools.count(7))
+    first, second = in_a_new_thread(sampler), in_a_new_thread(sampler)
+    assert first != second
+    assert in_a_new_thread(tok.sampling(0.2, itertools.count(7))) == first
+    assert in_a_new_thread(tok.sampling(0.2, itertools.count(9))) != first
 
 
 @pytest.mark.parametrize("tie, embedding_dim", [("decoder", 16), ("decoder", 32), ("all", 16)])

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Iterable
+import threading
+from typing import Iterable, Iterator
 
 import sentencepiece as spm
 
@@ -12,21 +13,25 @@ from vocab.specials import (BOS, BOS_TOKEN, EOS, EOS_TOKEN, PAD, PAD_TOKEN, UNK,
 
 SUFFIX = ".spm.model"
 MAX_TRAINING_SENTENCES = 2_000_000  # sampled by SentencePiece; bounds memory on large corpora
+_SEEDING = threading.Lock()  # SentencePiece's seed is global: set and used by one thread at once
 
 
 class SentencePieceTokenizer:
     """Wraps a trained SentencePiece model; `decode` gives detokenized text."""
 
-    def __init__(self, model_proto: bytes, sampling_alpha: float = 0.0):
+    def __init__(self, model_proto: bytes, sampling_alpha: float = 0.0,
+                 seeds: Iterator[int] | None = None):
         self.model_proto = model_proto
         self.sampling_alpha = sampling_alpha
         self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._seeds = seeds  # given by `sampling`
 
-    def sampling(self, alpha: float) -> "SentencePieceTokenizer":
+    def sampling(self, alpha: float, seeds: Iterator[int]) -> "SentencePieceTokenizer":
         """This model encoding each line with a sampled segmentation (subword regularization,
         Kudo 2018: unigram sampling with smoothing `alpha`; BPE-dropout with rate `alpha` for
-        BPE models), for training; `alpha` 0 is the deterministic best segmentation."""
-        return type(self)(self.model_proto, alpha)
+        BPE models), for training; `alpha` 0 is the deterministic best segmentation. `seeds`: one
+        per line, for the threads that start sampling (share one among the samplers of a run)."""
+        return type(self)(self.model_proto, alpha, seeds)
 
     @classmethod
     def train(cls, lines: Iterable[str], size: int, model_type: str = "unigram",
@@ -56,10 +61,16 @@ class SentencePieceTokenizer:
 
     def encode(self, line: str) -> list[int]:
         """Subword ids of a line, without BOS/EOS (a sampled segmentation if sampling)."""
-        if self.sampling_alpha:
+        if not self.sampling_alpha:
+            return self.processor.encode(line)
+        with _SEEDING:
+            # SentencePiece samples from a generator per OS thread, seeded from its global seed
+            # when the thread first samples; tf.data reads each epoch in new threads, which
+            # would all repeat the first epoch's segmentations. A new global seed before each
+            # line gives every new thread its own; a thread already sampling keeps its generator.
+            spm.set_random_generator_seed(next(self._seeds))
             return self.processor.encode(line, enable_sampling=True, alpha=self.sampling_alpha,
                                          nbest_size=-1)
-        return self.processor.encode(line)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Detokenized text of ids: stops at EOS, drops PAD and BOS."""
