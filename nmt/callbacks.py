@@ -26,19 +26,34 @@ _CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
 class StopOnSignal(keras.callbacks.Callback):
     """Ends training after SIGTERM / Ctrl-C, which `termination.polled` only records during fit.
 
-    After a batch: that epoch is not scored or saved. At the end of an epoch (this callback comes
-    first): an epoch whose input the stop cut short (`termination.items_cut_short`) is not either;
-    a whole one is scored and committed by the callbacks after this one, and fit then returns
-    (`stop_training`) for the caller to raise."""
+    After a batch, or before the next epoch's first: that epoch is not scored or saved. When the
+    epoch's training is over (this callback comes first at its end): an epoch whose input the
+    stop cut short (`termination.items_cut_short`) is not scored or saved either; a whole one is
+    scored and committed by the callbacks after this one, then fit returns (`stop_training`) for
+    the caller to raise."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_cut_short = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        termination.raise_if_stop_requested()  # came after the last epoch was committed
 
     def on_train_batch_end(self, batch, logs=None):
         # The main thread is inside TensorFlow's steps nearly all the epoch: this is where a stop
         # is seen within a second (the epoch's end may be minutes away).
         termination.raise_if_stop_requested()
 
+    def on_test_begin(self, logs=None):
+        # The epoch's training input is over: whether the stop cut it short is decided now, not
+        # by a reader still prefetching while the dev set is scored.
+        self.input_cut_short = termination.items_cut_short()
+        if self.input_cut_short:
+            termination.raise_if_stop_requested()
+
     def on_epoch_end(self, epoch, logs=None):
         if termination.stop_requested():
-            if termination.items_cut_short():
+            if self.input_cut_short:
                 termination.raise_if_stop_requested()
             self.model.stop_training = True
 

@@ -61,6 +61,8 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
     if resumed and _finished(resumed, recipe.train):
         log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
                  run.root, resumed["epoch"], resumed["best"])
+        if chief:  # a stop may have come between the last epoch and these
+            _after_training(run, recipe, threads, only_missing=True)
         return TrainResult(run.root, resumed["epoch"], resumed["best"])
 
     read_train, dev_pairs = checked_corpus(recipe.data)
@@ -109,13 +111,26 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
     state = checkpoints.read_resume_state(run) or {"epoch": initial_epoch, "best": float("nan")}
     log.info("finished after %d epochs; best dev BLEU %.2f; model folder: %s", state["epoch"],
              state["best"], run.root)
-    if chief and recipe.train.average_best > 1:
-        from nmt.averaging import average_run
-        log.info("averaged the %d best epochs: %s", recipe.train.average_best,
-                 average_run(run.root, best=recipe.train.average_best))
-    if chief and recipe.eval.tune_beams:
-        _tune_decoding(run, recipe)
+    if chief:
+        _after_training(run, recipe, threads, only_missing=False)
     return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
+
+
+def _after_training(run: checkpoints.RunDir, recipe: config.Recipe, threads: int | None,
+                    only_missing: bool) -> None:
+    """The average of the best epochs and the tuned decode default, if the recipe asks for them
+    (`only_missing`: those not written yet; else made anew from the epochs trained so far)."""
+    from nmt import averaging, tuning
+
+    best = recipe.train.average_best
+    average = run.root / f"average-best-{best}"
+    if best > 1 and not (only_missing and (average / averaging.RECORD).is_file()):
+        runtime.import_tensorflow(threads)
+        log.info("averaged the %d best epochs: %s", best,
+                 averaging.average_run(run.root, best=best))
+    if recipe.eval.tune_beams and not (only_missing and (run.root / tuning.RECORD).is_file()):
+        runtime.import_tensorflow(threads)
+        _tune_decoding(run, recipe)
 
 
 def _tune_decoding(run: checkpoints.RunDir, recipe: config.Recipe) -> None:
@@ -347,7 +362,8 @@ def training_tokenizers(settings: config.VocabConfig, tokenizers, seed: int):
     `vocab.sampling_alpha` > 0 (dev data and the vocabulary stay deterministic)."""
     if not settings.sampling_alpha:
         return tokenizers
-    seeds = itertools.count(seed * 1_000_000)  # one per line sampled (see `sampling`)
+    # One per line sampled (see `sampling`); SentencePiece takes 32-bit seeds.
+    seeds = ((seed * 1_000_003 + line) % 2**32 for line in itertools.count())
     return tuple(t.sampling(settings.sampling_alpha, seeds) for t in tokenizers)
 
 

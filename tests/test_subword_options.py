@@ -82,6 +82,17 @@ def test_each_thread_samples_its_own_segmentations_and_the_seeds_repeat_them():
     assert in_a_new_thread(tok.sampling(0.2, itertools.count(9))) != first
 
 
+def test_sampling_takes_any_recipe_seed():
+    """SentencePiece takes 32-bit seeds: the per-line seeds of a large `train.seed` wrap."""
+    import vocab
+    from nmt.train import training_tokenizers
+    tok = vocab.train("sentencepiece", LINES, size=80)
+    settings = config.VocabConfig(kind="sentencepiece", sampling_alpha=0.2)
+    for seed in (0, 4_295, 10**12):
+        sampler = training_tokenizers(settings, (tok, tok), seed)[0]
+        assert sampler.decode(sampler.encode(LINES[0])) == LINES[0]
+
+
 @pytest.mark.parametrize("tie, embedding_dim", [("decoder", 16), ("decoder", 32), ("all", 16)])
 def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
     from nmt.model import Seq2Seq

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
 from typing import Iterable, Iterator
@@ -24,7 +25,7 @@ class SentencePieceTokenizer:
         self.model_proto = model_proto
         self.sampling_alpha = sampling_alpha
         self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
-        self._seeds = seeds  # given by `sampling`
+        self._seeds = seeds if seeds is not None else itertools.count()
 
     def sampling(self, alpha: float, seeds: Iterator[int]) -> "SentencePieceTokenizer":
         """This model encoding each line with a sampled segmentation (subword regularization,
