@@ -52,10 +52,11 @@ class StopOnSignal(keras.callbacks.Callback):
             termination.raise_if_stop_requested()
 
     def on_epoch_end(self, epoch, logs=None):
-        if termination.stop_requested():
-            if self.input_cut_short:
-                termination.raise_if_stop_requested()
-            self.model.stop_training = True
+        if not termination.stop_requested():
+            return
+        if self.input_cut_short:
+            termination.raise_if_stop_requested()  # raises: the stop cut this epoch short
+        self.model.stop_training = True
 
 
 class DevBleu(keras.callbacks.Callback):

@@ -28,7 +28,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _wakeup_read_end: int | None = None
 _stop_signal: int | None = None  # the first stop signal seen by `stop_requested` or a handler
 _polled = False  # inside `polled`: the first stop is recorded, not raised
-_recorded_while_polled = False
+_recorded_while_polled = False  # the handler has recorded one: the next raises
 _items_cut_short = False  # `until_stop_requested` ended its items early
 
 
