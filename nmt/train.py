@@ -124,12 +124,14 @@ def _after_training(run: checkpoints.RunDir, recipe: config.Recipe, threads: int
 
     best = recipe.train.average_best
     average = run.root / f"average-best-{best}"
-    if best > 1 and not (only_missing and (average / averaging.RECORD).is_file()):
-        runtime.import_tensorflow(threads)
+    to_average = best > 1 and not (only_missing and (average / averaging.RECORD).is_file())
+    to_tune = recipe.eval.tune_beams and not (only_missing and (run.root / tuning.RECORD).is_file())
+    if to_average or to_tune:
+        runtime.import_tensorflow(threads)  # a finished run's rerun has not imported it yet
+    if to_average:
         log.info("averaged the %d best epochs: %s", best,
                  averaging.average_run(run.root, best=best))
-    if recipe.eval.tune_beams and not (only_missing and (run.root / tuning.RECORD).is_file()):
-        runtime.import_tensorflow(threads)
+    if to_tune:
         _tune_decoding(run, recipe)
 
 
