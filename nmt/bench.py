@@ -14,8 +14,12 @@ import statistics
 import time
 from typing import Sequence
 
-from nmt import config, data, precision, runtime, textio, train
+from nmt.config import recipes
+from nmt.data import batching
 from nmt.errors import NmtError
+from nmt.files import textio
+from nmt.system import precision, runtime
+from nmt.training import train
 
 
 def peak_rss_mib() -> float:
@@ -53,16 +57,16 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     process's CPU seconds: a fairer clock where other processes share the cores).
     """
     started = started or time.perf_counter()
-    recipe = config.load_recipe(recipe_path, overrides)
+    recipe = recipes.load_recipe(recipe_path, overrides)
     read, _ = train.checked_corpus(recipe.data)
     tokenizers = train.build_tokenizers(recipe.vocab, read)
-    stats = data.corpus_stats(read(), *tokenizers, recipe.data.max_len)
+    stats = batching.corpus_stats(read(), *tokenizers, recipe.data.max_len)
     runtime.import_tensorflow(threads)
     import keras
 
-    from nmt.callbacks import StepTimer
+    from nmt.training.callbacks import StepTimer
 
-    dataset = data.training_dataset(read, *tokenizers, batch_size=recipe.train.batch_size,
+    dataset = batching.training_dataset(read, *tokenizers, batch_size=recipe.train.batch_size,
                                     max_len=recipe.data.max_len,
                                     shuffle_buffer=recipe.train.shuffle_buffer,
                                     seed=recipe.train.seed,
@@ -71,7 +75,7 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     runs = {}
     for name in precisions or (recipe.train.precision,):
         keras.utils.set_random_seed(recipe.train.seed)
-        trainer = train.compiled_trainer(config.with_changes(recipe, "train", precision=name),
+        trainer = train.compiled_trainer(recipes.with_changes(recipe, "train", precision=name),
                                          len(tokenizers[0]), len(tokenizers[1]))
         runs[name] = trainer, StepTimer()
         trainer.fit(dataset, steps_per_epoch=1 + warmup, epochs=1, callbacks=[runs[name][1]],
@@ -130,7 +134,7 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     """
     started = started or time.perf_counter()
     runtime.import_tensorflow(threads)
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
 
     lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     runs = []
@@ -233,7 +237,7 @@ def bench_export(export_dir, source: str, rounds: int = 3, threads: int | None =
 
     started = started or time.perf_counter()
     tf = runtime.import_tensorflow(threads)
-    from nmt.export import SETTINGS_FILE
+    from nmt.translation.export import SETTINGS_FILE
     export_dir = Path(export_dir)
     try:
         settings = json.loads((export_dir / SETTINGS_FILE).read_text(encoding="utf-8"))

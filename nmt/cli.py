@@ -14,8 +14,10 @@ import time
 from sacrebleu.metrics import BLEU
 
 import nmt
-from nmt import config, penalties, termination
+from nmt.config import options
 from nmt.errors import NmtError
+from nmt.search import penalties
+from nmt.system import termination
 
 STARTED = time.perf_counter()
 TOKENIZERS = list(BLEU.TOKENIZERS)
@@ -256,7 +258,7 @@ def _score_setting(p):
 
 
 def _precision(p, section: str, several: bool = False):
-    names = config.choices(section, "precision")
+    names = options.choices(section, "precision")
     if several:
         p.add_argument("--precision", type=lambda text: _choice_list(text, names),
                        help=f"{', '.join(names)}, or several comma-separated: measured in "
@@ -329,22 +331,22 @@ def _penalty_list(text: str) -> tuple:
 # ---- verbs --------------------------------------------------------------------------------------
 
 def _train(args) -> int:
-    from nmt.train import train
+    from nmt.training.train import train
     result = train(args.recipe, args.run_dir, args.overrides, threads=args.threads)
     print(f"{result.run_dir}: {result.epochs} epochs, best dev BLEU {result.best_bleu:.2f}")
     return 0
 
 
 def _translate(args) -> int:
-    from nmt import textio
+    from nmt.files import textio
     textio.check_readable(args.input)
     if args.output not in (None, "-"):
         textio.check_writable(args.output)
     if args.alignments and args.nbest > 1:
         raise NmtError("--alignments needs one translation per line (--nbest 1)")
-    from nmt import runtime
+    from nmt.system import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt.translate import translate_file
+    from nmt.translation.translate import translate_file
     translator = _translator(args)
     if args.nbest > translator.decode.beam_size:
         raise NmtError(f"--nbest {args.nbest} is larger than the beam size "
@@ -354,30 +356,30 @@ def _translate(args) -> int:
 
 
 def _translator(args, precision: str | None = None):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     return Translator(args.model, beam_size=args.beam_size, alpha=args.alpha,
                       length_penalty=args.length_penalty, batch_size=args.batch_size,
                       precision=precision or args.precision)
 
 
 def _score(args) -> int:
-    from nmt import textio
+    from nmt.files import textio
     textio.check_readable(args.src)
     textio.check_readable(args.tgt)
     if args.output not in (None, "-"):
         textio.check_writable(args.output)
-    from nmt import runtime
+    from nmt.system import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt.scoring import score_files
+    from nmt.translation.scoring import score_files
     # Scores are compared with one another: float32, whatever the recipe translates in.
     score_files(_translator(args, "float32"), args.src, args.tgt, args.output, args.per_token)
     return 0
 
 
 def _average(args) -> int:
-    from nmt import runtime
+    from nmt.system import runtime
     runtime.import_tensorflow(1)
-    from nmt.averaging import average_run
+    from nmt.translation.averaging import average_run
     print(average_run(args.run_dir, args.best, args.last, args.output))
     return 0
 
@@ -385,10 +387,11 @@ def _average(args) -> int:
 def _tune(args) -> int:
     from pathlib import Path
 
-    from nmt import runtime
+    from nmt.system import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt import config, tuning
-    from nmt.translate import Translator
+    from nmt.config import options
+    from nmt.translation import tuning
+    from nmt.translation.translate import Translator
     out = Path(args.out or Path(args.model) / f"tune-{Path(args.src).name}")
     if out.exists() and not out.is_dir():
         raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
@@ -396,7 +399,7 @@ def _tune(args) -> int:
     grid = translator.recipe.eval
     points, chosen, signature = tuning.tune(
         translator, args.src, args.ref,
-        args.beams or grid.tune_beams or config.EvalConfig().tune_beams,
+        args.beams or grid.tune_beams or options.EvalConfig().tune_beams,
         args.alphas or grid.tune_alphas, args.length_penalties or grid.tune_length_penalties,
         args.tokenize or grid.tokenize, out, args.write)
     print(tuning.table(points, chosen))
@@ -408,12 +411,13 @@ def _tune(args) -> int:
 
 
 def _bleu(args) -> int:
-    from nmt import evaluate, textio
+    from nmt.evaluation import metrics
+    from nmt.files import textio
     references = list(textio.read_lines(args.reference, allow_blank=True, allow_tab=True))
     handle, name = textio.open_input(args.input)
     hypotheses = list(textio.validate_lines(handle, name, allow_blank=True, allow_tab=True))
-    evaluate.check_lengths(hypotheses, references, name, args.reference)
-    for score in evaluate.corpus_scores(hypotheses, references, args.tokenize):
+    metrics.check_lengths(hypotheses, references, name, args.reference)
+    for score in metrics.corpus_scores(hypotheses, references, args.tokenize):
         print(f"{score.text}\n  signature: {score.signature}")
     return 0
 
@@ -421,11 +425,12 @@ def _bleu(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from nmt import runtime, textio
+    from nmt.files import textio
+    from nmt.system import runtime
     textio.check_readable(args.src)
     textio.check_readable(args.ref)
     runtime.import_tensorflow(args.threads)
-    from nmt import report
+    from nmt.evaluation import report
     out = Path(args.out or Path(args.model[0]) / f"report-{Path(args.src).name}")
     report.check_report_folder(out)  # before the model loads and the test set is decoded
     translator = _translator(args)
@@ -439,7 +444,8 @@ def _evaluate(args) -> int:
 
 
 def _plot(args) -> int:
-    from nmt import curves, plotting, textio
+    from nmt.evaluation import curves, plotting
+    from nmt.files import textio
     textio.check_writable(args.output)
     drawn = [curves.run_curve(run) for run in args.runs] + [curves.peer_curve(p) for p in args.peer]
     plotting.learning_curves(drawn, args.output)
@@ -451,11 +457,12 @@ def _embeddings(args) -> int:
     if not args.nearest and not args.plot:
         raise NmtError("nothing to do: give --nearest WORD, --plot FILE.png or both")
     if args.plot:
-        from nmt import textio
+        from nmt.files import textio
         textio.check_writable(args.plot)
-    from nmt import runtime
+    from nmt.system import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt import embeddings, plotting
+    from nmt.evaluation import plotting
+    from nmt.translation import embeddings
     found = embeddings.load_embeddings(args.model, args.side)
     if args.nearest:
         for word, similarity in embeddings.nearest(found, args.nearest, args.k):
@@ -469,9 +476,9 @@ def _embeddings(args) -> int:
 
 
 def _export(args) -> int:
-    from nmt import runtime
+    from nmt.system import runtime
     runtime.import_tensorflow(args.threads)
-    from nmt import export
+    from nmt.translation import export
     export.check_output(args.out)
     result = export.export(_translator(args), args.out, args.nbest)
     print(export.describe_signatures(result.path))

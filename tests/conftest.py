@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt import config
+from nmt.config import recipes
 
 DIGITS = "0 1 2 3 4 5 6 7 8 9".split()
 
@@ -53,7 +53,7 @@ def train_reverse_run(root: Path, precision: str = "float32",
                        "attention_units": 32},
         train={"epochs": 5, "learning_rate": 0.01, "patience": 10, "precision": precision},
         decode={"precision": decode_precision}))
-    from nmt.train import train
+    from nmt.training.train import train
     train(recipe, root / "run", verbose=0)
     return root / "run"
 
@@ -79,11 +79,12 @@ def rough_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("rough_run")
     corpus = make_reverse_corpus(root / "reverse", train=1500)
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(corpus, train={"epochs": 1}))
-    from nmt import checkpoints, data
-    from nmt.train import train
+    from nmt.data import batching
+    from nmt.storage import checkpoints
+    from nmt.training.train import train
     train(recipe, root / "run", verbose=0)
     loaded = checkpoints.load_model(root / "run")
-    sources = [data.source_ids(loaded.src_tokenizer, s) for s, _ in reverse_pairs(60, seed=9)]
+    sources = [batching.source_ids(loaded.src_tokenizer, s) for s, _ in reverse_pairs(60, seed=9)]
     return loaded.model, sources
 
 
@@ -119,13 +120,13 @@ def tiny_recipe(tmp_path, reverse_corpus) -> Path:
 @pytest.fixture(scope="session")
 def tf():
     """TensorFlow, imported quietly once."""
-    from nmt import runtime
+    from nmt.system import runtime
     return runtime.import_tensorflow()
 
 
 def real_corpus() -> Path:
     """The small_parallel_enja folder under $NMT_DATA (CI sets NMT_DATA=../shared/data)."""
-    return config.data_root() / "small_parallel_enja"
+    return recipes.data_root() / "small_parallel_enja"
 
 
 @pytest.fixture(autouse=True)

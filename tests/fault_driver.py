@@ -20,7 +20,10 @@ import os
 import signal
 import sys
 
-from nmt import callbacks, checkpoints, cli, textio
+from nmt import cli
+from nmt.files import textio
+from nmt.storage import checkpoints
+from nmt.training import callbacks
 
 fault, kill_epoch, recipe, run_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 current = {"epoch": -1}

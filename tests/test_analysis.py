@@ -4,10 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
+from test_decoding import BOS, EOS, A, B, C, ScriptedModel
 
-from nmt import analysis, report
-from nmt.config import DecodeConfig
-from test_decoding import A, B, BOS, C, EOS, ScriptedModel
+from nmt.config.options import DecodeConfig
+from nmt.evaluation import analysis, report
 
 # Greedy takes A (0.6) then EOS (0.55): p = 0.33. The path B, EOS has p = 0.4: greedy misses it.
 TRAP = {BOS: {A: 0.6, B: 0.4}, A: {EOS: 0.55, C: 0.45}, B: {EOS: 1.0}, C: {EOS: 1.0}}
@@ -15,7 +15,7 @@ SOURCE = [[A, B, EOS]]
 
 
 def scores(model, reference, beam):
-    from nmt.decoding import Searcher, score_all, search_all
+    from nmt.search.decoding import Searcher, score_all, search_all
     searcher = Searcher(model, DecodeConfig(alpha=0.0))
     output = search_all(searcher, SOURCE, 8, beam_size=beam)[0][0].ids
     (ref, hyp), _ = score_all(searcher, SOURCE * 2, [reference, output], 8)
@@ -43,7 +43,7 @@ def test_output_outscoring_the_reference_is_a_model_error(tf):
 @pytest.fixture(scope="module")
 def evaluation(reverse_run, tmp_path_factory):
     """A report on inputs partly longer than any training string, so the model makes errors."""
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     folder = tmp_path_factory.mktemp("eval")
     rng = np.random.default_rng(5)
     sources = [" ".join(map(str, rng.integers(0, 10, n))) for n in rng.integers(2, 16, 40)]
@@ -73,10 +73,10 @@ def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
     import sacrebleu
     assert saved["scores"][0]["score"] == pytest.approx(
         sacrebleu.corpus_bleu(hypotheses, [references], tokenize="none").score)
-    from nmt import data
+    from nmt.data import batching
     tok = translator.tgt_tokenizer
     for s, source, reference, hypothesis in zip(sentences, sources, references, hypotheses):
-        ids = data.pad_batch([data.source_ids(translator.src_tokenizer, source)] * 2)
+        ids = batching.pad_batch([batching.source_ids(translator.src_tokenizer, source)] * 2)
         (ref, hyp), _ = translator.searcher.score(ids, [tok.encode(reference),
                                                         tok.encode(hypothesis)])
         assert (s["reference_score"], s["hypothesis_score"]) == pytest.approx(
@@ -110,7 +110,7 @@ def test_report_has_figures_and_signatures(evaluation):
 
 
 def test_japanese_heatmap_renders(tmp_path):
-    from nmt import plotting
+    from nmt.evaluation import plotting
     weights = np.full((3, 4), 0.25)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

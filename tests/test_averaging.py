@@ -1,19 +1,20 @@
 """Keeping the K best / last epochs, averaging their weights into a model folder, and tuning the
 decode default on dev at the end of training and with `nmt tune`."""
-import json
 import csv
+import json
 
 import numpy as np
 import pytest
-
 from conftest import tiny_recipe_dict, write_recipe
+
 from nmt import cli
 
 
 @pytest.fixture(scope="module")
 def kept_run(tmp_path_factory):
     from conftest import make_reverse_corpus
-    from nmt.train import train
+
+    from nmt.training.train import train
     root = tmp_path_factory.mktemp("kept")
     corpus = make_reverse_corpus(root / "reverse", train=300)
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(
@@ -25,7 +26,7 @@ def kept_run(tmp_path_factory):
 
 
 def weights_of(run, path):
-    from nmt import checkpoints
+    from nmt.storage import checkpoints
     model = checkpoints.load_model(run).model
     checkpoints.load_weights(model, path)
     return model.get_weights()
@@ -33,8 +34,8 @@ def weights_of(run, path):
 
 @pytest.mark.slow
 def test_the_k_best_and_last_epochs_are_kept_and_averaged(kept_run, tmp_path, capsys):
-    from nmt import checkpoints
-    from nmt.translate import Translator
+    from nmt.storage import checkpoints
+    from nmt.translation.translate import Translator
     state = checkpoints.read_resume_state(checkpoints.RunDir(kept_run))
     with open(kept_run / "metrics.csv", newline="") as handle:
         bleu = {int(row["epoch"]) + 1: float(row["val_bleu"]) for row in csv.DictReader(handle)}
@@ -76,13 +77,13 @@ def test_average_best_above_keep_best_is_a_recipe_error(tmp_path, reverse_corpus
 
 @pytest.mark.slow
 def test_training_ends_by_tuning_the_decode_default_on_dev(kept_run):
-    from nmt import config
+    from nmt.config import recipes
     record = json.loads((kept_run / "tune.json").read_text())
     assert [(p["beam_size"], p["alpha"]) for p in record["grid"]] == [
         (1, 0.0), (1, 1.0), (2, 0.0), (2, 1.0)]
     chosen = record["chosen"]
     assert chosen["bleu"] == max(p["bleu"] for p in record["grid"])
-    decode = config.load_recipe(kept_run / "recipe.yaml").decode
+    decode = recipes.load_recipe(kept_run / "recipe.yaml").decode
     assert (decode.beam_size, decode.alpha) == (chosen["beam_size"], chosen["alpha"])
     assert (kept_run / "tune" / "tune_heatmap.png").stat().st_size > 1000
 
@@ -92,8 +93,9 @@ def test_nmt_tune_writes_the_best_setting_and_its_bleu_is_reproduced(reverse_run
                                                                        capsys):
     import shutil
 
-    from nmt import config, evaluate
-    from nmt.translate import Translator
+    from nmt.config import recipes
+    from nmt.evaluation import metrics
+    from nmt.translation.translate import Translator
     model = tmp_path / "model"
     shutil.copytree(reverse_run, model, ignore=shutil.ignore_patterns("backup", "tensorboard"))
     corpus = reverse_run.parent / "reverse"
@@ -105,13 +107,13 @@ def test_nmt_tune_writes_the_best_setting_and_its_bleu_is_reproduced(reverse_run
     record = json.loads((model / "tune.json").read_text())
     assert len(record["grid"]) == 8 and "tok:none" in record["signature"]
     chosen = record["chosen"]
-    decode = config.load_recipe(model / "recipe.yaml").decode
+    decode = recipes.load_recipe(model / "recipe.yaml").decode
     assert (decode.beam_size, decode.alpha, decode.length_penalty) == (
         chosen["beam_size"], chosen["alpha"], chosen["length_penalty"])
     # The folder's new default reproduces the BLEU the grid reported for it.
     sources = (corpus / "dev.src").read_text().splitlines()
     found = Translator(model).translate(sources)
-    bleu = evaluate.bleu([t[0].text for t in found], (corpus / "dev.tgt").read_text()
+    bleu = metrics.bleu([t[0].text for t in found], (corpus / "dev.tgt").read_text()
                          .splitlines(), "none").score
     assert bleu == pytest.approx(chosen["bleu"])
     assert (model / "tune-dev.src" / "tune_heatmap.png").stat().st_size > 1000

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import tiny_recipe_dict, write_recipe
+
 from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
@@ -144,7 +144,7 @@ def test_pipeline_translate_then_bleu(tmp_path, reverse_run):
                              "--length-penalty", "gnmt", stdin="1 2 3\n")
     assert code == 0, err
     score, text = out.rstrip("\n").split("\t")
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     best = Translator(reverse_run).translate(["1 2 3"])[0][0]
     assert text == best.text == "3 2 1"
     # GNMT penalty for 3 tokens and EOS: (5 + 4) / 6.

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt import config
+from nmt.config import options, recipes
 from nmt.errors import ConfigError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/recipe.yaml"))
@@ -11,17 +11,17 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/recip
 def test_defaults_fill_missing_sections(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model:\n  decoder_units: 64\n")
-    recipe = config.load_recipe(path)
+    recipe = recipes.load_recipe(path)
     assert recipe.model.decoder_units == 64
-    assert recipe.model.encoder_units == config.ModelConfig().encoder_units
-    assert recipe.train == config.TrainConfig()
+    assert recipe.model.encoder_units == options.ModelConfig().encoder_units
+    assert recipe.train == options.TrainConfig()
 
 
 def test_unknown_key_names_file_line_and_close_match(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("train:\n  epochs: 3\n  learning_rat: 0.1\n")
     with pytest.raises(ConfigError) as err:
-        config.load_recipe(path)
+        recipes.load_recipe(path)
     message = str(err.value)
     assert message.startswith(f"{path}:3: ")
     assert "train.learning_rat" in message and "did you mean 'learning_rate'" in message
@@ -31,7 +31,7 @@ def test_unknown_section(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("modle:\n  cell: lstm\n")
     with pytest.raises(ConfigError, match=r":1: unknown section 'modle' \(did you mean 'model'"):
-        config.load_recipe(path)
+        recipes.load_recipe(path)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -54,55 +54,55 @@ def test_bad_values_are_one_line_errors(tmp_path, text, expected):
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=expected) as err:
-        config.load_recipe(path)
+        recipes.load_recipe(path)
     assert "\n" not in str(err.value)
 
 
 def test_overrides_are_typed_and_validated(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("train:\n  epochs: 3\n")
-    recipe = config.load_recipe(path, ["train.epochs=7", "model.dropout=0.5", "model.cell=gru"])
+    recipe = recipes.load_recipe(path, ["train.epochs=7", "model.dropout=0.5", "model.cell=gru"])
     assert (recipe.train.epochs, recipe.model.dropout, recipe.model.cell) == (7, 0.5, "gru")
     with pytest.raises(ConfigError, match="unknown key 'train.epoch'"):
-        config.load_recipe(path, ["train.epoch=7"])
+        recipes.load_recipe(path, ["train.epoch=7"])
     with pytest.raises(ConfigError, match="section.key=value"):
-        config.load_recipe(path, ["epochs=7"])
+        recipes.load_recipe(path, ["epochs=7"])
 
 
 def test_exponent_notation_without_a_dot_is_a_number(tmp_path):
     """YAML 1.1 reads 1e-8 as a string; the float keys take it as the number people mean."""
     path = tmp_path / "r.yaml"
     path.write_text("train:\n  adam_epsilon: 1e-8\n  learning_rate: 5E-4\n")
-    recipe = config.load_recipe(path, ["train.min_learning_rate=1e-6"])
+    recipe = recipes.load_recipe(path, ["train.min_learning_rate=1e-6"])
     assert (recipe.train.adam_epsilon, recipe.train.learning_rate,
             recipe.train.min_learning_rate) == (1e-8, 5e-4, 1e-6)
     for bad in ("train.learning_rate=fast", "train.learning_rate=1e999", "train.epochs=1e3"):
         with pytest.raises(ConfigError, match="must be"):
-            config.load_recipe(path, [bad])
+            recipes.load_recipe(path, [bad])
 
 
 def test_dump_round_trips(tmp_path):
-    recipe = config.load_recipe(RECIPES[0], ["train.epochs=2"])
+    recipe = recipes.load_recipe(RECIPES[0], ["train.epochs=2"])
     path = tmp_path / "resolved.yaml"
-    path.write_text(config.dump_recipe(recipe))
-    assert config.load_recipe(path) == recipe
+    path.write_text(recipes.dump_recipe(recipe))
+    assert recipes.load_recipe(path) == recipe
 
 
 def test_recipe_folder_or_file(tmp_path):
     folder = RECIPES[0].parent
-    assert config.load_recipe(folder) == config.load_recipe(RECIPES[0])
+    assert recipes.load_recipe(folder) == recipes.load_recipe(RECIPES[0])
     with pytest.raises(ConfigError, match="no such recipe file"):
-        config.load_recipe(tmp_path / "missing")
+        recipes.load_recipe(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.parent.name)
 def test_shipped_recipes_load_and_comment_every_key(path):
-    config.load_recipe(path)
+    recipes.load_recipe(path)
     import dataclasses
 
     import yaml
     written = yaml.safe_load(path.read_text())
-    for section, cls in config._SECTION_TYPES.items():
+    for section, cls in options._SECTION_TYPES.items():
         missing = {f.name for f in dataclasses.fields(cls)} - set(written.get(section) or {})
         assert not missing, f"{path}: {section} lacks {sorted(missing)}"
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -114,10 +114,10 @@ def test_shipped_recipes_load_and_comment_every_key(path):
 
 def test_data_root_and_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("NMT_DATA", str(tmp_path))
-    data = config.DataConfig(corpus="c", src="de", tgt="en", train="tr")
-    assert config.corpus_path(data, "train", "src") == tmp_path / "c" / "tr.de"
-    absolute = config.DataConfig(corpus=str(tmp_path / "x"))
-    assert config.corpus_path(absolute, "dev", "tgt") == tmp_path / "x" / "dev.en"
+    data = options.DataConfig(corpus="c", src="de", tgt="en", train="tr")
+    assert recipes.corpus_path(data, "train", "src") == tmp_path / "c" / "tr.de"
+    absolute = options.DataConfig(corpus=str(tmp_path / "x"))
+    assert recipes.corpus_path(absolute, "dev", "tgt") == tmp_path / "x" / "dev.en"
 
 
 @pytest.mark.parametrize("text, fragment, line", [
@@ -132,7 +132,7 @@ def test_duplicates_non_finite_and_empty_recipes_are_errors(tmp_path, text, frag
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
-        config.load_recipe(path)
+        recipes.load_recipe(path)
     assert fragment in str(caught.value) and caught.value.line == line
 
 
@@ -140,7 +140,7 @@ def test_override_errors_name_the_option(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model:\n  cell: lstm\n")
     with pytest.raises(ConfigError) as caught:
-        config.load_recipe(path, ["train.epoks=2"])
+        recipes.load_recipe(path, ["train.epoks=2"])
     assert str(caught.value).startswith("--set: unknown key 'train.epoks' (did you mean 'epochs'?)")
 
 
@@ -160,12 +160,12 @@ def test_pretrained_embeddings_and_optimizer_settings_are_checked(tmp_path, text
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=expected):
-        config.load_recipe(path)
+        recipes.load_recipe(path)
 
 
 def test_a_model_is_built_without_the_initialization_keys():
-    model = config.ModelConfig(pretrained_embeddings={"tgt": "v.txt"}, freeze_embeddings=True)
-    built = config.architecture(model)
+    model = options.ModelConfig(pretrained_embeddings={"tgt": "v.txt"}, freeze_embeddings=True)
+    built = options.architecture(model)
     assert "pretrained_embeddings" not in built and "freeze_embeddings" not in built
     assert built["embedding_dim"] == model.embedding_dim
 
@@ -174,6 +174,6 @@ def test_a_model_is_built_without_the_initialization_keys():
 def test_run_directories_of_earlier_versions_keep_loading(tmp_path, old, new):
     path = tmp_path / "recipe.yaml"  # as earlier versions wrote it: mixed_precision, no precision
     path.write_text(f"train:\n  epochs: 3\n  mixed_precision: {str(old).lower()}\n")
-    recipe = config.load_recipe(path, written_by_nmt=True)
+    recipe = recipes.load_recipe(path, written_by_nmt=True)
     assert recipe.train.precision == new and recipe.train.epochs == 3
     assert recipe.decode.precision == "float32"

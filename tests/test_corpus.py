@@ -5,7 +5,8 @@ import hashlib
 
 import pytest
 
-from nmt import config, corpus
+from nmt.config import options, recipes
+from nmt.data import corpus
 from nmt.errors import DataError
 
 
@@ -15,10 +16,10 @@ def published(tmp_path):
     site.mkdir()
     packed = gzip.compress("Ein Hund läuft.\nZwei\tKatzen.\n".encode())
     (site / "val.de.gz").write_bytes(packed)
-    data = config.DataConfig(corpus=str(tmp_path / "corpus"), src="de", dev="valid",
+    data = options.DataConfig(corpus=str(tmp_path / "corpus"), src="de", dev="valid",
                              download_url=site.as_uri(), download_names={"valid.de": "val.de.gz"},
                              sha256={"val.de.gz": hashlib.sha256(packed).hexdigest()})
-    return data, config.corpus_path(data, "dev", "src")
+    return data, recipes.corpus_path(data, "dev", "src")
 
 
 def test_a_gzipped_published_file_is_checked_and_unpacked_under_the_local_name(tmp_path):

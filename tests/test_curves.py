@@ -4,7 +4,8 @@ import itertools
 
 import pytest
 
-from nmt import cli, curves, plotting
+from nmt import cli
+from nmt.evaluation import curves, plotting
 
 
 def metrics_rows(run):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from nmt import data
+from nmt.data import batching
 from vocab import BOS, EOS, PAD, words
 
 
@@ -11,9 +11,9 @@ def tokenizers():
 
 def test_encode_pairs_adds_markers_and_drops_long_pairs():
     src, tgt = tokenizers()
-    stats = data.CorpusStats()
+    stats = batching.CorpusStats()
     pairs = [("a b", "c"), ("a b c d", "e"), ("a", "b c d e")]
-    out = list(data.encode_pairs(pairs, src, tgt, max_len=3, stats=stats))
+    out = list(batching.encode_pairs(pairs, src, tgt, max_len=3, stats=stats))
     assert len(out) == 1
     source, target = out[0]
     assert source.tolist() == src.encode("a b") + [EOS]
@@ -27,7 +27,7 @@ def test_training_batches_shift_targets_and_lose_nothing(tf):
     rng = np.random.default_rng(0)
     pairs = [(" ".join(rng.choice(letters, rng.integers(1, 6))),
               " ".join(rng.choice(letters, rng.integers(1, 6)))) for _ in range(300)]
-    dataset = data.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
+    dataset = batching.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
                                     shuffle_buffer=50, seed=1)
     seen = []
     for inputs, target_out in dataset:
@@ -50,7 +50,7 @@ def test_training_batches_shift_targets_and_lose_nothing(tf):
 def test_length_sorted_batches_return_indices_for_the_original_order():
     sequences = [[5] * n for n in (4, 1, 3, 2, 5)]
     order = []
-    for indices, batch in data.length_sorted_batches(sequences, batch_size=2):
+    for indices, batch in batching.length_sorted_batches(sequences, batch_size=2):
         assert batch.shape == (len(indices), max(len(sequences[i]) for i in indices))
         for row, index in enumerate(indices):
             assert (batch[row] != PAD).sum() == len(sequences[index])
@@ -60,11 +60,11 @@ def test_length_sorted_batches_return_indices_for_the_original_order():
 
 def test_bucket_batch_sizes_fill_a_token_budget():
     boundaries = list(range(3, 12))  # buckets of target lengths 2, 3, ..., 10 and >= 11
-    assert data.bucket_batch_sizes(boundaries, 16) == [16] * 10
-    sizes = data.bucket_batch_sizes(boundaries, 16, batch_tokens=20)
+    assert batching.bucket_batch_sizes(boundaries, 16) == [16] * 10
+    sizes = batching.bucket_batch_sizes(boundaries, 16, batch_tokens=20)
     # target_out tokens per sentence: 1, 2, ..., 9 and 10 (the longest kept)
     assert sizes == [20, 10, 6, 5, 4, 3, 2, 2, 2, 2]
-    assert data.bucket_batch_sizes(boundaries, 16, batch_tokens=4)[-1] == 1  # never empty
+    assert batching.bucket_batch_sizes(boundaries, 16, batch_tokens=4)[-1] == 1  # never empty
 
 
 def test_token_batches_respect_the_budget_and_use_every_pair_once(tf):
@@ -74,7 +74,7 @@ def test_token_batches_respect_the_budget_and_use_every_pair_once(tf):
     pairs = [(" ".join(rng.choice(letters, rng.integers(1, 8))),
               " ".join(rng.choice(letters, rng.integers(1, 12)))) for _ in range(400)]
     for epoch in range(2):  # read again each epoch: every pair once per epoch
-        dataset = data.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=12,
+        dataset = batching.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=12,
                                         shuffle_buffer=100, seed=epoch, batch_tokens=24)
         seen, sizes = [], {}
         for inputs, target_out in dataset:
@@ -94,9 +94,9 @@ def test_token_batches_respect_the_budget_and_use_every_pair_once(tf):
 
 
 def test_wider_buckets_mix_target_lengths():
-    assert data.bucket_boundaries(6) == [3, 4, 5, 6, 7]  # lengths 2..6, one bucket each
-    assert data.bucket_boundaries(6, 2) == [4, 6, 7]  # {2, 3}, {4, 5}, {6}
-    assert data.bucket_boundaries(6, 100) == [7]  # one bucket: random batches
+    assert batching.bucket_boundaries(6) == [3, 4, 5, 6, 7]  # lengths 2..6, one bucket each
+    assert batching.bucket_boundaries(6, 2) == [4, 6, 7]  # {2, 3}, {4, 5}, {6}
+    assert batching.bucket_boundaries(6, 100) == [7]  # one bucket: random batches
 
 
 def test_a_bucket_as_wide_as_the_longest_target_gives_mixed_batches(tf):
@@ -105,7 +105,7 @@ def test_a_bucket_as_wide_as_the_longest_target_gives_mixed_batches(tf):
     rng = np.random.default_rng(3)
     pairs = [(" ".join(rng.choice(letters, rng.integers(1, 6))),
               " ".join(rng.choice(letters, rng.integers(1, 9)))) for _ in range(200)]
-    dataset = data.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
+    dataset = batching.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
                                     shuffle_buffer=200, seed=1, bucket_width=100)
     batches = [target_out.numpy() for _, target_out in dataset]
     assert [len(b) for b in batches] == [16] * 12 + [8]

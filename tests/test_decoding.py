@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from nmt.config import DecodeConfig
+from nmt.config.options import DecodeConfig
 from vocab import BOS, EOS, PAD, UNK
 
 A, B, C = 4, 5, 6  # the scripted model's three real tokens; vocabulary size 7
@@ -51,7 +51,7 @@ class ScriptedModel:
 
 
 def searcher(model, **decode):
-    from nmt.decoding import Searcher
+    from nmt.search.decoding import Searcher
     return Searcher(model, DecodeConfig(**decode))
 
 
@@ -159,7 +159,7 @@ def test_scores_agree_with_forced_scoring(tf):
 def random_model(tf):
     import keras
 
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(7)
     model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
                     attention_units=7, dropout=0.0)
@@ -171,7 +171,7 @@ def random_model(tf):
 def random_sources(count, seed):
     rng = np.random.default_rng(seed)
     rows = [list(rng.integers(4, 12, size=rng.integers(1, 6))) + [EOS] for _ in range(count)]
-    from nmt.data import pad_batch
+    from nmt.data.batching import pad_batch
     return pad_batch(rows)
 
 
@@ -194,7 +194,7 @@ def test_exhaustive_optimum_with_a_beam_as_wide_as_the_search_space(tf, random_m
 def test_wider_beams_never_score_lower(tf, rough_model):
     """Not a theorem of beam search (a wider beam can drop the prefix a narrower one kept), so
     this checks it where it matters, on a trained model, over sentences where widths disagree."""
-    from nmt.data import pad_batch
+    from nmt.data.batching import pad_batch
     model, sources = rough_model
     search = searcher(model, alpha=1.0)
     found = {beam: np.array([h[0].score for h in search.beam(pad_batch(sources), beam)])
@@ -254,7 +254,7 @@ def test_refresh_takes_up_new_weights(tf):
     # decodes, and `refresh` (called by the dev-BLEU callback) must make search follow.
     import keras
 
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(11)
     model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
                     attention_units=7, dropout=0.0)
@@ -272,7 +272,7 @@ def test_refresh_takes_up_new_weights(tf):
 
 
 def test_search_all_keeps_input_order(tf, random_model):
-    from nmt.decoding import search_all
+    from nmt.search.decoding import search_all
     search = searcher(random_model, alpha=1.0)
     sources = [[4, 5, 6, 7, 8, EOS], [9, EOS], [10, 11, EOS]]
     found = search_all(search, sources, batch_size=2, beam_size=2)
@@ -282,7 +282,7 @@ def test_search_all_keeps_input_order(tf, random_model):
 
 
 def test_blockwise_top_k_equals_tf_top_k_ties_included(tf):
-    from nmt.decoding import top_k
+    from nmt.search.decoding import top_k
     rng = np.random.default_rng(3)
     cases = itertools.product(((7, 1), (7, 5), (130, 3), (200, 10), (64, 64), (1000, 5)), (4, 300))
     for (width, k), distinct in cases:

@@ -9,7 +9,6 @@ import sys
 import h5py
 import numpy as np
 import pytest
-
 from conftest import tiny_recipe_dict, write_recipe
 
 pytestmark = pytest.mark.slow  # worker processes train models
@@ -17,9 +16,9 @@ pytestmark = pytest.mark.slow  # worker processes train models
 WORKER = """
 import os, sys
 os.sched_setaffinity(0, {int(sys.argv[4]) % os.cpu_count()})
-from nmt import runtime
+from nmt.system import runtime
 runtime.import_tensorflow(threads=1)
-from nmt.train import train
+from nmt.training.train import train
 result = train(sys.argv[1], sys.argv[2], verbose=0)
 result.model.save_weights(sys.argv[3])
 """
@@ -82,9 +81,9 @@ def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
                                       {"precision": "mixed_float16"}],
                          ids=["mirrored", "mixed_float16"])
 def test_mirrored_strategy_and_mixed_precision_train(tmp_path, reverse_corpus, settings):
-    from nmt import checkpoints
-    from nmt.train import train
-    from nmt.translate import Translator
+    from nmt.storage import checkpoints
+    from nmt.training.train import train
+    from nmt.translation.translate import Translator
     recipe = write_recipe(tmp_path / "r", tiny_recipe_dict(
         reverse_corpus, data={"train_lines": 400}, train=settings))
     result = train(recipe, tmp_path / "run", verbose=0)

@@ -1,14 +1,13 @@
 """`nmt embeddings` on a trained model: nearest neighbours against brute force, the map file."""
 import numpy as np
 import pytest
-
 from test_cli import assert_one_line_error, run_nmt
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("side", ["src", "tgt"])
 def test_nearest_words_match_a_brute_force_cosine(reverse_run, side):
-    from nmt import checkpoints
+    from nmt.storage import checkpoints
     loaded = checkpoints.load_model(reverse_run)
     tokenizer = loaded.src_tokenizer if side == "src" else loaded.tgt_tokenizer
     matrix = loaded.model.embedding_layer(side).embeddings.numpy()
@@ -42,7 +41,7 @@ def test_map_is_written_and_bad_requests_are_one_line_errors(reverse_run, tmp_pa
 
 
 def test_pca_map_keeps_the_main_direction():
-    from nmt.embeddings import pca_2d
+    from nmt.translation.embeddings import pca_2d
     rng = np.random.default_rng(0)
     along = rng.normal(size=50)
     rows = np.outer(along, [3.0, 4.0, 0.0]) + rng.normal(scale=0.01, size=(50, 3))

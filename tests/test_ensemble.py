@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from nmt import cli
-from nmt.config import DecodeConfig
+from nmt.config.options import DecodeConfig
 from vocab import EOS, PAD
 
 
 def small_model(seed, src_vocab=12):
     import keras
 
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(seed)
     model = Seq2Seq(src_vocab, 7, embedding_dim=8, encoder_units=6, encoder_layers=1,
                     decoder_units=10, attention_units=7, dropout=0.0)
@@ -22,15 +22,15 @@ def small_model(seed, src_vocab=12):
 
 
 def sources(count, seed, vocab=12):
-    from nmt.data import pad_batch
+    from nmt.data.batching import pad_batch
     rng = np.random.default_rng(seed)
     return pad_batch([list(rng.integers(4, vocab, size=rng.integers(1, 6))) + [EOS]
                       for _ in range(count)])
 
 
 def test_a_model_ensembled_with_itself_gives_its_outputs_and_scores(tf):
-    from nmt.decoding import Searcher
-    from nmt.inference import Ensemble
+    from nmt.search.decoding import Searcher
+    from nmt.search.inference import Ensemble
     model = small_model(7)
     config = DecodeConfig(alpha=1.0)
     alone, twice = Searcher(model, config), Searcher(Ensemble([model, model]), config)
@@ -47,8 +47,8 @@ def test_a_model_ensembled_with_itself_gives_its_outputs_and_scores(tf):
 
 
 def test_two_member_forced_score_is_the_mean_of_the_members(tf):
-    from nmt.decoding import Searcher
-    from nmt.inference import Ensemble
+    from nmt.search.decoding import Searcher
+    from nmt.search.inference import Ensemble
     first, second = small_model(1), small_model(2, src_vocab=15)  # own source vocabularies
     config = DecodeConfig(alpha=1.0, length_penalty="gnmt")
     source_a, source_b = sources(5, seed=8), sources(5, seed=9, vocab=15)
@@ -73,7 +73,7 @@ def test_two_member_forced_score_is_the_mean_of_the_members(tf):
 
 @pytest.mark.slow
 def test_translator_and_cli_ensembles(reverse_run, tmp_path, capsys):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     lines = ["3 1 4 1 5", "2 7", "", "9 9 8"]
     alone = Translator(reverse_run, beam_size=3).translate(lines, nbest=2)
     twice = Translator([reverse_run, reverse_run], beam_size=3).translate(lines, nbest=2)

@@ -4,19 +4,20 @@ import sys
 import pytest
 import sacrebleu
 
-from nmt import cli, evaluate
+from nmt import cli
+from nmt.evaluation import metrics
 
 HYPS = ["the cat sat on the mat .", "a dog barks", "nothing matches here", ""]
 REFS = ["the cat sat on a mat .", "the dog barks loudly", "something else entirely", "empty"]
 
 
 def test_scores_equal_sacrebleu():
-    ours = {s.name: s for s in evaluate.corpus_scores(HYPS, REFS, tokenize="13a")}
+    ours = {s.name: s for s in metrics.corpus_scores(HYPS, REFS, tokenize="13a")}
     assert ours["BLEU"].score == sacrebleu.corpus_bleu(HYPS, [REFS]).score
     assert ours["chrF"].score == sacrebleu.corpus_chrf(HYPS, [REFS]).score
     assert ours["TER"].score == sacrebleu.corpus_ter(HYPS, [REFS]).score
     assert ours["BLEU"].signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a")
-    assert "tok:none" in evaluate.bleu(HYPS, REFS, tokenize="none").signature
+    assert "tok:none" in metrics.bleu(HYPS, REFS, tokenize="none").signature
 
 
 def test_nmt_bleu_equals_the_sacrebleu_command(tmp_path, capsys):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
 
 # Run in a fresh interpreter: TensorFlow (and tensorflow_text for SentencePiece) only, never nmt.
@@ -84,7 +83,7 @@ def assert_forced_scores(result: dict, translator, pairs):
 
 
 def export_and_compare(translator, lines, pairs, tmp_path, nbest: int) -> dict:
-    from nmt.export import export
+    from nmt.translation.export import export
     exported = export(translator, tmp_path / "export", nbest)
     result = fresh_translate(exported.path, lines, pairs, exported.settings["tensorflow_text"],
                              tmp_path)
@@ -107,7 +106,7 @@ def train_reverse(root: Path, letters: bool = False, pairs: int = 1500, **sectio
     for path in corpus.glob("*.tgt") if letters else ():
         path.write_text(path.read_text().translate(str.maketrans("0123456789", "abcdefghij")))
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(corpus, **sections))
-    from nmt.train import train
+    from nmt.training.train import train
     train(recipe, root / "run", verbose=0)
     return root / "run"
 
@@ -115,7 +114,7 @@ def train_reverse(root: Path, letters: bool = False, pairs: int = 1500, **sectio
 @pytest.mark.slow
 @pytest.mark.parametrize("beam_size, nbest", [(1, 1), (3, 3)], ids=["greedy", "beam3-nbest3"])
 def test_word_model_export_translates_as_nmt_translate(reverse_run, tmp_path, beam_size, nbest):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     translator = cut_small(Translator(reverse_run, beam_size=beam_size, alpha=0.6))
     pairs = [("1 2 3", "3 2 1"), ("4 5", "9 9 9 9"), ("", ""), ("foo 7", "7 bar")]
     result = export_and_compare(translator, ODD_LINES, pairs, tmp_path, nbest)
@@ -128,7 +127,7 @@ def test_word_model_export_translates_as_nmt_translate(reverse_run, tmp_path, be
 
 @pytest.mark.slow
 def test_sentencepiece_model_export_translates_as_nmt_translate(tmp_path):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     run = train_reverse(tmp_path / "spm", letters=True,
                         vocab={"kind": "sentencepiece", "size": 24})
     translator = cut_small(Translator(run, beam_size=3, alpha=1.0, length_penalty="gnmt"))
@@ -146,7 +145,7 @@ def test_sentencepiece_model_export_translates_as_nmt_translate(tmp_path):
 
 @pytest.mark.slow
 def test_export_of_a_model_trained_under_tf_distribute(tmp_path):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     run = train_reverse(tmp_path / "mirrored", data={"train_lines": 400},
                         train={"distribution": "mirrored", "epochs": 1})
     translator = Translator(run, beam_size=2)
@@ -155,8 +154,8 @@ def test_export_of_a_model_trained_under_tf_distribute(tmp_path):
 
 @pytest.mark.slow
 def test_export_of_an_ensemble_and_of_averaged_weights(reverse_run, tmp_path):
-    from nmt.averaging import average_run
-    from nmt.translate import Translator
+    from nmt.translation.averaging import average_run
+    from nmt.translation.translate import Translator
     # The corpus of `reverse_run` (3000 pairs), so that both share the target vocabulary.
     run = train_reverse(tmp_path / "second", pairs=3000,
                         train={"epochs": 2, "seed": 7, "keep_best": 2})
@@ -173,9 +172,10 @@ def test_bfloat16_export_translates_as_nmt_translate_in_bfloat16(reverse_run_bfl
     """The folder's decode.precision (bfloat16) is the export's: its search gives the bfloat16
     translator's outputs; `score` runs on the same bfloat16 weights, so within bfloat16's
     tolerance of float32 forced scoring; the weights take half the bytes."""
-    from nmt.export import export
-    from nmt.translate import Translator
     from test_precision import SCORE_TOLERANCE
+
+    from nmt.translation.export import export
+    from nmt.translation.translate import Translator
     translator = cut_small(Translator(reverse_run_bfloat16, beam_size=3))
     assert translator.decode.precision == "bfloat16"
     exported = export(translator, tmp_path / "bf16", nbest=2)
@@ -241,7 +241,7 @@ def quick_recipe(tmp_path: Path, corpus: Path, splits: dict, vocab: dict, lines:
 
 
 def real_test_set(corpus: Path, name: str, src: str, tgt: str):
-    from nmt import textio
+    from nmt.files import textio
     if not (corpus / f"{name}.{src}").is_file():
         pytest.skip(f"{corpus} not found: set NMT_DATA")
     sources = list(textio.read_lines(corpus / f"{name}.{src}", allow_blank=True, allow_tab=True))
@@ -258,10 +258,10 @@ def real_test_set(corpus: Path, name: str, src: str, tgt: str):
      {"kind": "sentencepiece", "size": 1000}),
 ], ids=["enja-words", "multi30k-sentencepiece"])
 def test_real_test_sets_through_the_export(tmp_path, corpus, splits, vocab):
-    from nmt import config
-    from nmt.train import train
-    from nmt.translate import Translator
-    folder = config.data_root() / corpus
+    from nmt.config import recipes
+    from nmt.training.train import train
+    from nmt.translation.translate import Translator
+    folder = recipes.data_root() / corpus
     sources, targets = real_test_set(folder, splits["test"], splits["src"], splits["tgt"])
     recipe = quick_recipe(tmp_path, folder, splits, vocab, lines=2000)
     train(recipe, tmp_path / "run", verbose=0)

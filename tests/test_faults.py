@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_recipe_dict, write_recipe
 from test_cli import assert_one_line_error, run_nmt
 
@@ -21,7 +20,7 @@ KEEP = 2  # train.keep_best and train.keep_last of the killed runs
 
 def assert_consistent(run: Path):
     """Whatever exists of the run directory loads, and best/last are the committed epoch's."""
-    from nmt import checkpoints
+    from nmt.storage import checkpoints
     state = checkpoints.read_resume_state(checkpoints.RunDir(run))
     if state is None:
         assert not (run / "best.weights.h5").exists()
@@ -196,8 +195,8 @@ def test_translating_100k_lines_keeps_memory_flat(reverse_run):
 def test_loading_runs_no_code_from_the_model_folder(model_copy, tmp_path, monkeypatch):
     import pickle
 
-    from nmt import checkpoints
     from nmt.errors import ModelDirError
+    from nmt.storage import checkpoints
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle used"))
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("pickle used"))
     checkpoints.load_model(model_copy)

@@ -6,8 +6,8 @@ import pytest
 def layers(tf):
     import keras
 
-    from nmt.attention import AdditiveAttention
-    from nmt.encoder import Encoder
+    from nmt.model.attention import AdditiveAttention
+    from nmt.model.encoder import Encoder
     keras.utils.set_random_seed(3)
     return Encoder, AdditiveAttention
 

@@ -7,8 +7,9 @@ import pytest
     ("reverse_run", "float32"),
     pytest.param("reverse_run_bfloat16", "bfloat16", marks=pytest.mark.slow)])
 def test_reverse_task_is_learned(request, run, compute_dtype):
-    from nmt import evaluate, textio
-    from nmt.translate import Translator
+    from nmt.evaluation import metrics
+    from nmt.files import textio
+    from nmt.translation.translate import Translator
     reverse_run = request.getfixturevalue(run)
     corpus = reverse_run.parent / "reverse"
     sources = list(textio.read_lines(corpus / "test.src"))
@@ -19,7 +20,7 @@ def test_reverse_task_is_learned(request, run, compute_dtype):
     translator = Translator(reverse_run)  # in the recipe's decode.precision
     assert translator.model.decoder.compute_dtype == compute_dtype
     hypotheses = [t[0].text for t in translator.translate(sources)]
-    bleu = evaluate.bleu([hypotheses[i] for i in held_out], [references[i] for i in held_out],
+    bleu = metrics.bleu([hypotheses[i] for i in held_out], [references[i] for i in held_out],
                          tokenize="none")
     assert bleu.score >= 90, bleu.text
 
@@ -27,9 +28,11 @@ def test_reverse_task_is_learned(request, run, compute_dtype):
 @pytest.mark.slow
 def test_reverse_task_is_learned_from_token_batches(tmp_path):
     from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
-    from nmt import evaluate, textio
-    from nmt.train import train
-    from nmt.translate import Translator
+
+    from nmt.evaluation import metrics
+    from nmt.files import textio
+    from nmt.training.train import train
+    from nmt.translation.translate import Translator
     corpus = make_reverse_corpus(tmp_path / "reverse", train=3000)
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         corpus, model={"embedding_dim": 32, "encoder_units": 32, "decoder_units": 64,
@@ -41,5 +44,5 @@ def test_reverse_task_is_learned_from_token_batches(tmp_path):
     sources = list(textio.read_lines(corpus / "test.src"))
     references = list(textio.read_lines(corpus / "test.tgt"))
     hypotheses = [t[0].text for t in Translator(result.run_dir).translate(sources)]
-    bleu = evaluate.bleu(hypotheses, references, tokenize="none")
+    bleu = metrics.bleu(hypotheses, references, tokenize="none")
     assert bleu.score >= 90, bleu.text

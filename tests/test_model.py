@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from nmt.config import ModelConfig
+from nmt.config.options import ModelConfig
 
 
 def tiny_model(cell="lstm", layers=1, dropout=0.0, seed=0, bridge="per_state"):
     import keras
 
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(seed)
     return Seq2Seq(20, 15, cell=cell, embedding_dim=8, encoder_units=6, encoder_layers=layers,
                    decoder_units=10, attention_units=7, dropout=dropout, bridge=bridge)
@@ -34,7 +34,7 @@ def test_teacher_forced_call_equals_step_by_step(tf, cell, layers):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_the_bridge_sets_the_first_decoder_state(tf, tmp_path, cell):
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     _, final, _ = tiny_model(cell).encoder(SOURCE)
     states = {}
     for bridge in ("per_state", "hidden", "zero"):
@@ -79,7 +79,7 @@ def test_training_mode_uses_dropout(tf):
 
 
 def test_weights_round_trip_and_config_rebuild(tf, tmp_path):
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     model = tiny_model("gru", 2, seed=1)
     inputs = {"source": SOURCE, "target_in": TARGET_IN}
     path = tmp_path / "m.weights.h5"

@@ -5,11 +5,13 @@ import typing
 import numpy as np
 import pytest
 
-from nmt import cli, config, penalties
+from nmt import cli
+from nmt.config import options, recipes
+from nmt.search import penalties
 
 
 def test_recipe_cli_and_search_read_the_same_names():
-    hint = typing.get_type_hints(config.DecodeConfig)["length_penalty"]
+    hint = typing.get_type_hints(options.DecodeConfig)["length_penalty"]
     assert typing.get_args(hint) == penalties.NAMES
     parser = cli.build_parser()
     translate = parser._subparsers._group_actions[0].choices["translate"]
@@ -20,12 +22,13 @@ def test_recipe_cli_and_search_read_the_same_names():
 def test_unknown_names_are_errors_everywhere(tf, tmp_path):
     with pytest.raises(ValueError, match="unknown length penalty 'linear'"):
         penalties.get("linear")
-    from nmt.decoding import Searcher
     from test_decoding import SHORT_OR_LONG, ScriptedModel
+
+    from nmt.search.decoding import Searcher
     with pytest.raises(ValueError, match="unknown length penalty"):
-        Searcher(ScriptedModel(SHORT_OR_LONG), config.DecodeConfig(length_penalty="linear"))
-    with pytest.raises(config.ConfigError, match="decode.length_penalty must be one of"):
-        config.recipe_from_dict({"decode": {"length_penalty": "linear"}})
+        Searcher(ScriptedModel(SHORT_OR_LONG), options.DecodeConfig(length_penalty="linear"))
+    with pytest.raises(recipes.ConfigError, match="decode.length_penalty must be one of"):
+        recipes.recipe_from_dict({"decode": {"length_penalty": "linear"}})
 
 
 @pytest.mark.parametrize("name", penalties.NAMES)

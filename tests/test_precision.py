@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import reverse_pairs, write_lines
 
 # Normalized scores of the same output, per output token (EOS included). bfloat16 keeps 8 bits
@@ -15,7 +14,7 @@ SCORE_TOLERANCE = 0.005
 
 
 def test_bfloat16_translations_agree_with_float32(reverse_run):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     lines = [s for s, _ in reverse_pairs(300, seed=11, max_len=10)]  # longer than in training
     found = {}
     for precision in ("float32", "bfloat16"):
@@ -33,11 +32,11 @@ def test_bfloat16_translations_agree_with_float32(reverse_run):
 def test_beam_one_is_greedy_in_bfloat16(tf, alpha):
     import keras
 
-    from nmt import precision
-    from nmt.config import DecodeConfig
-    from nmt.data import pad_batch
-    from nmt.decoding import Searcher
-    from nmt.model import Seq2Seq
+    from nmt.config.options import DecodeConfig
+    from nmt.data.batching import pad_batch
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.search.decoding import Searcher
+    from nmt.system import precision
     keras.utils.set_random_seed(5)
     with precision.dtype_policy("bfloat16"):
         model = Seq2Seq(12, 9, embedding_dim=8, encoder_units=6, encoder_layers=1,
@@ -56,7 +55,7 @@ def test_beam_one_is_greedy_in_bfloat16(tf, alpha):
 
 
 def test_forced_scoring_stays_float32(reverse_run):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     translator = Translator(reverse_run, precision="bfloat16")
     assert translator.searcher.model.decoder.compute_dtype == "bfloat16"
     assert translator.scorer.model.decoder.compute_dtype == "float32"
@@ -66,7 +65,7 @@ def test_forced_scoring_stays_float32(reverse_run):
 
 def test_model_folders_of_earlier_versions_load(reverse_run, tmp_path):
     """Their recipe.yaml has train.mixed_precision and no precision keys."""
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     old = shutil.copytree(reverse_run, tmp_path / "old")
     text = (old / "recipe.yaml").read_text()
     assert "  precision: float32\n" in text
@@ -77,7 +76,7 @@ def test_model_folders_of_earlier_versions_load(reverse_run, tmp_path):
 
 
 def test_cpu_bf16_support_reads_the_flags(tmp_path):
-    from nmt.precision import cpu_bf16_support
+    from nmt.system.precision import cpu_bf16_support
     info = write_lines(tmp_path / "cpuinfo", ["processor\t: 0", "flags\t\t: fpu avx512f amx_bf16 "
                                                                 "avx512_bf16 sse"])
     assert cpu_bf16_support(str(info)) == ["avx512_bf16", "amx_bf16"]
@@ -87,7 +86,7 @@ def test_cpu_bf16_support_reads_the_flags(tmp_path):
 
 
 def test_bfloat16_without_cpu_support_warns_once(monkeypatch, caplog):
-    from nmt import precision
+    from nmt.system import precision
     monkeypatch.setattr(precision, "cpu_bf16_support", lambda: [])
     monkeypatch.setattr(precision, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="nmt"):
@@ -122,9 +121,10 @@ def test_precision_option_is_checked(capsys):
 
 
 def test_evaluate_searches_in_bfloat16_and_scores_in_float32(reverse_run, tmp_path):
-    from nmt import data, report
-    from nmt.decoding import score_all
-    from nmt.translate import Translator
+    from nmt.data import batching
+    from nmt.evaluation import report
+    from nmt.search.decoding import score_all
+    from nmt.translation.translate import Translator
     pairs = reverse_pairs(12, seed=6, max_len=12)
     source = write_lines(tmp_path / "src", [s for s, _ in pairs])
     reference = write_lines(tmp_path / "ref", [t for _, t in pairs])
@@ -134,7 +134,7 @@ def test_evaluate_searches_in_bfloat16_and_scores_in_float32(reverse_run, tmp_pa
     assert result["precision"] == "bfloat16"
     assert "search in bfloat16" in (tmp_path / "out" / "report.md").read_text()
     float32 = Translator(reverse_run)
-    sources = [data.source_ids(float32.src_tokenizer, s) for s, _ in pairs]
+    sources = [batching.source_ids(float32.src_tokenizer, s) for s, _ in pairs]
     expected, _ = score_all(float32.searcher, sources,
                             [float32.tgt_tokenizer.encode(t) for _, t in pairs], 12)
     np.testing.assert_allclose([s["reference_score"] for s in result["sentences"]],
@@ -152,7 +152,7 @@ def test_bench_matmul_reports_both_precisions(capsys):
 
 
 def test_float16_on_a_cpu_warns_once(monkeypatch, caplog):
-    from nmt import precision
+    from nmt.system import precision
     monkeypatch.setattr(precision, "_has_gpu", lambda: False)
     monkeypatch.setattr(precision, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="nmt"):

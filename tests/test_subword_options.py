@@ -4,9 +4,9 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
-from nmt import config
+
+from nmt.config import options, recipes
 from nmt.errors import ConfigError
 
 LINES = [f"the quick brown fox number {i} jumps over the lazy dog" for i in range(300)]
@@ -20,7 +20,7 @@ def test_settings_that_do_not_go_together_are_one_line_errors(tmp_path, text, li
     path = tmp_path / "r.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
-        config.load_recipe(path)
+        recipes.load_recipe(path)
     assert str(err.value).startswith(f"{path}:{line}: ") and fragment in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -28,24 +28,24 @@ def test_settings_that_do_not_go_together_are_one_line_errors(tmp_path, text, li
 def test_a_clashing_override_is_blamed_on_set(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("vocab:\n  kind: sentencepiece\n  joint: true\n")
-    assert config.load_recipe(path, ["model.tie=all"]).model.tie == "all"
+    assert recipes.load_recipe(path, ["model.tie=all"]).model.tie == "all"
     with pytest.raises(ConfigError) as err:
-        config.load_recipe(path, ["model.tie=all", "vocab.joint=false"])
+        recipes.load_recipe(path, ["model.tie=all", "vocab.joint=false"])
     assert str(err.value).startswith("--set: model.tie: all")
     with pytest.raises(ConfigError, match="sampling_alpha must be in"):
-        config.load_recipe(path, ["vocab.sampling_alpha=1.5"])
+        recipes.load_recipe(path, ["vocab.sampling_alpha=1.5"])
 
 
 def test_a_joint_vocabulary_is_one_tokenizer_trained_on_both_sides():
-    from nmt.train import build_tokenizers
+    from nmt.training.train import build_tokenizers
     from vocab import UNK
     pairs = [(f"für größere straßen {i}", line) for i, line in enumerate(LINES)]
     for kind in ("sentencepiece", "words"):
-        settings = config.VocabConfig(kind=kind, size=80, joint=True)
+        settings = options.VocabConfig(kind=kind, size=80, joint=True)
         src, tgt = build_tokenizers(settings, lambda: iter(pairs))
         assert src is tgt
         assert UNK not in src.encode("für größere straßen") + src.encode("the quick fox")
-        alone = build_tokenizers(config.VocabConfig(kind=kind, size=80), lambda: iter(pairs))[0]
+        alone = build_tokenizers(options.VocabConfig(kind=kind, size=80), lambda: iter(pairs))[0]
         assert UNK in alone.encode("the quick fox")  # a source-only vocabulary lacks English
 
 
@@ -85,9 +85,9 @@ def test_each_thread_samples_its_own_segmentations_and_the_seeds_repeat_them():
 def test_sampling_takes_any_recipe_seed():
     """SentencePiece takes 32-bit seeds: the per-line seeds of a large `train.seed` wrap."""
     import vocab
-    from nmt.train import training_tokenizers
+    from nmt.training.train import training_tokenizers
     tok = vocab.train("sentencepiece", LINES, size=80)
-    settings = config.VocabConfig(kind="sentencepiece", sampling_alpha=0.2)
+    settings = options.VocabConfig(kind="sentencepiece", sampling_alpha=0.2)
     for seed in (0, 4_295, 10**12):
         sampler = training_tokenizers(settings, (tok, tok), seed)[0]
         assert sampler.decode(sampler.encode(LINES[0])) == LINES[0]
@@ -95,7 +95,7 @@ def test_sampling_takes_any_recipe_seed():
 
 @pytest.mark.parametrize("tie, embedding_dim", [("decoder", 16), ("decoder", 32), ("all", 16)])
 def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     sizes = dict(embedding_dim=embedding_dim, encoder_units=8, encoder_layers=1,
                  decoder_units=32, attention_units=8, dropout=0.0)
     tied, untied = Seq2Seq(40, 40, tie=tie, **sizes), Seq2Seq(40, 40, **sizes)
@@ -116,7 +116,7 @@ def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
 
 
 def test_tie_all_needs_equal_vocabularies(tf):
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     with pytest.raises(ValueError, match="one vocabulary"):
         Seq2Seq(40, 30, tie="all", embedding_dim=8, encoder_units=8, decoder_units=8,
                 attention_units=8)
@@ -124,9 +124,9 @@ def test_tie_all_needs_equal_vocabularies(tf):
 
 @pytest.mark.slow
 def test_joint_tied_sampled_training_runs_and_translates(tmp_path):
-    from nmt import checkpoints
-    from nmt.train import train
-    from nmt.translate import Translator
+    from nmt.storage import checkpoints
+    from nmt.training.train import train
+    from nmt.translation.translate import Translator
     corpus = make_reverse_corpus(tmp_path / "reverse", train=600)
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         corpus, vocab={"kind": "sentencepiece", "size": 30, "joint": True,
@@ -142,7 +142,7 @@ def test_joint_tied_sampled_training_runs_and_translates(tmp_path):
 
 @pytest.mark.parametrize("tie", ["none", "all"])
 def test_embedding_init_normal_draws_both_sides_from_n_0_01(tf, tie):
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
     sizes = dict(embedding_dim=64, encoder_units=8, encoder_layers=1, decoder_units=16,
                  attention_units=8, tie=tie)
     normal = Seq2Seq(500, 500, embedding_init="normal", **sizes)

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from nmt import data, termination
+from nmt.data import batching
+from nmt.system import termination
 from vocab import words
 
 
@@ -65,7 +66,7 @@ def test_sigterm_cuts_the_shuffle_buffer_fill_short(tf):
             read.append(index)
             yield "a b", "c"
 
-    dataset = data.training_dataset(read_pairs, tokenizer, tokenizer, batch_size=16, max_len=10,
+    dataset = batching.training_dataset(read_pairs, tokenizer, tokenizer, batch_size=16, max_len=10,
                                     shuffle_buffer=1_000_000, seed=1)
     with termination.handled():
         with pytest.raises(termination.Terminated):

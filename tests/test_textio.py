@@ -1,7 +1,7 @@
 import pytest
 
-from nmt import textio
 from nmt.errors import DataError
+from nmt.files import textio
 
 
 def write(path, data: bytes):

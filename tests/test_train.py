@@ -3,10 +3,11 @@ import csv
 import json
 
 import pytest
-
 from conftest import tiny_recipe_dict, write_recipe
-from nmt import checkpoints, config
+
+from nmt.config import options, recipes
 from nmt.errors import ConfigError
+from nmt.storage import checkpoints
 
 pytestmark = pytest.mark.slow  # every test trains a model
 
@@ -23,14 +24,14 @@ def metrics_rows(run):
 
 
 def test_run_directory_is_self_describing(recipe, tmp_path, reverse_corpus):
-    from nmt.train import train
+    from nmt.training.train import train
     result = train(recipe, tmp_path / "run", verbose=0)
     run = checkpoints.RunDir(tmp_path / "run")
     assert result.epochs == 1
     for path in (run.recipe, run.model_json, run.best, run.last, run.metrics, run.log):
         assert path.is_file(), path
     assert any(run.tensorboard.rglob("events.out.tfevents.*"))
-    assert config.load_recipe(run.recipe) == config.load_recipe(recipe)
+    assert recipes.load_recipe(run.recipe) == recipes.load_recipe(recipe)
     description = json.loads(run.model_json.read_text())
     assert description["format_version"] == checkpoints.FORMAT_VERSION
     assert description["tgt_vocab_size"] == len(checkpoints.load_tokenizers(run)[1])
@@ -40,34 +41,35 @@ def test_run_directory_is_self_describing(recipe, tmp_path, reverse_corpus):
         assert float(row[key]) >= 0, key
     assert float(row["ppl"]) == pytest.approx(2.718281828 ** float(row["nll"]), rel=1e-4)
     # The logged dev BLEU is that of the weights at the epoch's end: the dev search follows them.
-    from nmt import evaluate, textio
-    from nmt.translate import Translator
+    from nmt.evaluation import metrics
+    from nmt.files import textio
+    from nmt.translation.translate import Translator
     sources, references = (list(textio.read_lines(reverse_corpus / f"dev.{side}"))
                            for side in ("src", "tgt"))
     found = Translator(run.root, beam_size=1, weights="last").translate(sources)
-    dev_bleu = evaluate.bleu([hyps[0].text for hyps in found], references, "none").score
+    dev_bleu = metrics.bleu([hyps[0].text for hyps in found], references, "none").score
     assert dev_bleu > 0 and float(row["val_bleu"]) == pytest.approx(dev_bleu, abs=1e-6)
     # Only the model folder is needed to translate: copy it elsewhere and load it.
     import shutil
     copy = tmp_path / "elsewhere"
     shutil.copytree(run.root, copy)
     loaded = checkpoints.load_model(copy)
-    assert loaded.model.count_params() > 0 and loaded.recipe == config.load_recipe(recipe)
+    assert loaded.model.count_params() > 0 and loaded.recipe == recipes.load_recipe(recipe)
 
 
 def optimizer_steps(run, recipe_path):
     """The optimizer's step counter saved in a run's resume weights."""
-    from nmt.train import compiled_trainer
+    from nmt.training.train import compiled_trainer
     state = checkpoints.read_resume_state(checkpoints.RunDir(run))
     sizes = json.loads((run / "model.json").read_text())
-    trainer = compiled_trainer(config.load_recipe(run / "recipe.yaml"),
+    trainer = compiled_trainer(recipes.load_recipe(run / "recipe.yaml"),
                                sizes["src_vocab_size"], sizes["tgt_vocab_size"])
     checkpoints.restore_resume_state(checkpoints.RunDir(run), trainer, state)
     return int(trainer.optimizer.iterations.numpy())
 
 
 def test_resume_continues_and_a_finished_run_stays_finished(recipe, tmp_path):
-    from nmt.train import train
+    from nmt.training.train import train
     run = tmp_path / "run"
     train(recipe, run, verbose=0)
     weights_after_one = (run / "last.weights.h5").read_bytes()
@@ -85,7 +87,7 @@ def test_resume_continues_and_a_finished_run_stays_finished(recipe, tmp_path):
 
 
 def test_a_run_directory_refuses_other_settings(recipe, tmp_path):
-    from nmt.train import train
+    from nmt.training.train import train
     train(recipe, tmp_path / "run", verbose=0)
     with pytest.raises(ConfigError, match=r"different settings \(model.decoder_units\)"):
         train(recipe, tmp_path / "run", overrides=["model.decoder_units=8"], verbose=0)
@@ -97,7 +99,7 @@ def test_a_run_directory_refuses_other_settings(recipe, tmp_path):
 
 
 def test_sentencepiece_vocabulary_and_gru(tmp_path, reverse_corpus):
-    from nmt.train import train
+    from nmt.training.train import train
     recipe = write_recipe(tmp_path / "r", tiny_recipe_dict(
         reverse_corpus, vocab={"kind": "sentencepiece", "size": 30, "model_type": "bpe"},
         model={"cell": "gru", "encoder_layers": 2}))
@@ -110,7 +112,8 @@ def test_sentencepiece_vocabulary_and_gru(tmp_path, reverse_corpus):
 def test_shipped_tiny_recipe_trains_on_the_real_corpus(tmp_path):
     """The README's recipe, a few steps on the real data: guards paths, keys and vocabulary."""
     from conftest import real_corpus
-    from nmt.train import train
+
+    from nmt.training.train import train
     assert (real_corpus() / "train.ja").is_file(), "set NMT_DATA to the folder of the corpora"
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     # The end-of-training tune on a smaller grid: the shipped one decodes dev 7 times.
@@ -126,7 +129,7 @@ def test_shipped_tiny_recipe_trains_on_the_real_corpus(tmp_path):
 def test_weight_decay_shrinks_the_weights(tmp_path, reverse_corpus):
     import numpy as np
 
-    from nmt.train import train
+    from nmt.training.train import train
     norms = {}
     for decay in (0.0, 2.0):  # same seed, data and batches; 20 steps at learning rate 0.01
         recipe = write_recipe(tmp_path / f"recipe{decay}", tiny_recipe_dict(
@@ -145,10 +148,10 @@ def test_the_decay_watches_dev_bleu_or_dev_perplexity(tf, metric, rates):
     """Dev BLEU climbs while dev perplexity rises (over-confidence): only the ppl decay acts."""
     import keras
 
-    from nmt.train import learning_rate_decay
+    from nmt.training.train import learning_rate_decay
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-    decay = learning_rate_decay(config.TrainConfig(lr_decay=0.5, lr_patience=1,
+    decay = learning_rate_decay(options.TrainConfig(lr_decay=0.5, lr_patience=1,
                                                    lr_decay_metric=metric))
     decay.set_model(model)
     decay.on_train_begin()

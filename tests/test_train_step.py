@@ -6,7 +6,7 @@ import pytest
 def test_token_losses_equal_keras_crossentropy_with_label_smoothing(tf):
     import keras
 
-    from nmt.train_step import token_losses
+    from nmt.training.train_step import token_losses
     rng = np.random.default_rng(0)
     logits = tf.constant(rng.normal(size=(3, 4, 9)) * 3, tf.float32)
     targets = tf.constant([[5, 6, 3, 0], [7, 3, 0, 0], [4, 4, 8, 3]], tf.int32)
@@ -26,7 +26,7 @@ def test_token_losses_equal_keras_crossentropy_with_label_smoothing(tf):
 def test_fused_adam_equals_keras_adam(tf):
     import keras
 
-    from nmt.optimizers import FusedAdam
+    from nmt.training.optimizers import FusedAdam
     rng = np.random.default_rng(1)
     start = [rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(3,)).astype("float32")]
     gradients = [[tf.constant(rng.normal(size=w.shape) * 4, tf.float32) for w in start]
@@ -48,8 +48,8 @@ def test_a_token_budget_weighs_every_token_the_same(tf):
     budget the loss is a sum over tokens / budget: the doubled batch moves them twice as far."""
     import keras
 
-    from nmt.model import Seq2Seq
-    from nmt.train_step import Seq2SeqTrainer
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.training.train_step import Seq2SeqTrainer
     rng = np.random.default_rng(2)
     source = rng.integers(4, 20, size=(3, 5)).astype("int32")
     target = np.concatenate([np.full((3, 1), 2), rng.integers(4, 20, size=(3, 4)),
@@ -76,8 +76,8 @@ def test_a_token_budget_weighs_every_token_the_same(tf):
 def test_weight_decay_is_decoupled_and_spares_biases(tf):
     import keras
 
-    from nmt.config import TrainConfig
-    from nmt.optimizers import adam
+    from nmt.config.options import TrainConfig
+    from nmt.training.optimizers import adam
     matrix, bias = keras.Variable(np.ones((4, 3), "float32")), keras.Variable(np.ones(3, "float32"))
     optimizer = adam(TrainConfig(learning_rate=0.1, weight_decay=0.5), [matrix, bias])
     # A zero gradient leaves Adam's own step at zero: only the decay moves the weights.
@@ -90,8 +90,8 @@ def test_weight_decay_is_decoupled_and_spares_biases(tf):
 def test_warmup_ramps_the_learning_rate_then_the_plateau_decay_takes_over(tf):
     import keras
 
-    from nmt.config import TrainConfig
-    from nmt.optimizers import adam
+    from nmt.config.options import TrainConfig
+    from nmt.training.optimizers import adam
     weight = keras.Variable(np.zeros(3, "float32"))
     optimizer = adam(TrainConfig(learning_rate=0.1, warmup_steps=4, clip_norm=0.0), [weight])
     steps = []

@@ -7,7 +7,7 @@ from nmt.errors import DataError
 
 @pytest.fixture(scope="module")
 def translator(reverse_run):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     return Translator(reverse_run, beam_size=3)
 
 
@@ -27,7 +27,7 @@ def test_nbest_lists_are_sorted_and_distinct(translator):
 
 
 def test_length_penalty_kinds(reverse_run):
-    from nmt.translate import Translator
+    from nmt.translation.translate import Translator
     lines = ["3 1 4 1 5", "2 7"]
     for kind, penalty in (("average", lambda n: n), ("gnmt", lambda n: (5 + n) / 6)):
         found = Translator(reverse_run, beam_size=3, alpha=1.0,
@@ -48,7 +48,7 @@ def test_long_lines_are_translated_in_pieces(translator):
 
 
 def test_file_output_formats(translator, tmp_path):
-    from nmt.translate import translate_file
+    from nmt.translation.translate import translate_file
     source = tmp_path / "in.txt"
     source.write_text("1 2 3\n\n7 8\n")
     out = tmp_path / "out.txt"
@@ -70,7 +70,7 @@ def test_file_output_formats(translator, tmp_path):
 
 
 def test_bad_input_leaves_no_output_file(translator, tmp_path):
-    from nmt.translate import translate_file
+    from nmt.translation.translate import translate_file
     source = tmp_path / "in.txt"
     source.write_bytes(b"1 2\n3 \xff 4\n")
     out = tmp_path / "out.txt"

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
 from test_cli import assert_one_line_error, run_nmt
 from test_faults import DRIVER, assert_consistent, metrics_rows
@@ -123,7 +122,7 @@ def test_a_run_directory_is_locked_while_training(tiny_recipe, tmp_path):
     finally:
         holder.kill()  # SIGKILL: the OS releases the lock
         holder.wait()
-    from nmt import checkpoints
+    from nmt.storage import checkpoints
     with checkpoints.locked(checkpoints.RunDir(run)):
         assert (run / ".lock").read_text().strip() == str(os.getpid())
 
@@ -289,7 +288,7 @@ def test_sigterm_while_the_last_epoch_is_saved_keeps_it_and_the_rerun_tunes(tmp_
     """The epoch's score is logged, its plot, metrics row and checkpoint come next: a SIGTERM
     then ends training once the epoch is committed, rather than throwing the epoch away; the
     steps after training, skipped by the stop, are done by the next `nmt train`."""
-    from nmt import tuning
+    from nmt.translation import tuning
     corpus = make_reverse_corpus(tmp_path / "reverse", train=60_000)
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         corpus, train={"epochs": 1}, eval={"tokenize": "none", "tune_beams": [1, 2]}))

@@ -4,7 +4,7 @@ import gzip
 import numpy as np
 import pytest
 
-from nmt import vectors
+from nmt.data import vectors
 from nmt.errors import DataError
 
 VOCAB = ["<pad>", "<unk>", "<s>", "</s>", "cat", "dog", "emu"]
@@ -78,9 +78,11 @@ def test_relative_paths_are_under_the_data_root(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, reverse_corpus):
     from conftest import tiny_recipe_dict, write_recipe
-    from nmt import checkpoints, config
-    from nmt.train import compiled_trainer, train
-    from nmt.translate import Translator
+
+    from nmt.config import recipes
+    from nmt.storage import checkpoints
+    from nmt.training.train import compiled_trainer, train
+    from nmt.translation.translate import Translator
     rng = np.random.default_rng(3)
     table = {str(digit): rng.normal(size=16).round(4) for digit in range(7)}  # not 7, 8, 9
     path = tmp_path / "digits.vec.gz"
@@ -104,7 +106,7 @@ def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, rev
     # the words it lacks the random initialization of a fresh model with the same seed.
     import keras
     keras.utils.set_random_seed(1)
-    fresh = compiled_trainer(config.load_recipe(recipe), len(checkpoints.load_tokenizers(
+    fresh = compiled_trainer(recipes.load_recipe(recipe), len(checkpoints.load_tokenizers(
         checkpoints.RunDir(run))[0]), len(tokenizer)).seq2seq.embedding_layer("tgt")
     for word in tokenizer.tokens:
         expected = table[word] if word in table else fresh.embeddings.numpy()[tokenizer.ids[word]]

@@ -1,11 +1,11 @@
 """Search: greedy and length-normalized beam search, and forced scoring of given targets.
 
-Sees the model only through the inference protocol, `nmt.inference.InferenceModel` (a single
+Sees the model only through the inference protocol, `nmt.search.inference.InferenceModel` (a single
 `Seq2Seq` or an `Ensemble`).
 
 The score of a hypothesis y of T tokens (EOS included) is defined once, in `normalized_score`:
 
-    score(y) = sum_t log p(y_t | y_<t, x) / penalty(T)       penalties: `nmt.penalties`
+    score(y) = sum_t log p(y_t | y_<t, x) / penalty(T)       penalties: `nmt.search.penalties`
 
 Both searches run whole in one `tf.function` (a `tf.while_loop` over steps, every hypothesis of the
 batch in one tensor), so no Python runs per step; sentences leave the batch as they end, so the
@@ -19,11 +19,12 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nmt import penalties
-from nmt.config import DecodeConfig
-from nmt.data import length_sorted_batches, pad_batch
-from nmt.inference import InferenceModel
+from nmt.config.options import DecodeConfig
+from nmt.data.batching import length_sorted_batches, pad_batch
+from nmt.search import penalties
+from nmt.search.inference import InferenceModel
 from vocab import BOS, EOS, PAD
+
 
 class Hypothesis(NamedTuple):
     ids: list  # target ids, EOS excluded
@@ -33,7 +34,7 @@ class Hypothesis(NamedTuple):
 
 
 def length_penalty(length, alpha, kind: str = "average"):
-    """penalty(T) of the registered penalty `kind` (`nmt.penalties`)."""
+    """penalty(T) of the registered penalty `kind` (`nmt.search.penalties`)."""
     return penalties.get(kind).penalty(tf.cast(length, tf.float32), alpha)
 
 

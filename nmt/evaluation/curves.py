@@ -1,7 +1,7 @@
 """Learning curves: dev BLEU and perplexity per epoch, from a run's metrics.csv or a peer's CSV.
 
 A run's `metrics.csv` is written by Keras's CSVLogger (epoch counted from 0) with the columns of
-`nmt.callbacks`: val_bleu, val_ppl and epoch_seconds (wall-clock time of the epoch, dev
+`nmt.training.callbacks`: val_bleu, val_ppl and epoch_seconds (wall-clock time of the epoch, dev
 evaluation included). A peer's CSV (another toolkit's figures) has the columns `epoch` (from 1),
 `bleu`, `ppl` and optionally `minutes` (wall-clock time at the end of that epoch).
 """

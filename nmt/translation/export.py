@@ -29,11 +29,11 @@ from typing import NamedTuple, Protocol
 import tensorflow as tf
 
 import nmt
-from nmt import penalties
-from nmt.decoding import beam_search, forced_log_prob, greedy_search, normalized_score
 from nmt.errors import NmtError
-from nmt.inference import Ensemble
-from nmt.translate import Translator
+from nmt.search import penalties
+from nmt.search.decoding import beam_search, forced_log_prob, greedy_search, normalized_score
+from nmt.search.inference import Ensemble
+from nmt.translation.translate import Translator
 from vocab import BOS, EOS, PAD, UNK, subwords, words
 
 SETTINGS_FILE = Path("assets.extra") / "nmt.json"  # the decode settings baked into the graph

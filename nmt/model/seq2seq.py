@@ -1,5 +1,5 @@
 """The encoder-decoder: teacher-forced `call` for training; the inference protocol
-(`nmt.inference`) for search.
+(`nmt.search.inference`) for search.
 
 The model maps ids to logits and knows nothing of files, strings, training or search.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from nmt.config import ModelConfig, architecture
-from nmt.decoder import AttentionDecoder, Memory
-from nmt.encoder import Encoder
+from nmt.config.options import ModelConfig, architecture
+from nmt.model.decoder import AttentionDecoder, Memory
+from nmt.model.encoder import Encoder
 
 
 @keras.saving.register_keras_serializable(package="nmt")
@@ -29,8 +29,8 @@ class Seq2Seq(keras.Model):
     Returns:
         logits [B, T, V] predicting target_out = target + EOS.
 
-    Satisfies `nmt.inference.InferenceModel`, the protocol search uses (`step_tables`, `encode`,
-    `decode_step`, `teacher_forced`).
+    Satisfies `nmt.search.inference.InferenceModel`, the protocol search uses (`step_tables`,
+    `encode`, `decode_step`, `teacher_forced`).
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,

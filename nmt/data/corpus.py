@@ -11,9 +11,10 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from nmt.config import DataConfig, corpus_path
+from nmt.config.options import DataConfig
+from nmt.config.recipes import corpus_path
 from nmt.errors import DataError
-from nmt.textio import atomic_write
+from nmt.files.textio import atomic_write
 
 
 def split_files(data: DataConfig, split: str) -> tuple[Path, Path]:

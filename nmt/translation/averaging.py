@@ -12,8 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nmt import checkpoints, textio
 from nmt.errors import ModelDirError
+from nmt.files import textio
+from nmt.storage import checkpoints
 
 RECORD = "averaged.json"  # in an averaged model folder: which weights were averaged
 

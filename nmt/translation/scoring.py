@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from nmt import evaluate, textio
+from nmt.evaluation import metrics
+from nmt.files import textio
 
 
 def score_files(translator, source: str, target: str, output: str | None = None,
@@ -19,7 +20,7 @@ def score_files(translator, source: str, target: str, output: str | None = None,
     Returns the number of pairs."""
     sources = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     targets = list(textio.read_lines(target, allow_blank=True, allow_tab=True))
-    evaluate.check_lengths(targets, sources, target, source)
+    metrics.check_lengths(targets, sources, target, source)
     chunk = 16 * translator.decode.batch_size
 
     def write_all(out: TextIO) -> None:

@@ -41,9 +41,10 @@ import numpy as np
 
 import nmt
 import vocab
-from nmt import config, textio
+from nmt.config import options, recipes
 from nmt.errors import ConfigError, ModelDirError, OutputError
-from nmt.textio import NEW_FOLDER_MODE, atomic_path, atomic_write, reported_as_output_error
+from nmt.files import textio
+from nmt.files.textio import NEW_FOLDER_MODE, atomic_path, atomic_write, reported_as_output_error
 
 FORMAT_VERSION = 1
 # What `commit_epoch` writes into state.json and resuming reads back.
@@ -76,18 +77,18 @@ class LoadedModel(NamedTuple):
     model: object
     src_tokenizer: object
     tgt_tokenizer: object
-    recipe: config.Recipe
+    recipe: options.Recipe
 
 
 # ---- writing ------------------------------------------------------------------------------------
 
-def save_description(run: RunDir, recipe: config.Recipe, src_size: int, tgt_size: int) -> None:
+def save_description(run: RunDir, recipe: options.Recipe, src_size: int, tgt_size: int) -> None:
     """Writes recipe.yaml and model.json (atomically)."""
     with atomic_write(run.recipe) as handle:
-        handle.write(config.dump_recipe(recipe))
+        handle.write(recipes.dump_recipe(recipe))
     description = {"format_version": FORMAT_VERSION, "nmt_version": nmt.__version__,
                    "src_vocab_size": src_size, "tgt_vocab_size": tgt_size,
-                   "model": config.to_dict(recipe)["model"]}
+                   "model": recipes.to_dict(recipe)["model"]}
     with atomic_write(run.model_json) as handle:
         json.dump(description, handle, indent=2)
         handle.write("\n")
@@ -320,17 +321,17 @@ def load_model(root: str | os.PathLike, weights: str = "best",
     precision: "float32" or "bfloat16" (the weights are cast once, as they are loaded); None:
     the recipe's `decode.precision`.
     """
-    from nmt import precision as precisions
-    from nmt.model import Seq2Seq
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.system import precision as precisions
 
     run = RunDir(root)
     description = read_description(root)
     try:
-        recipe = config.load_recipe(run.recipe, written_by_nmt=True)
+        recipe = recipes.load_recipe(run.recipe, written_by_nmt=True)
     except ConfigError as err:  # the message names recipe.yaml and the line
         raise ModelDirError(str(err)) from None
     try:
-        model_config = config.recipe_from_dict({"model": description["model"]}).model
+        model_config = recipes.recipe_from_dict({"model": description["model"]}).model
         sizes = int(description["src_vocab_size"]), int(description["tgt_vocab_size"])
     except (ConfigError, KeyError, TypeError, ValueError) as err:
         raise ModelDirError(f"inconsistent model description ({err})", str(run.model_json)) \

@@ -29,7 +29,7 @@ def load_embeddings(model_dir: str | Path, side: str) -> Embeddings:
     """The source ("src") or target ("tgt") embeddings of a model folder's best weights."""
     from keras import ops
 
-    from nmt import checkpoints
+    from nmt.storage import checkpoints
 
     loaded = checkpoints.load_model(model_dir)
     tokenizer = loaded.src_tokenizer if side == "src" else loaded.tgt_tokenizer
@@ -69,7 +69,7 @@ def plot_map(embeddings: Embeddings, count: int, path: str | Path) -> bool:
 
     Returns False when some labels could not be drawn (no CJK font) and show their rank instead.
     """
-    from nmt import plotting
+    from nmt.evaluation import plotting
 
     words = embeddings.words[:count]
     points = pca_2d(embeddings.matrix[:len(words)])

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nmt import termination
+from nmt.system import termination
 from vocab import BOS, EOS, PAD
 
 PairReader = Callable[[], Iterable[tuple[str, str]]]

@@ -18,8 +18,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from nmt import data, evaluate
-from nmt.decoding import score_all, search_all
+from nmt.data import batching
+from nmt.evaluation import metrics
+from nmt.search.decoding import score_all, search_all
 from vocab import UNK
 
 CATEGORIES = ("search_error", "model_error", "correct", "oov")
@@ -119,13 +120,13 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
 
     sentences = []
     for index, ids, ref, hyp in zip(usable, main_ids, reference_scores, main_scores):
-        words = data.source_length(sources[index]) - 1
+        words = batching.source_length(sources[index]) - 1
         sentences.append(Sentence(
             line=index + 1, source=source_lines[index], reference=reference_lines[index],
             hypothesis=hypotheses[index], source_length=words, hypothesis_score=hyp.score,
             reference_score=ref.score, hypothesis_log_prob=hyp.log_prob,
             reference_log_prob=ref.log_prob,
-            sentence_bleu=evaluate.sentence_bleu(hypotheses[index], reference_lines[index],
+            sentence_bleu=metrics.sentence_bleu(hypotheses[index], reference_lines[index],
                                                  tokenize),
             category=classify(ref.score, hyp.score, ids == references[index],
                               UNK in references[index]),
@@ -142,7 +143,7 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
                       for found, reference, ref, hyp
                       in zip(ids, usable_references, reference_scores, scores)]
         analysis.sweep.append(SweepPoint(
-            beam_size=beam, bleu=evaluate.bleu([tgt_tok.decode(h) for h in ids], refs,
+            beam_size=beam, bleu=metrics.bleu([tgt_tok.decode(h) for h in ids], refs,
                                                tokenize).score,
             search_errors=categories.count("search_error"),
             comparable=len(categories) - categories.count("oov"),
@@ -163,7 +164,7 @@ def by_length(sentences: Sequence[Sentence], tokenize: str) -> list[dict]:
         comparable = sum(s.category != "oov" for s in group)
         rows.append({"lengths": f"{low}-{high}" if high < 10**9 else f"{low}+",
                      "sentences": len(group),
-                     "bleu": evaluate.bleu([s.hypothesis for s in group],
+                     "bleu": metrics.bleu([s.hypothesis for s in group],
                                            [s.reference for s in group], tokenize).score,
                      "search_error_share": errors / max(comparable, 1)})
     return rows

@@ -14,8 +14,10 @@ from typing import Sequence
 
 import keras
 
-from nmt import checkpoints, evaluate, termination
-from nmt.decoding import Searcher, search_all
+from nmt.evaluation import metrics
+from nmt.search.decoding import Searcher, search_all
+from nmt.storage import checkpoints
+from nmt.system import termination
 
 log = logging.getLogger("nmt")
 
@@ -78,7 +80,7 @@ class DevBleu(keras.callbacks.Callback):
         self.searcher.refresh()  # the weights changed during the epoch
         found = search_all(self.searcher, self.sources, self.decode_config.batch_size)
         hypotheses = [self.tgt_tokenizer.decode(hyps[0].ids) for hyps in found]
-        logs["val_bleu"] = evaluate.bleu(hypotheses, self.references, self.tokenize).score
+        logs["val_bleu"] = metrics.bleu(hypotheses, self.references, self.tokenize).score
         logs["bleu_seconds"] = time.perf_counter() - start
 
 
@@ -116,7 +118,7 @@ class LearningCurve(keras.callbacks.Callback):
         self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
-        from nmt import curves, plotting
+        from nmt.evaluation import curves, plotting
         plotting.learning_curves([curves.run_curve(self.run.metrics, self.run.root.name)],
                                  self.run.learning_curve)
 

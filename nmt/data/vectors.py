@@ -17,7 +17,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from nmt import config
+from nmt.config import options, recipes
 from nmt.errors import DataError
 from vocab.specials import SPECIAL_TOKENS
 
@@ -33,7 +33,7 @@ class Coverage(NamedTuple):
 def vectors_path(path: str) -> Path:
     """A recipe's vectors path: absolute, `~`, or relative to the data root (as data.corpus)."""
     path = Path(path).expanduser()
-    return path if path.is_absolute() else config.data_root() / path
+    return path if path.is_absolute() else recipes.data_root() / path
 
 
 def embedding_rows(tokens: Sequence[str], path: str | os.PathLike, dim: int) -> Coverage:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from nmt.textio import atomic_path
+from nmt.files.textio import atomic_path
 
 CJK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans JP", "Source Han Sans JP", "IPAexGothic",
                 "IPAGothic", "IPAPGothic", "TakaoGothic", "VL Gothic", "Droid Sans Fallback",
@@ -149,7 +149,8 @@ def word_map(points, words: Sequence[str], path: str | Path, title: str = "") ->
 
 
 def learning_curves(curves: Sequence, path: str | Path):
-    """Dev BLEU and perplexity of `nmt.curves.Curve`s against epoch and wall-clock minutes.
+    """Dev BLEU and perplexity of `nmt.evaluation.curves.Curve`s against epoch and wall-clock
+    minutes.
 
     Curves without times appear in the epoch panels only. Returns the matplotlib Figure saved.
     """

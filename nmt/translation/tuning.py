@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from nmt import checkpoints, config, evaluate, plotting, textio
+from nmt.config import recipes
+from nmt.evaluation import metrics, plotting
+from nmt.files import textio
+from nmt.storage import checkpoints
 
 RECORD = "tune.json"  # in the model folder: the grid and the setting written from it
 
@@ -36,7 +39,7 @@ def grid_search(translator, sources: Sequence[str], references: Sequence[str],
                 if beam > 1 or greedy is None:
                     found = translator.translate(sources, beam_size=beam, alpha=alpha,
                                                  length_penalty=kind)
-                    bleu = evaluate.bleu([t[0].text for t in found], references, tokenize).score
+                    bleu = metrics.bleu([t[0].text for t in found], references, tokenize).score
                     if beam == 1:
                         greedy = bleu
                 points.append(TunePoint(beam, alpha, kind, bleu if beam > 1 else greedy))
@@ -66,7 +69,7 @@ def write_default(model_dir: str | os.PathLike, chosen: TunePoint, points: Seque
     came from in tune.json (both written atomically; recipe last, so a kill leaves the old
     default or the new one, never a recipe without its record)."""
     run = checkpoints.RunDir(model_dir)
-    recipe = config.with_changes(config.load_recipe(run.recipe), "decode",
+    recipe = recipes.with_changes(recipes.load_recipe(run.recipe), "decode",
                                  beam_size=chosen.beam_size, alpha=chosen.alpha,
                                  length_penalty=chosen.length_penalty)
     record = {"chosen": asdict(chosen), "grid": [asdict(p) for p in points],
@@ -75,7 +78,7 @@ def write_default(model_dir: str | os.PathLike, chosen: TunePoint, points: Seque
         json.dump(record, handle, indent=2)
         handle.write("\n")
     with textio.atomic_write(run.recipe) as handle:
-        handle.write(config.dump_recipe(recipe))
+        handle.write(recipes.dump_recipe(recipe))
 
 
 def tune(translator, source: str, reference: str, beams: Sequence[int],
@@ -86,10 +89,10 @@ def tune(translator, source: str, reference: str, beams: Sequence[int],
     Returns (points, the best, the BLEU signature)."""
     sources = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     references = list(textio.read_lines(reference, allow_blank=True, allow_tab=True))
-    evaluate.check_lengths(sources, references, source, reference)
+    metrics.check_lengths(sources, references, source, reference)
     points = grid_search(translator, sources, references, beams, alphas, kinds, tokenize)
     chosen = best(points)
-    signature = str(evaluate.bleu_metric(tokenize).get_signature())
+    signature = str(metrics.bleu_metric(tokenize).get_signature())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with textio.atomic_write(out / "tune.md") as handle:

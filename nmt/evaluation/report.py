@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from nmt import analysis, evaluate, plotting, textio
-from nmt.decoding import score_all
 from nmt.errors import DataError, OutputError
+from nmt.evaluation import analysis, metrics, plotting
+from nmt.files import textio
+from nmt.search.decoding import score_all
 
 REPORT_FILES = ("report.md", "report.json", "hypotheses.txt")
 FIGURES = "figures"
@@ -37,7 +38,7 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
     """Evaluates a loaded `Translator`; writes the report folder and returns its JSON."""
     source_lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     reference_lines = list(textio.read_lines(reference, allow_blank=True, allow_tab=True))
-    evaluate.check_lengths(source_lines, reference_lines, source, reference)
+    metrics.check_lengths(source_lines, reference_lines, source, reference)
     for line in show:
         if not 1 <= line <= len(source_lines):
             raise DataError(f"--show {line}: the file has {len(source_lines)} lines", source)
@@ -49,7 +50,7 @@ def run_evaluation(translator, source: str, reference: str, out: str | Path,
     decode = translator.decode
     result, hypotheses = analysis.analyze_corpus(translator, source_lines, reference_lines,
                                                  decode.beam_size, tokenize, beams)
-    scores = evaluate.corpus_scores(hypotheses, reference_lines, tokenize)
+    scores = metrics.corpus_scores(hypotheses, reference_lines, tokenize)
     out = Path(out)
     figures = out / FIGURES
     report = {

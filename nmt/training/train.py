@@ -12,9 +12,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import (checkpoints, config, corpus, data, distribute, evaluate, precision, runtime,
-                 termination, textio, vectors)
+from nmt.config import options, recipes
+from nmt.data import batching, corpus, vectors
 from nmt.errors import ConfigError
+from nmt.evaluation import metrics
+from nmt.files import textio
+from nmt.storage import checkpoints
+from nmt.system import distribute, precision, runtime, termination
 
 log = logging.getLogger("nmt")
 
@@ -33,7 +37,7 @@ class TrainResult:
 
 
 def default_run_dir(recipe_path: str | os.PathLike) -> Path:
-    return Path("runs") / config.recipe_file(recipe_path).parent.resolve().name
+    return Path("runs") / recipes.recipe_file(recipe_path).parent.resolve().name
 
 
 def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = None,
@@ -42,11 +46,11 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
 
     The chief holds the run directory's lock throughout: a second start on it fails at once.
     """
-    recipe = config.load_recipe(recipe_path, overrides)
+    recipe = recipes.load_recipe(recipe_path, overrides)
     if recipe.train.average_best > recipe.train.keep_best:
         raise ConfigError(f"train.average_best ({recipe.train.average_best}) needs "
                           f"train.keep_best >= it, not {recipe.train.keep_best}",
-                          str(config.recipe_file(recipe_path)))
+                          str(recipes.recipe_file(recipe_path)))
     run = checkpoints.RunDir(run_dir or default_run_dir(recipe_path))
     chief = distribute.is_chief()
     _refuse_foreign_folder(run)
@@ -54,7 +58,7 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
         return _train(recipe, run, chief, threads, verbose)
 
 
-def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads: int | None,
+def _train(recipe: options.Recipe, run: checkpoints.RunDir, chief: bool, threads: int | None,
            verbose: int | None) -> TrainResult:
     _log_to(None)
     resumed = _check_run_dir(run, recipe)
@@ -66,7 +70,7 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
         return TrainResult(run.root, resumed["epoch"], resumed["best"])
 
     read_train, dev_pairs = checked_corpus(recipe.data)
-    evaluate.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
+    metrics.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
     tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief)
     # A resumed run has its weights: the vectors files are not needed (nor read) any more.
     pretrained = {} if resumed else read_pretrained(recipe.model, tokenizers)
@@ -91,13 +95,13 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
 
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
     seed = recipe.train.seed + initial_epoch
-    train_set = data.training_dataset(
+    train_set = batching.training_dataset(
         read_train, *training_tokenizers(recipe.vocab, tokenizers, seed),
         batch_size=recipe.train.batch_size, max_len=recipe.data.max_len,
         shuffle_buffer=recipe.train.shuffle_buffer, seed=seed,
         batch_tokens=token_budget(recipe.train), bucket_width=recipe.train.bucket_width)
     longest_dev = max(len(tokenizers[1].encode(t)) for _, t in dev_pairs)
-    dev_set = data.training_dataset(lambda: dev_pairs, *tokenizers,
+    dev_set = batching.training_dataset(lambda: dev_pairs, *tokenizers,
                                     batch_size=recipe.train.batch_size, max_len=None,
                                     max_bucket_len=longest_dev)
     # The streaming dataset's length is unknown until the first epoch ends; Keras warns about it.
@@ -116,11 +120,11 @@ def _train(recipe: config.Recipe, run: checkpoints.RunDir, chief: bool, threads:
     return TrainResult(run.root, state["epoch"], state["best"], trainer.seq2seq)
 
 
-def _after_training(run: checkpoints.RunDir, recipe: config.Recipe, threads: int | None,
+def _after_training(run: checkpoints.RunDir, recipe: options.Recipe, threads: int | None,
                     only_missing: bool) -> None:
     """The average of the best epochs and the tuned decode default, if the recipe asks for them
     (`only_missing`: those not written yet; else made anew from the epochs trained so far)."""
-    from nmt import averaging, tuning
+    from nmt.translation import averaging, tuning
 
     best = recipe.train.average_best
     average = run.root / f"average-best-{best}"
@@ -135,10 +139,10 @@ def _after_training(run: checkpoints.RunDir, recipe: config.Recipe, threads: int
         _tune_decoding(run, recipe)
 
 
-def _tune_decoding(run: checkpoints.RunDir, recipe: config.Recipe) -> None:
+def _tune_decoding(run: checkpoints.RunDir, recipe: options.Recipe) -> None:
     """`nmt tune --write` on the dev set with the best weights: the run's decode default."""
-    from nmt import tuning
-    from nmt.translate import Translator
+    from nmt.translation import tuning
+    from nmt.translation.translate import Translator
 
     files = [str(p) for p in corpus.split_files(recipe.data, "dev")]
     grid = recipe.eval
@@ -150,7 +154,7 @@ def _tune_decoding(run: checkpoints.RunDir, recipe: config.Recipe) -> None:
              signature, run.root / "tune" / "tune.md")
 
 
-def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
+def _prepare_run_dir(run: checkpoints.RunDir, recipe: options.Recipe, read_train,
                      resumed: dict | None, chief: bool):
     """Creates or repairs the run directory; returns the (source, target) tokenizers."""
     run.root.mkdir(parents=True, exist_ok=True)
@@ -171,12 +175,12 @@ def _prepare_run_dir(run: checkpoints.RunDir, recipe: config.Recipe, read_train,
     return tokenizers
 
 
-def read_pretrained(model: config.ModelConfig, tokenizers) -> dict:
+def read_pretrained(model: options.ModelConfig, tokenizers) -> dict:
     """side -> `vectors.Coverage` of the recipe's pretrained vectors files, coverage logged."""
     found = {}
     for side, path in model.pretrained_embeddings.items():
         path = vectors.vectors_path(path)
-        coverage = vectors.embedding_rows(tokenizers[config.SIDES.index(side)].tokens, path,
+        coverage = vectors.embedding_rows(tokenizers[options.SIDES.index(side)].tokens, path,
                                           model.embedding_dim)
         log.info("pretrained %s embeddings: %d of %d words found in %s (%.1f %%)%s", side,
                  len(coverage.ids), coverage.words, path,
@@ -197,20 +201,20 @@ def _initialize_embeddings(model, pretrained: dict) -> None:
         variable.assign(ops.cast(matrix, variable.dtype))
 
 
-def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokenizers,
+def _callbacks(run: checkpoints.RunDir, recipe: options.Recipe, dev_pairs, tokenizers,
                resumed: dict | None, chief: bool) -> list:
     """The stop check first, then dev BLEU (the others read it), the run checkpoint last (it
     commits the epoch)."""
     import keras
 
-    from nmt import callbacks
+    from nmt.training import callbacks
 
     stateful = {"early_stopping": keras.callbacks.EarlyStopping(
         monitor="val_bleu", mode="max", patience=recipe.train.patience)}
     if recipe.train.lr_decay < 1:  # 1 = no decay
         stateful["plateau"] = learning_rate_decay(recipe.train)
     chosen = [callbacks.StopOnSignal(),
-              callbacks.DevBleu([data.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
+              callbacks.DevBleu([batching.source_ids(tokenizers[0], s) for s, _ in dev_pairs],
                                 [t for _, t in dev_pairs], tokenizers[1], recipe.eval.tokenize,
                                 recipe.decode),
               callbacks.EpochSummary(), *stateful.values()]
@@ -223,7 +227,7 @@ def _callbacks(run: checkpoints.RunDir, recipe: config.Recipe, dev_pairs, tokeni
                                              keep_last=recipe.train.keep_last)]
 
 
-def learning_rate_decay(train_config: config.TrainConfig):
+def learning_rate_decay(train_config: options.TrainConfig):
     """Multiplies the learning rate by `lr_decay` after `lr_patience` epochs in which the dev
     metric (`lr_decay_metric`) did not get better."""
     import keras
@@ -235,17 +239,17 @@ def learning_rate_decay(train_config: config.TrainConfig):
         min_lr=train_config.min_learning_rate)
 
 
-def _finished(state: dict, train: config.TrainConfig) -> bool:
+def _finished(state: dict, train: options.TrainConfig) -> bool:
     """Whether a committed run has nothing left to do: all epochs, or early-stopped."""
     waited = state["callbacks"].get("early_stopping", {}).get("wait", 0)
     return state["epoch"] >= train.epochs or waited >= train.patience
 
 
-def compiled_trainer(recipe: config.Recipe, src_size: int, tgt_size: int):
+def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
     """A fresh model wrapped in its training step, with the optimizer of the recipe."""
-    from nmt.model import Seq2Seq
-    from nmt.optimizers import adam
-    from nmt.train_step import Seq2SeqTrainer
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.training.optimizers import adam
+    from nmt.training.train_step import Seq2SeqTrainer
 
     with precision.dtype_policy(recipe.train.precision):
         model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
@@ -267,12 +271,12 @@ def _refuse_foreign_folder(run: checkpoints.RunDir) -> None:
                           "another --run-dir", str(run.root))
 
 
-def token_budget(train_config: config.TrainConfig) -> int:
+def token_budget(train_config: options.TrainConfig) -> int:
     """Target tokens per training batch, or 0 when batches count sentences."""
     return train_config.batch_tokens if train_config.batch_type == "tokens" else 0
 
 
-def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | None:
+def _check_run_dir(run: checkpoints.RunDir, recipe: options.Recipe) -> dict | None:
     """Refuses a folder that is not a run of this recipe; returns its committed state, if any.
 
     A run that never committed an epoch starts afresh (its vocabularies are kept only if they
@@ -280,9 +284,9 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     """
     if not run.root.exists():
         return None
-    previous = (config.to_dict(config.load_recipe(run.recipe, written_by_nmt=True))
+    previous = (recipes.to_dict(recipes.load_recipe(run.recipe, written_by_nmt=True))
                 if run.recipe.is_file() else None)
-    current = config.to_dict(recipe)
+    current = recipes.to_dict(recipe)
     state = checkpoints.read_resume_state(run)
     if state is None:
         if previous is None or any(previous[s] != current[s] for s in ("data", "vocab")):
@@ -297,7 +301,7 @@ def _check_run_dir(run: checkpoints.RunDir, recipe: config.Recipe) -> dict | Non
     return state
 
 
-def checked_corpus(data_config: config.DataConfig):
+def checked_corpus(data_config: options.DataConfig):
     """(a function reading the training pairs, the dev pairs), both files checked completely.
 
     The training corpus streams: it is read again each epoch, never held in memory. The whole
@@ -320,17 +324,17 @@ def checked_corpus(data_config: config.DataConfig):
     return read_train, dev_pairs
 
 
-def corpus_summary(data_config: config.DataConfig, tokenizers) -> str:
+def corpus_summary(data_config: options.DataConfig, tokenizers) -> str:
     """What training reads of its corpus: pairs kept, and those left out or changed (each reason
     with a count and the first line numbers), and the target tokens of an epoch."""
     files = corpus.split_files(data_config, "train")
-    skipped, stats = textio.Skipped(), data.CorpusStats()
+    skipped, stats = textio.Skipped(), batching.CorpusStats()
     too_long = f"over data.max_len ({data_config.max_len} tokens after tokenization)"
     for number, src, tgt in textio.numbered_pairs(*files, max_tokens=data_config.max_line_tokens,
                                                   limit=data_config.train_lines,
                                                   skipped=skipped):
         dropped = stats.dropped_too_long
-        for _ in data.encode_pairs([(src, tgt)], *tokenizers, data_config.max_len, stats):
+        for _ in batching.encode_pairs([(src, tgt)], *tokenizers, data_config.max_len, stats):
             pass
         if stats.dropped_too_long > dropped:
             skipped.add(too_long, number)
@@ -339,7 +343,7 @@ def corpus_summary(data_config: config.DataConfig, tokenizers) -> str:
             f"per epoch")
 
 
-def build_tokenizers(settings: config.VocabConfig, read_train):
+def build_tokenizers(settings: options.VocabConfig, read_train):
     """Trains the source and target tokenizers on the training pairs (one for both sides, on
     the lines of both, if the vocabulary is joint)."""
     import vocab
@@ -359,7 +363,7 @@ def build_tokenizers(settings: config.VocabConfig, read_train):
     return (made[0], made[0]) if settings.joint else tuple(made)
 
 
-def training_tokenizers(settings: config.VocabConfig, tokenizers, seed: int):
+def training_tokenizers(settings: options.VocabConfig, tokenizers, seed: int):
     """The tokenizers the training batches are encoded with: sampling segmentations when
     `vocab.sampling_alpha` > 0 (dev data and the vocabulary stay deterministic)."""
     if not settings.sampling_alpha:

@@ -9,11 +9,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
-from nmt import checkpoints, config, data, textio
-from nmt.config import DecodeConfig
-from nmt.decoding import Searcher, normalized_score, score_all, search_all
+from nmt.config import recipes
+from nmt.config.options import DecodeConfig
+from nmt.data import batching
 from nmt.errors import ModelDirError
-from nmt.inference import Ensemble
+from nmt.files import textio
+from nmt.search.decoding import Searcher, normalized_score, score_all, search_all
+from nmt.search.inference import Ensemble
+from nmt.storage import checkpoints
 from vocab import EOS
 
 log = logging.getLogger("nmt")
@@ -36,9 +39,9 @@ class Translator:
 
     Args:
         model_dir: a run directory of `nmt train` (or a model folder of `nmt average`); a list of
-            several makes an ensemble (`nmt.inference.Ensemble`): their log-probs are averaged at
-            each step, each reads the source in its own vocabulary; all must share the target
-            vocabulary. The first folder's recipe gives the decoding defaults.
+            several makes an ensemble (`nmt.search.inference.Ensemble`): their log-probs are
+            averaged at each step, each reads the source in its own vocabulary; all must share the
+            target vocabulary. The first folder's recipe gives the decoding defaults.
         beam_size, alpha, length_penalty, batch_size, precision: override the recipe's `decode`
             section.
         weights: "best" (dev BLEU) or "last".
@@ -66,13 +69,13 @@ class Translator:
                                      ("batch_size", batch_size), ("precision", precision))
                    if v is not None}
         self.recipe = members[0].recipe
-        self.decode = config.with_changes(self.recipe, "decode", **changes).decode
+        self.decode = recipes.with_changes(self.recipe, "decode", **changes).decode
         self._search = Searcher(self.model, self.decode)
         self._float32_search = self._search if precision == "float32" else None
 
     def source_ids(self, line: str):
         """The model input of a line (ids + EOS); an ensemble's: one id list per member."""
-        ids = [data.source_ids(t, line) for t in self.src_tokenizers]
+        ids = [batching.source_ids(t, line) for t in self.src_tokenizers]
         return ids[0] if len(ids) == 1 else tuple(ids)
 
     def config(self, **overrides) -> DecodeConfig:
@@ -81,7 +84,7 @@ class Translator:
         if not overrides:
             return self.decode
         values = {**dataclasses.asdict(self.decode), **overrides}
-        return config.recipe_from_dict({"decode": values}, "decode overrides").decode
+        return recipes.recipe_from_dict({"decode": values}, "decode overrides").decode
 
     def translate(self, lines: Iterable[str], nbest: int = 1,
                   **overrides) -> list[list[Translation]]:
@@ -105,7 +108,7 @@ class Translator:
 
     def score(self, sources: Sequence[str], targets: Sequence[str], **overrides):
         """Forced scores of (source line, target line) pairs: (hypotheses, attention) as
-        `nmt.decoding.score_all` gives them, with the search's own normalized score."""
+        `nmt.search.decoding.score_all` gives them, with the search's own normalized score."""
         decode = self.config(**overrides)
         return score_all(self._scorer(decode), [self.source_ids(s) for s in sources],
                          [self.tgt_tokenizer.encode(t) for t in targets], decode.batch_size,
@@ -150,7 +153,7 @@ class Translator:
     def in_one_search(self, line: str, source_ids) -> bool:
         """Whether a line (source_ids: from `source_ids`) is translated by one search: not blank,
         not cut into pieces. Only such lines have attention and scores of their own."""
-        return bool(line.strip()) and data.source_length(source_ids) - 1 <= \
+        return bool(line.strip()) and batching.source_length(source_ids) - 1 <= \
             self.decode.max_input_len
 
     @property

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from nmt.attention import AdditiveAttention
+from nmt.model.attention import AdditiveAttention
 
 
 class Memory(NamedTuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from nmt.config import TrainConfig
+from nmt.config.options import TrainConfig
 
 
 def adam(settings: TrainConfig, variables) -> "FusedAdam":

@@ -1,0 +1,6 @@
+"""Training a recipe: the run (`train`), the Keras training step (`train_step`), the optimizer
+(`optimizers`) and the callbacks (`callbacks`).
+
+May import everything below it, `nmt.translation` included (tuning and averaging at the end of a
+run). Nothing imports it but the command line and the benchmarks.
+"""

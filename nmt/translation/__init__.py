@@ -1,0 +1,7 @@
+"""Using a trained model: translating (`translate`), scoring given pairs (`scoring`), exporting a
+SavedModel (`export`), tuning decode settings on dev (`tuning`), averaging weights
+(`averaging`) and looking at embeddings (`embeddings`).
+
+May import everything below it: `nmt.storage`, `nmt.search`, `nmt.evaluation`, `nmt.data`,
+`nmt.config`, `nmt.files`, `nmt.system`, `vocab`.
+"""
