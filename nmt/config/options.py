@@ -297,12 +297,13 @@ class Option(NamedTuple):
         value = _typed(self.type, value)
         if self.check is not None and not self.check(value):
             raise Invalid(self.check.expected, value)
-        return tuple(value) if self.type is tuple else value
+        return _held(self.type, value)
 
 
 def _typed(hint, value):
-    """`value` checked against the annotation `hint`. The numbers of a recipe are never negative.
-    A bare `tuple` is a list its option's check describes."""
+    """`value` checked against the annotation `hint`, as written (1 stays 1 for the messages).
+    The numbers of a recipe are never negative. A bare `tuple` is a list its option's check
+    describes."""
     origin = typing.get_origin(hint)
     if origin is Literal:
         if value not in typing.get_args(hint):
@@ -325,7 +326,7 @@ def _typed(hint, value):
             raise Invalid("a number", value)
         if not math.isfinite(value) or value < 0:
             raise Invalid("a finite non-negative number", value)
-        return float(value)
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise Invalid("a string", value)
@@ -333,7 +334,8 @@ def _typed(hint, value):
     if origin is tuple:  # tuple[item, ...]: every item checked as `item`
         if not isinstance(value, (list, tuple)):
             raise Invalid("a list", value)
-        return tuple(_typed(typing.get_args(hint)[0], v) for v in value)
+        item = typing.get_args(hint)[0]
+        return tuple(_held(item, _typed(item, v)) for v in value)
     if hint is tuple:
         return value
     if hint is dict:
@@ -341,6 +343,13 @@ def _typed(hint, value):
             raise Invalid("a mapping", value)
         return dict(value)
     raise AssertionError(f"unhandled option type {hint}")
+
+
+def _held(hint, value):
+    """A checked value as the option holds it: floats as float, lists as tuples."""
+    if hint is float:
+        return float(value)
+    return tuple(value) if hint is tuple else value
 
 
 def _number_or_text(text: str):
