@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.config import options, recipes
+from nmt.config import checks, options, recipes
 from nmt.errors import ConfigError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/recipe.yaml"))
@@ -137,7 +137,7 @@ def test_every_option_has_help_and_a_default_its_check_accepts(name):
 def test_an_option_checks_its_values(name, good, bad):
     found = options.get(name)
     found.validate(good)
-    with pytest.raises(options.Invalid) as caught:
+    with pytest.raises(checks.Invalid) as caught:
         found.validate(bad)
     assert caught.value.expected == found.check.expected and caught.value.value == bad
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from nmt.config import options
+from nmt.config.checks import Invalid
 from nmt.config.options import SECTIONS, DataConfig, Recipe
 from nmt.errors import ConfigError
 
@@ -192,7 +193,7 @@ def _build(values: dict, lines: dict, path: str) -> Recipe:
                                   line)
             try:
                 checked[key] = known[key].validate(value)
-            except options.Invalid as err:
+            except Invalid as err:
                 raise ConfigError(f"{section}.{key} must be {err.expected}, got {err.value!r}",
                                   where, line) from None
         sections[section] = options.SECTION_TYPES[section](**checked)
