@@ -11,8 +11,6 @@ import math
 import sys
 import time
 
-from sacrebleu.metrics import BLEU
-
 import nmt
 from nmt.config import options
 from nmt.errors import NmtError
@@ -20,7 +18,6 @@ from nmt.search import penalties
 from nmt.system import termination
 
 STARTED = time.perf_counter()
-TOKENIZERS = list(BLEU.TOKENIZERS)
 
 
 def main(argv=None) -> int:
@@ -85,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "signature.")
     p.add_argument("reference", metavar="REF", help="reference file, one sentence per line")
     p.add_argument("-i", "--input", help="hypothesis file (default: stdin)")
-    p.add_argument("--tokenize", default="13a", choices=TOKENIZERS, metavar="T",
-                   help="sacrebleu tokenizer: %(choices)s (default 13a)")
+    p.add_argument("--tokenize", default="13a", choices=options.get("eval.tokenize").choices,
+                   metavar="T", help="sacrebleu tokenizer: %(choices)s (default 13a)")
     p.set_defaults(run=_bleu)
 
     p = verbs.add_parser("evaluate", help="translate a test set, score it and analyse errors",
@@ -99,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _precision(p, "decode")
     p.add_argument("--beams", type=_beam_list, help="beam widths of the sweep, e.g. 1,2,5,10,20 "
                    "(default: the recipe's eval.beam_sweep)")
-    p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
-                   help="sacrebleu tokenizer (default: the recipe's eval.tokenize)")
+    _mirror(p, "--tokenize", "eval.tokenize", metavar="T")
     p.add_argument("--heatmaps", type=_non_negative, default=5,
                    help="attention heatmaps of this many worst sentences (default 5)")
     p.add_argument("--show", type=int, action="append", default=[], metavar="LINE",
@@ -121,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-token", action="store_true",
                    help="append '<TAB>' and each token's log p (</s> last)")
     _score_setting(p)
-    p.add_argument("--batch-size", type=_positive, help="pairs per batch")
+    _mirror(p, "--batch-size", "decode.batch_size", type=_positive, help="pairs per batch")
     _threads(p)
     p.set_defaults(run=_score, beam_size=None)
 
@@ -158,14 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=_alpha_list, help="alphas, e.g. 0,0.5,1")
     p.add_argument("--length-penalties", type=_penalty_list, metavar="KINDS",
                    help=f"comma-separated: {','.join(penalties.NAMES)}")
-    p.add_argument("--tokenize", choices=TOKENIZERS, metavar="T",
-                   help="sacrebleu tokenizer (default: the recipe's eval.tokenize)")
+    _mirror(p, "--tokenize", "eval.tokenize", metavar="T")
     p.add_argument("--out", help="folder for tune.md and tune_heatmap.png "
                    "(default: <model>/tune-<src name>)")
     p.add_argument("--write", action="store_true",
                    help="store the best setting as the model folder's decode default (recipe.yaml, "
                    "with the grid in tune.json)")
-    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
+    _mirror(p, "--batch-size", "decode.batch_size", type=_positive)
     _threads(p)
     p.set_defaults(run=_tune)
 
@@ -243,31 +238,35 @@ def _model(p):
                    "it for an ensemble (log-probs averaged; same target vocabulary)")
 
 
+def _mirror(p, flag: str, name: str, help: str | None = None, **kwargs):
+    """A flag that overrides the recipe option `name` for one command: its help (unless the
+    command counts in other units) and its choices are the option's."""
+    found = options.get(name)
+    p.add_argument(flag, choices=found.choices,
+                   help=f"{help or found.help} (default: the recipe's {name})", **kwargs)
+
+
 def _search(p):
-    p.add_argument("--beam-size", type=_positive, help="beam width; 1 = greedy "
-                   "(default: the recipe's decode.beam_size)")
+    _mirror(p, "--beam-size", "decode.beam_size", type=_positive)
     _score_setting(p)
-    p.add_argument("--batch-size", type=_positive, help="sentences per decoding batch")
+    _mirror(p, "--batch-size", "decode.batch_size", type=_positive)
 
 
 def _score_setting(p):
-    p.add_argument("--alpha", type=_alpha,
-                   help="length normalization: score = sum log p / penalty(T) (default: recipe's)")
-    p.add_argument("--length-penalty", choices=penalties.NAMES,
-                   help=f"penalty(T): {penalties.help_text()} (default: recipe's)")
+    _mirror(p, "--alpha", "decode.alpha", type=_alpha)
+    _mirror(p, "--length-penalty", "decode.length_penalty")
 
 
 def _precision(p, section: str, several: bool = False):
-    names = options.choices(section, "precision")
+    name = f"{section}.precision"
     if several:
+        names = options.get(name).choices
         p.add_argument("--precision", type=lambda text: _choice_list(text, names),
                        help=f"{', '.join(names)}, or several comma-separated: measured in "
                        f"alternating rounds of one process, one JSON line each (default: the "
-                       f"recipe's {section}.precision)")
+                       f"recipe's {name})")
     else:
-        p.add_argument("--precision", choices=names,
-                       help=f"weights and matrix products (default: the recipe's "
-                       f"{section}.precision; bfloat16 pays on CPUs with avx512_bf16 or amx_bf16)")
+        _mirror(p, "--precision", name)
 
 
 def _choice_list(text: str, names: tuple) -> tuple:

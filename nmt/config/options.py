@@ -1,70 +1,112 @@
-"""The options of a recipe: one frozen dataclass per section, with their defaults.
+"""The options of a recipe: one frozen dataclass per section, each option defined once.
 
-Imports nothing beyond the standard library and the length-penalty registry, so the model and the
-search take their typed settings without reaching YAML or sacrebleu (`nmt.config.recipes` reads
-and checks recipe files).
+Each field is an `option(default, help, check=...)` (`nmt.config.checks`): its type is the
+annotation, its help is what `nmt --help` shows for a flag that overrides it, and its check is a
+small object (`positive`, an `Interval`, a registry's names...) that says what the value must be.
+Loading a recipe, `--set` and the command line all read these definitions (`OPTIONS`, `get`);
+rules between two options are the `RULES` below.
+
+Imports nothing beyond the standard library, `checks` and the length-penalty registry, so the
+model and the search take their typed settings without reaching YAML or sacrebleu
+(`nmt.config.recipes` reads recipe files; the sacrebleu tokenizer check imports sacrebleu only
+when it runs).
 """
 from __future__ import annotations
 
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal, NamedTuple
 
+from nmt.config.checks import (
+    Interval,
+    OneOf,
+    Option,
+    PositiveIntegers,
+    SidePaths,
+    option,
+    options_of,
+    positive,
+)
 from nmt.search import penalties
+
+SIDES = ("src", "tgt")
+
+
+def _sacrebleu_tokenizers() -> tuple:
+    from sacrebleu.metrics import BLEU
+    return tuple(BLEU.TOKENIZERS)
+
+
+sacrebleu_tokenizer = OneOf("a sacrebleu tokenizer", _sacrebleu_tokenizers)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = "small_parallel_enja"  # folder under the data root ($NMT_DATA), or absolute
-    src: str = "ja"  # file suffix of the source side
-    tgt: str = "en"  # file suffix of the target side
-    train: str = "train"  # file prefix: train.<src> / train.<tgt>
-    dev: str = "dev"
-    test: str = "test"
-    max_len: int = 50  # training pairs with more tokens than this on either side are dropped
-    max_line_tokens: int = 1000  # pairs with a longer line (an unsplit document) are dropped
-    train_lines: int = 0  # use only the first N training pairs (0 = all)
-    download_url: str = ""  # base URL the corpus files can be fetched from, if missing locally
-    download_names: dict = field(default_factory=dict)  # local file name -> name under the URL
-    sha256: dict = field(default_factory=dict)  # downloaded file name -> its expected sha256
+    corpus: str = option("small_parallel_enja", "folder under the data root ($NMT_DATA), or "
+                         "absolute")
+    src: str = option("ja", "file suffix of the source side")
+    tgt: str = option("en", "file suffix of the target side")
+    train: str = option("train", "file prefix of the training pairs: train.<src> / train.<tgt>")
+    dev: str = option("dev", "file prefix of the dev pairs (early stopping, model selection)")
+    test: str = option("test", "file prefix of the held-out test pairs")
+    max_len: int = option(50, "training pairs with more tokens than this on either side are "
+                          "dropped", check=positive)
+    max_line_tokens: int = option(1000, "pairs with a longer line (an unsplit document) are "
+                                  "dropped", check=positive)
+    train_lines: int = option(0, "use only the first N training pairs (0 = all)")
+    download_url: str = option("", "base URL the corpus files can be fetched from, if missing "
+                               "locally")
+    download_names: dict = option({}, "local file name -> name under the URL")
+    sha256: dict = option({}, "downloaded file name -> its expected sha256")
 
 
 @dataclass(frozen=True)
 class VocabConfig:
-    kind: Literal["words", "sentencepiece"] = "words"
-    size: int = 8000  # maximum entries per side, the 4 specials included
-    min_freq: int = 1  # words only: drop rarer types
-    model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece only
-    character_coverage: float = 1.0  # sentencepiece only: 0.9995 suits large CJK alphabets
-    joint: bool = False  # one vocabulary (and SentencePiece model) for both sides
-    sampling_alpha: float = 0.0  # sentencepiece only: > 0 samples segmentations in training
+    kind: Literal["words", "sentencepiece"] = option("words", "what a token is")
+    size: int = option(8000, "maximum entries per side, the 4 specials included", check=positive)
+    min_freq: int = option(1, "words only: drop rarer types", check=positive)
+    model_type: Literal["unigram", "bpe"] = option("unigram", "sentencepiece only: the "
+                                                   "segmentation model")
+    character_coverage: float = option(1.0, "sentencepiece only: share of characters kept, the "
+                                       "rest -> <unk>; 0.9995 suits large CJK alphabets",
+                                       check=Interval("(0, 1]"))
+    joint: bool = option(False, "one vocabulary (and SentencePiece model) for both sides")
+    sampling_alpha: float = option(0.0, "sentencepiece only: > 0 samples segmentations in "
+                                   "training (Kudo 2018)", check=Interval("[0, 1]"))
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: Literal["lstm", "gru"] = "lstm"
-    embedding_dim: int = 256
-    encoder_units: int = 256  # per direction: the encoder memory is twice this wide
-    encoder_layers: int = 2
-    decoder_units: int = 512
-    attention_units: int = 512
-    dropout: float = 0.2
-    tie: Literal["none", "decoder", "all"] = "none"  # embeddings shared with the output layer
-    embedding_init: Literal["uniform", "normal"] = "uniform"  # Keras's U(+-0.05) | N(0, 0.1)
-    # The decoder's first state from the encoder's final one: per_state = a tanh layer per part
-    # (h from h, c from c) | hidden = one tanh layer from h gives both h and c (JoeyNMT's) | zero.
-    bridge: Literal["per_state", "hidden", "zero"] = "per_state"
-    # Word vectors (word2vec/GloVe text, `.gz` too) that initialize the embedding rows of the words
-    # they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are under the data
-    # root. Read when a run starts, never when it resumes or a model folder is loaded.
-    pretrained_embeddings: dict = field(default_factory=dict)
-    freeze_embeddings: bool = False  # keep the embeddings of sides given vectors fixed
+    cell: Literal["lstm", "gru"] = option("lstm", "the recurrent cell of encoder and decoder")
+    embedding_dim: int = option(256, "source and target embedding width", check=positive)
+    encoder_units: int = option(256, "per direction: the encoder memory is twice this wide",
+                                check=positive)
+    encoder_layers: int = option(2, "stacked bidirectional layers (residual above the first)",
+                                 check=positive)
+    decoder_units: int = option(512, "decoder state and attentional vector width", check=positive)
+    attention_units: int = option(512, "width of the additive attention layer", check=positive)
+    dropout: float = option(0.2, "on embeddings, recurrent input and attentional-vector input",
+                            check=Interval("[0, 1)"))
+    tie: Literal["none", "decoder", "all"] = option("none", "embeddings shared with the output "
+                                                    "layer: decoder = the target's | all = also "
+                                                    "the source's (needs vocab.joint)")
+    embedding_init: Literal["uniform", "normal"] = option("uniform", "Keras's U(+-0.05) | "
+                                                          "N(0, 0.1)")
+    bridge: Literal["per_state", "hidden", "zero"] = option(
+        "per_state", "the decoder's first state from the encoder's final one: per_state = a tanh "
+        "layer per part (h from h, c from c) | hidden = one tanh layer from h gives both h and c "
+        "(JoeyNMT's) | zero")
+    pretrained_embeddings: dict = option(
+        {}, "word vectors (word2vec/GloVe text, .gz too) that initialize the embedding rows of "
+        "the words they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are "
+        "under the data root. Read when a run starts, never when it resumes or a model folder "
+        "is loaded", check=SidePaths(SIDES))
+    freeze_embeddings: bool = option(False, "keep the embeddings of sides given vectors fixed")
 
 
 # Model keys that only say how training initializes the weights: not arguments of the layers.
 INITIALIZATION_KEYS = ("pretrained_embeddings", "freeze_embeddings")
-SIDES = ("src", "tgt")
 
 
 def architecture(model: ModelConfig) -> dict:
@@ -75,60 +117,80 @@ def architecture(model: ModelConfig) -> dict:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_type: Literal["sentences", "tokens"] = "sentences"  # what fills a batch
-    batch_size: int = 64  # sentences: sentences per batch (global, across replicas)
-    batch_tokens: int = 1024  # tokens: target tokens (EOS included) per batch, at most
-    bucket_width: int = 1  # target lengths per batch: 1 = one exact length (no target padding)
-    epochs: int = 30
-    learning_rate: float = 0.001
-    adam_epsilon: float = 1.0e-7  # Adam's denominator term: Keras's default; PyTorch's is 1e-8
-    # Updates over which the learning rate rises linearly from learning_rate / warmup_steps to
-    # learning_rate (0 = off); keep it within the first epoch, before any plateau decay.
-    warmup_steps: int = 0
-    clip_norm: float = 5.0  # clip gradients by their global norm
-    # Decoupled (AdamW) L2 decay: each step multiplies weight matrices and embeddings by
-    # 1 - learning_rate * weight_decay; biases (1-D weights) are not decayed. 0 = off.
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    patience: int = 5  # early stopping: epochs without a better dev BLEU
-    lr_decay: float = 0.5  # multiply the learning rate by this when the dev metric stalls
-    lr_patience: int = 2  # epochs without a better dev metric before the decay
-    # The dev metric the decay watches: BLEU (higher is better) or perplexity (lower is better;
-    # it turns as soon as the model starts to overfit, while BLEU may still climb).
-    lr_decay_metric: Literal["bleu", "ppl"] = "bleu"
-    min_learning_rate: float = 1.0e-5
-    shuffle_buffer: int = 100000  # pairs held for shuffling; bounds memory on large corpora
-    seed: int = 42
-    distribution: Literal["default", "mirrored", "multi_worker"] = "default"
-    # float32 variables and optimizer in all; the mixed policies multiply matrices in 16 bits
-    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
-    keep_best: int = 1  # the run directory keeps the weights of this many best epochs (dev BLEU)
-    keep_last: int = 1  # ... and of this many last epochs (for `nmt average --last`)
-    average_best: int = 0  # > 1: at the end, average the weights of this many best epochs into
-    #                        RUN/averaged (needs keep_best >= it); 0 = off
+    batch_type: Literal["sentences", "tokens"] = option("sentences", "what fills a batch: "
+                                                        "batch_size sentences | up to "
+                                                        "batch_tokens tokens")
+    batch_size: int = option(64, "sentences per batch (global, across replicas)", check=positive)
+    batch_tokens: int = option(1024, "target tokens (EOS included) per batch, at most, with "
+                               "batch_type tokens", check=positive)
+    bucket_width: int = option(1, "target lengths per batch: 1 = one exact length (no target "
+                               "padding)", check=positive)
+    epochs: int = option(30, "epochs at most (early stopping may end sooner)", check=positive)
+    learning_rate: float = option(0.001, "Adam's learning rate")
+    adam_epsilon: float = option(1.0e-7, "Adam's denominator term: Keras's default; PyTorch's "
+                                 "is 1e-8", check=Interval("(0, 1)"))
+    warmup_steps: int = option(0, "updates over which the learning rate rises linearly from "
+                               "learning_rate / warmup_steps to learning_rate (0 = off); keep it "
+                               "within the first epoch, before any plateau decay")
+    clip_norm: float = option(5.0, "clip gradients by their global norm")
+    weight_decay: float = option(0.0, "decoupled (AdamW) L2 decay: each step multiplies weight "
+                                 "matrices and embeddings by 1 - learning_rate * weight_decay; "
+                                 "biases (1-D weights) are not decayed. 0 = off")
+    label_smoothing: float = option(0.0, "share of the target mass spread over the vocabulary",
+                                    check=Interval("[0, 1)"))
+    patience: int = option(5, "early stopping: epochs without a better dev BLEU")
+    lr_decay: float = option(0.5, "multiply the learning rate by this when the dev metric "
+                             "stalls", check=Interval("(0, 1]"))
+    lr_patience: int = option(2, "epochs without a better dev metric before the decay")
+    lr_decay_metric: Literal["bleu", "ppl"] = option(
+        "bleu", "the dev metric the decay watches: BLEU (higher is better) or perplexity (lower "
+        "is better; it turns as soon as the model starts to overfit, while BLEU may still climb)")
+    min_learning_rate: float = option(1.0e-5, "the decay stops here")
+    shuffle_buffer: int = option(100000, "pairs held for shuffling; bounds memory on large "
+                                 "corpora", check=positive)
+    seed: int = option(42, "weights, dropout and shuffling")
+    distribution: Literal["default", "mirrored", "multi_worker"] = option(
+        "default", "tf.distribute strategy")
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = option(
+        "float32", "float32 variables and optimizer in all; the mixed policies multiply matrices "
+        "in 16 bits (mixed_bfloat16: CPUs with bf16 units; mixed_float16: GPUs)")
+    keep_best: int = option(1, "the run directory keeps the weights of this many best epochs "
+                            "(dev BLEU)", check=positive)
+    keep_last: int = option(1, "... and of this many last epochs (for `nmt average --last`)",
+                            check=positive)
+    average_best: int = option(0, "> 1: at the end, average the weights of this many best "
+                               "epochs into RUN/averaged (needs keep_best >= it); 0 = off")
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    beam_size: int = 5
-    alpha: float = 1.0  # length normalization: score = sum log p / penalty(T)
-    length_penalty: Literal[penalties.NAMES] = "average"  # a name in nmt.search.penalties.PENALTIES
-    max_len_ratio: float = 2.0  # output length limit = ratio * source length + offset
-    max_len_offset: int = 10
-    max_input_len: int = 250  # longer source lines are translated in pieces of this many tokens
-    batch_size: int = 64
-    precision: Literal["float32", "bfloat16"] = "float32"  # weights and matrix products
+    beam_size: int = option(5, "beam width; 1 = greedy", check=positive)
+    alpha: float = option(1.0, "length normalization: score = sum log p / penalty(T)")
+    length_penalty: Literal[penalties.NAMES] = option("average",
+                                                      f"penalty(T): {penalties.help_text()}")
+    max_len_ratio: float = option(2.0, "output length limit = ratio * source length + offset")
+    max_len_offset: int = option(10, "output length limit = ratio * source length + offset")
+    max_input_len: int = option(250, "longer source lines are translated in pieces of this many "
+                                "tokens", check=positive)
+    batch_size: int = option(64, "sentences per decoding batch", check=positive)
+    precision: Literal["float32", "bfloat16"] = option(
+        "float32", "weights and matrix products; bfloat16 pays on CPUs with avx512_bf16 or "
+        "amx_bf16")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    tokenize: str = "13a"  # sacrebleu tokenizer; "none" for pre-tokenized corpora
-    beam_sweep: tuple = (1, 2, 5, 10, 20)  # beam widths compared by `nmt evaluate`
+    tokenize: str = option("13a", 'sacrebleu tokenizer; "none" for pre-tokenized corpora',
+                           check=sacrebleu_tokenizer)
+    beam_sweep: tuple = option((1, 2, 5, 10, 20), "beam widths compared by `nmt evaluate`",
+                               check=PositiveIntegers())
     # The grid `nmt tune` searches on dev, and `nmt train` at the end of training, writing the
-    # best into the run's decode section (empty tune_beams: no tuning).
-    tune_beams: tuple = (1, 5, 10)
-    tune_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    tune_length_penalties: tuple[Literal[penalties.NAMES], ...] = ("average",)
+    # best into the run's decode section.
+    tune_beams: tuple = option((1, 5, 10), "beam widths of the tuning grid ([] = no tuning)",
+                               check=PositiveIntegers())
+    tune_alphas: tuple[float, ...] = option((0.0, 0.5, 1.0), "alphas of the tuning grid")
+    tune_length_penalties: tuple[Literal[penalties.NAMES], ...] = option(
+        ("average",), "length penalties of the tuning grid")
 
 
 @dataclass(frozen=True)
@@ -141,18 +203,48 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe))
-_SECTION_TYPES = typing.get_type_hints(Recipe)
-_POSITIVE = {"size", "embedding_dim", "encoder_units", "encoder_layers", "decoder_units",
-             "attention_units", "batch_size", "batch_tokens", "bucket_width", "epochs", "max_len",
-             "max_line_tokens", "beam_size", "shuffle_buffer", "min_freq", "max_input_len",
-             "keep_best", "keep_last"}
-# Keys whose values are fractions, and the interval each must lie in.
-_INTERVALS = {"dropout": "[0, 1)", "label_smoothing": "[0, 1)", "lr_decay": "(0, 1]",
-              "character_coverage": "(0, 1]", "sampling_alpha": "[0, 1]",
-              "adam_epsilon": "(0, 1)"}
+# The options as data: for recipe files, --set and the command line.
+SECTION_TYPES = typing.get_type_hints(Recipe)  # section name -> its dataclass
+SECTIONS = tuple(SECTION_TYPES)
+OPTIONS = {section: options_of(section, cls) for section, cls in SECTION_TYPES.items()}
 
 
-def choices(section: str, key: str) -> tuple:
-    """The allowed values of a key typed as a Literal (for command-line options)."""
-    return typing.get_args(typing.get_type_hints(_SECTION_TYPES[section])[key])
+def get(name: str) -> Option:
+    """The option called "section.key"."""
+    section, _, key = name.partition(".")
+    return OPTIONS[section][key]
+
+
+class Rule(NamedTuple):
+    """Two options valid alone but not together: `option` as set needs `needs` to agree.
+
+    `broken(recipe)` says whether the recipe breaks the rule; `message` (formatted with `recipe`)
+    is the error, blamed on the line of `option`."""
+    option: str
+    needs: str
+    broken: Callable[[Recipe], bool]
+    message: str
+
+    @property
+    def sections(self) -> set:
+        return {self.option.partition(".")[0], self.needs.partition(".")[0]}
+
+
+RULES = (
+    Rule("model.pretrained_embeddings", "vocab.kind",
+         lambda r: bool(r.model.pretrained_embeddings) and r.vocab.kind != "words",
+         "model.pretrained_embeddings needs a word vocabulary (vocab.kind: words), not "
+         "{recipe.vocab.kind}"),
+    Rule("model.freeze_embeddings", "model.pretrained_embeddings",
+         lambda r: r.model.freeze_embeddings and not r.model.pretrained_embeddings,
+         "model.freeze_embeddings keeps pretrained vectors fixed: it needs "
+         "model.pretrained_embeddings"),
+    Rule("model.tie", "vocab.joint",
+         lambda r: r.model.tie == "all" and not r.vocab.joint,
+         "model.tie: all shares the source embeddings too, which needs one vocabulary for both "
+         "sides: set vocab.joint: true (or model.tie: decoder)"),
+    Rule("vocab.sampling_alpha", "vocab.kind",
+         lambda r: bool(r.vocab.sampling_alpha) and r.vocab.kind != "sentencepiece",
+         "vocab.sampling_alpha samples SentencePiece segmentations: it needs vocab.kind: "
+         "sentencepiece"),
+)

@@ -1,31 +1,24 @@
 """Recipe files: reading, checking and writing the YAML that fills `nmt.config.options`.
 
-A recipe is YAML with one mapping per section of `options.Recipe`. Loading validates every key
-and value once, so the rest of the code can trust a `Recipe`; errors name the file, the line
-and the closest valid key.
+A recipe is YAML with one mapping per section of `options.Recipe`; it lists the keys it sets,
+the others take their defaults. Loading validates every key and value once against the option
+definitions (`options.OPTIONS`, `options.RULES`), so the rest of the code can trust a `Recipe`;
+errors name the file and line (or --set) and the closest valid key.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from sacrebleu.metrics import BLEU
 
-from nmt.config.options import (
-    _INTERVALS,
-    _POSITIVE,
-    _SECTION_TYPES,
-    SECTIONS,
-    SIDES,
-    DataConfig,
-    Recipe,
-)
+from nmt.config import options
+from nmt.config.checks import Invalid
+from nmt.config.options import SECTIONS, DataConfig, Recipe
 from nmt.errors import ConfigError
 
 
@@ -78,7 +71,7 @@ def load_recipe(path: str | os.PathLike, overrides: typing.Sequence[str] = (),
     if written_by_nmt:
         _upgrade(values)
     recipe = _build(values, lines, str(path))
-    _check_together(recipe, lines, str(path))
+    _check_rules(recipe, SECTIONS, lines, str(path))  # a file's missing sections are defaults
     return recipe
 
 
@@ -90,8 +83,13 @@ def _upgrade(values: dict) -> None:
 
 
 def recipe_from_dict(values: dict, source: str = "<recipe>") -> Recipe:
-    """Builds a validated recipe from plain nested dicts (tests, the Python API)."""
-    return _build(values, {}, source)
+    """Builds a validated recipe from plain nested dicts (tests, the Python API).
+
+    Rules between options are checked where both sections are given: a model description alone
+    (as model.json holds) is checked by its own section."""
+    recipe = _build(values, {}, source)
+    _check_rules(recipe, set(values), {}, source)
+    return recipe
 
 
 def to_dict(recipe: Recipe) -> dict:
@@ -169,143 +167,46 @@ def _mapping_with_lines(node, path: str) -> tuple[dict, dict]:
     return values, lines
 
 
+def _where(lines: dict, section: str, key: str | None, path: str) -> tuple[str, int | None]:
+    """The file and line to blame for a key; a value from `--set` is blamed on the option."""
+    line = lines.get((section, key))
+    return ("--set", None) if line is OVERRIDE else (path, line)
+
+
 def _build(values: dict, lines: dict, path: str) -> Recipe:
     sections = {}
     for section, entries in values.items():
         if section not in SECTIONS:
-            line = lines.get((section, None))
-            where, line = ("--set", None) if line is OVERRIDE else (path, line)
-            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}", where,
-                              line)
+            raise ConfigError(f"unknown section '{section}'{_suggest(section, SECTIONS)}",
+                              *_where(lines, section, None, path))
         if not isinstance(entries, dict):
             raise ConfigError(f"section '{section}' must be a mapping of keys", path,
                               lines.get((section, None)))
-        cls = _SECTION_TYPES[section]
-        hints = typing.get_type_hints(cls)
+        known = options.OPTIONS[section]
         checked = {}
         for key, value in entries.items():
-            line = lines.get((section, key))
-            # A value from `--set` is blamed on the option, not on the file.
-            where, line = ("--set", None) if line is OVERRIDE else (path, line)
+            where, line = _where(lines, section, key, path)
             if (section, key) in _RENAMED:
                 raise ConfigError(_RENAMED[(section, key)], where, line)
-            if key not in hints:
-                raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, hints)}", where,
+            if key not in known:
+                raise ConfigError(f"unknown key '{section}.{key}'{_suggest(key, known)}", where,
                                   line)
-            checked[key] = _check_value(f"{section}.{key}", hints[key], value, where, line)
-        try:
-            sections[section] = cls(**checked)
-        except TypeError as err:
-            raise ConfigError(f"section '{section}': {err}", path) from None
-    recipe = Recipe(**sections)
-    _check_pretrained(recipe, lines, path)
-    return recipe
+            try:
+                checked[key] = known[key].validate(value)
+            except Invalid as err:
+                raise ConfigError(f"{section}.{key} must be {err.expected}, got {err.value!r}",
+                                  where, line) from None
+        sections[section] = options.SECTION_TYPES[section](**checked)
+    return Recipe(**sections)
 
 
-def _check_pretrained(recipe: Recipe, lines: dict, path: str) -> None:
-    """Pretrained vectors are looked up by word, and freezing needs vectors to keep."""
-    def fail(key: str, message: str):
-        line = lines.get(("model", key))
-        where, line = ("--set", None) if line is OVERRIDE else (path, line)
-        raise ConfigError(message, where, line)
-
-    model = recipe.model
-    if model.pretrained_embeddings and recipe.vocab.kind != "words":
-        fail("pretrained_embeddings", "model.pretrained_embeddings needs a word vocabulary "
-             f"(vocab.kind: words), not {recipe.vocab.kind}")
-    if model.freeze_embeddings and not model.pretrained_embeddings:
-        fail("freeze_embeddings", "model.freeze_embeddings keeps pretrained vectors fixed: it "
-             "needs model.pretrained_embeddings")
-
-
-def _check_together(recipe: Recipe, lines: dict, path: str) -> None:
-    """Settings of a recipe file that are valid alone but not together (a model description
-    alone, as model.json holds, is checked by its sections only)."""
-    def fail(section: str, key: str, message: str):
-        line = lines.get((section, key))
-        where, line = ("--set", None) if line is OVERRIDE else (path, line)
-        raise ConfigError(message, where, line)
-
-    if recipe.model.tie == "all" and not recipe.vocab.joint:
-        fail("model", "tie", "model.tie: all shares the source embeddings too, which needs one "
-             "vocabulary for both sides: set vocab.joint: true (or model.tie: decoder)")
-    if recipe.vocab.sampling_alpha and recipe.vocab.kind != "sentencepiece":
-        fail("vocab", "sampling_alpha", "vocab.sampling_alpha samples SentencePiece "
-             "segmentations: it needs vocab.kind: sentencepiece")
-
-
-def _check_value(name: str, hint, value, path: str, line: int | None):
-    def fail(expected: str):
-        raise ConfigError(f"{name} must be {expected}, got {value!r}", path, line)
-
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            fail("one of " + ", ".join(map(str, choices)))
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            fail("true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail("an integer")
-        if value < 0 or (value == 0 and name.split(".")[1] in _POSITIVE):
-            fail("a positive integer")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-8 (no dot) as a string; people write it
-            value = _number_or_text(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail("a number")
-        if not math.isfinite(value) or value < 0:
-            fail("a finite non-negative number")
-        interval = _INTERVALS.get(name.split(".")[1])
-        if interval and not _inside(value, interval):
-            fail(f"in {interval}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            fail("a string")
-        if name == "eval.tokenize" and value not in BLEU.TOKENIZERS:
-            fail("a sacrebleu tokenizer: " + ", ".join(BLEU.TOKENIZERS))
-        return value
-    if origin is tuple:  # tuple[item, ...]: every item checked as `item`
-        if not isinstance(value, (list, tuple)):
-            fail("a list")
-        item = typing.get_args(hint)[0]
-        return tuple(_check_value(name, item, v, path, line) for v in value)
-    if hint is tuple:
-        if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-            fail("a list of positive integers")
-        return tuple(value)
-    if hint is dict:
-        if not isinstance(value, dict):
-            fail("a mapping")
-        if name == "model.pretrained_embeddings" and not all(
-                side in SIDES and isinstance(file, str) and file for side, file in value.items()):
-            fail("a mapping of src and/or tgt to file paths")
-        return dict(value)
-    raise AssertionError(f"unhandled config type {hint} for {name}")
-
-
-def _number_or_text(text: str):
-    """The float a string such as "1e-8" stands for, or the string itself; words float() would
-    also read ("nan", "inf") stay text, to be refused as not a number."""
-    try:
-        return float(text) if any(c.isdigit() for c in text) else text
-    except ValueError:
-        return text
-
-
-def _inside(value: float, interval: str) -> bool:
-    """Whether value lies in an interval written "[0, 1)" or "(0, 1]"."""
-    low, high = (float(x) for x in interval[1:-1].split(","))
-    above = value >= low if interval[0] == "[" else value > low
-    below = value <= high if interval[-1] == "]" else value < high
-    return above and below
+def _check_rules(recipe: Recipe, given: typing.Collection[str], lines: dict, path: str) -> None:
+    """Settings valid alone but not together (`options.RULES` whose sections are all given)."""
+    for rule in options.RULES:
+        if rule.sections <= set(given) and rule.broken(recipe):
+            section, _, key = rule.option.partition(".")
+            raise ConfigError(rule.message.format(recipe=recipe), *_where(lines, section, key,
+                                                                         path))
 
 
 def _suggest(word: str, choices) -> str:
