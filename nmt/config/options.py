@@ -56,8 +56,8 @@ class ModelConfig:
     # (h from h, c from c) | hidden = one tanh layer from h gives both h and c (JoeyNMT's) | zero.
     bridge: Literal["per_state", "hidden", "zero"] = "per_state"
     # The attention score, a name in nmt.model.attention.ATTENTIONS: additive = Bahdanau's
-    # v^T tanh(W s + U h).
-    attention: Literal["additive"] = "additive"
+    # v^T tanh(W s + U h) | multiplicative = Luong's "general" s^T W h.
+    attention: Literal["additive", "multiplicative"] = "additive"
     # Word vectors (word2vec/GloVe text, `.gz` too) that initialize the embedding rows of the words
     # they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are under the data
     # root. Read when a run starts, never when it resumes or a model folder is loaded.

@@ -5,7 +5,7 @@ A new score is one class here that satisfies `Attention`, plus its name in `ATTE
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import keras
 from keras import ops
@@ -13,6 +13,7 @@ from keras import ops
 from nmt.config.options import ModelConfig
 
 
+@runtime_checkable
 class Attention(Protocol):
     """What the decoder needs of an attention (a Keras layer named "attention").
 
@@ -102,7 +103,36 @@ class AdditiveAttention(_AttentionLayer):
         return {**super().get_config(), "units": self.units}
 
 
-ATTENTIONS = {"additive": AdditiveAttention}
+@keras.saving.register_keras_serializable(package="nmt")
+class MultiplicativeAttention(_AttentionLayer):
+    """Luong's "general" attention, score(s, h) = s^T W h, keys W h projected once.
+
+    A step then costs one dot product per source position; there is no attention width (the keys
+    are as wide as the query, U).
+    """
+
+    @classmethod
+    def for_model(cls, config: ModelConfig):
+        return cls(name="attention")
+
+    def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None):
+        self.kernel = self.add_weight((values_shape[-1], query_shape[-1]), name="kernel",
+                                      initializer="glorot_uniform")
+        self.built = True
+
+    def project_keys(self, memory):
+        """[B, S, M] memory -> float32 [B, S, U] keys W h; the scores are float32 dot products."""
+        return ops.cast(ops.matmul(memory, ops.cast(self.kernel, memory.dtype)), "float32")
+
+    def step_weights(self) -> dict:
+        return {}
+
+    def call(self, query, keys, values, mask, weights=None):
+        scores = ops.einsum("bsu,bu->bs", keys, ops.cast(query, "float32"))
+        return _attend(scores, values, mask)
+
+
+ATTENTIONS = {"additive": AdditiveAttention, "multiplicative": MultiplicativeAttention}
 
 
 def for_model(config: ModelConfig) -> Attention:
