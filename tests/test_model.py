@@ -100,3 +100,17 @@ def test_padding_the_source_changes_no_logit(tf):
     padded = np.pad(SOURCE, ((0, 0), (0, 3)))
     np.testing.assert_allclose(model({"source": padded, "target_in": TARGET_IN}),
                                model({"source": SOURCE, "target_in": TARGET_IN}), atol=1e-5)
+
+
+def test_a_gru_model_builds_for_bfloat16_translation(tf):
+    """Orthogonal's QR has no bfloat16 kernel: the GRU step draws its recurrent kernel in float32
+    and casts it, so `decode.precision: bfloat16` loads a GRU model (it raised before)."""
+    from nmt.system import precision
+    with precision.dtype_policy("bfloat16"):
+        model = tiny_model("gru")
+    kernel = model.decoder.cell.recurrent_kernel
+    assert kernel.dtype == "bfloat16"
+    reference = tiny_model("gru").decoder.cell.recurrent_kernel.numpy()
+    np.testing.assert_allclose(tf.cast(kernel, "float32").numpy(), reference, atol=1e-2)
+    logits = model({"source": SOURCE, "target_in": TARGET_IN})
+    assert logits.dtype == "float32" and np.all(np.isfinite(logits))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from keras import ops
+from keras.initializers import Orthogonal
 
 
 class LSTMStep:
@@ -93,7 +94,7 @@ class GRUStep:
         self.feed_kernel = layer.add_weight((units, gates * units), name="feed_kernel",
                                             initializer="glorot_uniform")
         self.recurrent_kernel = layer.add_weight((units, gates * units), name="recurrent_kernel",
-                                                 initializer="orthogonal")
+                                                 initializer=_float32(Orthogonal()))
         self.recurrent_bias = layer.add_weight((gates * units,), name="recurrent_bias",
                                                initializer="zeros")
 
@@ -118,6 +119,12 @@ class GRUStep:
         r = ops.sigmoid(x_r + h_r)
         h = z * h + (1.0 - z) * ops.tanh(x_h + r * h_h)
         return ops.cast(h, x.dtype), (h,)
+
+
+def _float32(initializer):
+    """`initializer` drawn in float32, then cast: Orthogonal's QR has no bfloat16 kernel, and a
+    model built for bfloat16 translation has bfloat16 variables."""
+    return lambda shape, dtype=None: ops.cast(initializer(shape, "float32"), dtype)
 
 
 CELLS = {"lstm": LSTMStep, "gru": GRUStep}
