@@ -18,11 +18,16 @@ class Attention(Protocol):
     """What the decoder needs of an attention (a Keras layer named "attention").
 
     Usage:
+        attention = ATTENTIONS[config.attention].for_model(config)
         attention.build((None, Q), values_shape=(None, None, M))
         keys = attention.project_keys(memory)            # once per sentence
-        weights = attention.step_weights()               # once per sequence of steps
-        context, scores = attention(query, keys, memory, mask, weights)
+        cast = attention.step_weights()                  # once per sequence of steps
+        context, weights = attention(query, keys, memory, mask, cast)
     """
+
+    @classmethod
+    def for_model(cls, config: ModelConfig) -> Attention:
+        """The layer for a model's options, named "attention" (its path in weights files)."""
 
     def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None): ...
 
@@ -133,8 +138,3 @@ class MultiplicativeAttention(_AttentionLayer):
 
 
 ATTENTIONS = {"additive": AdditiveAttention, "multiplicative": MultiplicativeAttention}
-
-
-def for_model(config: ModelConfig) -> Attention:
-    """The attention layer `config.attention` names."""
-    return ATTENTIONS[config.attention].for_model(config)

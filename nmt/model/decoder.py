@@ -26,7 +26,7 @@ import tensorflow as tf
 from keras import ops
 
 from nmt.config.options import ModelConfig, architecture
-from nmt.model import attention as attentions
+from nmt.model.attention import ATTENTIONS
 from nmt.model.bridges import BRIDGES
 from nmt.model.cells import CELLS
 from nmt.model.output import OUTPUTS
@@ -67,7 +67,7 @@ class AttentionDecoder(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(vocab_size, config.embedding_dim,
                                                 name="embedding",
                                                 embeddings_initializer=embeddings_initializer)
-        self.attention = attentions.for_model(config)
+        self.attention = ATTENTIONS[config.attention].for_model(config)
         self.bridge = BRIDGES[config.bridge](self.units, self.cell.state_parts)
         self.output_head = OUTPUTS[config.tie](vocab_size, self.units, self.embedding)
         # The parts' layers, tracked under the attribute names of the weights files.
