@@ -4,10 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from nmt.config.options import DecodeConfig
+from nmt.config.options import DecodeConfig, ModelConfig
 from vocab import BOS, EOS, PAD, UNK
 
 A, B, C = 4, 5, 6  # the scripted model's three real tokens; vocabulary size 7
+
+TINY = ModelConfig(embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
+                   attention_units=7, dropout=0.0)
 
 
 class ScriptedModel:
@@ -161,8 +164,7 @@ def random_model(tf):
 
     from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(7)
-    model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
-                    attention_units=7, dropout=0.0)
+    model = Seq2Seq(TINY, 12, 7)
     kernel = model.decoder.output_layer.kernel
     kernel.assign(kernel * 5.0)  # sharper distributions: hypotheses then differ between beams
     return model
@@ -256,8 +258,7 @@ def test_refresh_takes_up_new_weights(tf):
 
     from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(11)
-    model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
-                    attention_units=7, dropout=0.0)
+    model = Seq2Seq(TINY, 12, 7)
     search = searcher(model, alpha=0.0)
     sources = random_sources(4, seed=5)
     embedding = model.decoder.embedding.embeddings

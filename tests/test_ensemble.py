@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nmt import cli
-from nmt.config.options import DecodeConfig
+from nmt.config.options import DecodeConfig, ModelConfig
 from vocab import EOS, PAD
 
 
@@ -14,8 +14,9 @@ def small_model(seed, src_vocab=12):
 
     from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(seed)
-    model = Seq2Seq(src_vocab, 7, embedding_dim=8, encoder_units=6, encoder_layers=1,
-                    decoder_units=10, attention_units=7, dropout=0.0)
+    config = ModelConfig(embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
+                         attention_units=7, dropout=0.0)
+    model = Seq2Seq(config, src_vocab, 7)
     kernel = model.decoder.output_layer.kernel
     kernel.assign(kernel * 5.0)  # sharp distributions: beams of different widths disagree
     return model

@@ -6,15 +6,14 @@ import pytest
 def layers(tf):
     import keras
 
-    from nmt.model.attention import AdditiveAttention
     from nmt.model.encoder import Encoder
     keras.utils.set_random_seed(3)
-    return Encoder, AdditiveAttention
+    return Encoder
 
 
 @pytest.mark.parametrize("cell, num_layers", [("lstm", 1), ("lstm", 3), ("gru", 2)])
 def test_encoder_padding_changes_nothing(layers, cell, num_layers):
-    Encoder, _ = layers
+    Encoder = layers
     encoder = Encoder(30, 8, 5, num_layers=num_layers, cell=cell, dropout=0.5)
     short = np.array([[4, 5, 6, 3]], np.int32)
     padded = np.array([[4, 5, 6, 3, 0, 0, 0]], np.int32)
@@ -30,7 +29,7 @@ def test_encoder_padding_changes_nothing(layers, cell, num_layers):
 
 
 def test_encoder_config_round_trip(layers):
-    Encoder, _ = layers
+    Encoder = layers
     encoder = Encoder(30, 8, 5, num_layers=2, cell="gru", dropout=0.1)
     clone = Encoder.from_config(encoder.get_config())
     assert clone.get_config() == encoder.get_config()
@@ -41,7 +40,7 @@ def test_encoder_rnns_meet_the_cudnn_conditions(layers, cell):
     """Keras runs an LSTM/GRU with cuDNN on a GPU only with these settings (and right padding,
     which the data pipeline produces); a change here would silently fall back to the slow loop."""
     import keras
-    Encoder, _ = layers
+    Encoder = layers
     encoder = Encoder(30, 8, 5, num_layers=2, cell=cell, dropout=0.3)
     for bidirectional in encoder.rnns:
         for rnn in (bidirectional.forward_layer, bidirectional.backward_layer):
@@ -54,7 +53,7 @@ def test_encoder_rnns_meet_the_cudnn_conditions(layers, cell):
 
 
 def test_dropout_only_in_training(layers):
-    Encoder, _ = layers
+    Encoder = layers
     encoder = Encoder(30, 8, 5, dropout=0.5)
     source = np.array([[4, 5, 6, 7, 8, 3]], np.int32)
     first, second = encoder(source)[0], encoder(source)[0]
@@ -62,9 +61,18 @@ def test_dropout_only_in_training(layers):
     assert not np.allclose(encoder(source, training=True)[0], first)
 
 
-def test_attention_sums_to_one_and_ignores_padding(layers, tf):
-    _, AdditiveAttention = layers
-    attention = AdditiveAttention(6)
+def test_every_attention_option_names_a_class():
+    from nmt.config.options import choices
+    from nmt.model.attention import ATTENTIONS
+    assert choices("model", "attention") == tuple(ATTENTIONS)
+
+
+@pytest.mark.parametrize("name", ["additive", "multiplicative"])
+def test_attention_sums_to_one_and_ignores_padding(layers, tf, name):
+    from nmt.config.options import ModelConfig
+    from nmt.model.attention import ATTENTIONS, Attention
+    attention = ATTENTIONS[name].for_model(ModelConfig(attention_units=6))
+    assert isinstance(attention, Attention)
     attention.build((None, 4), values_shape=(None, None, 10))
     rng = np.random.default_rng(0)
     values = rng.normal(size=(2, 5, 10)).astype("float32")
@@ -76,8 +84,26 @@ def test_attention_sums_to_one_and_ignores_padding(layers, tf):
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
     assert np.all(weights[0, 3:] == 0.0) and np.all(weights[1] > 0)
     np.testing.assert_allclose(context, np.einsum("bs,bsm->bm", weights, values), rtol=1e-5)
+    # The cast-once weights of a step give the same result as the layer's own.
+    np.testing.assert_array_equal(
+        attention(query, keys, values, mask, attention.step_weights())[1], weights)
     # The padded positions' values do not matter at all.
     values[0, 3:] = 1000.0
     context2, _ = attention(query, attention.project_keys(values), values, mask)
     np.testing.assert_allclose(np.asarray(context2)[0], np.asarray(context)[0], rtol=1e-6)
-    assert AdditiveAttention.from_config(attention.get_config()).units == 6
+    clone = type(attention).from_config(attention.get_config())
+    assert clone.get_config() == attention.get_config()
+
+
+def test_multiplicative_attention_is_luongs_general_score(layers, tf):
+    """score(s, h) = s^T W h: the weights are the softmax of these scores."""
+    from nmt.model.attention import MultiplicativeAttention
+    attention = MultiplicativeAttention()
+    attention.build((None, 4), values_shape=(None, None, 10))
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(2, 5, 10)).astype("float32")
+    query = rng.normal(size=(2, 4)).astype("float32")
+    _, weights = attention(query, attention.project_keys(values), values, np.ones((2, 5), bool))
+    scores = np.einsum("bq,bsq->bs", query, values @ attention.kernel.numpy())
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(weights, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5)

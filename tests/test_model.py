@@ -9,8 +9,9 @@ def tiny_model(cell="lstm", layers=1, dropout=0.0, seed=0, bridge="per_state"):
 
     from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(seed)
-    return Seq2Seq(20, 15, cell=cell, embedding_dim=8, encoder_units=6, encoder_layers=layers,
-                   decoder_units=10, attention_units=7, dropout=dropout, bridge=bridge)
+    config = ModelConfig(cell=cell, embedding_dim=8, encoder_units=6, encoder_layers=layers,
+                         decoder_units=10, attention_units=7, dropout=dropout, bridge=bridge)
+    return Seq2Seq(config, 20, 15)
 
 
 SOURCE = np.array([[4, 5, 6, 7, 3], [8, 9, 3, 0, 0]], np.int32)
@@ -34,6 +35,7 @@ def test_teacher_forced_call_equals_step_by_step(tf, cell, layers):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_the_bridge_sets_the_first_decoder_state(tf, tmp_path, cell):
+    from nmt.model.bridges import BRIDGES
     from nmt.model.seq2seq import Seq2Seq
     _, final, _ = tiny_model(cell).encoder(SOURCE)
     states = {}
@@ -44,7 +46,7 @@ def test_the_bridge_sets_the_first_decoder_state(tf, tmp_path, cell):
         assert len(model.decoder.bridges) == {"per_state": len(final), "hidden": 1,
                                               "zero": 0}[bridge]
         clone = Seq2Seq.from_config(model.get_config())
-        assert clone.decoder.bridge == bridge
+        assert isinstance(clone.decoder.bridge, BRIDGES[bridge])
         model.save_weights(tmp_path / "m.weights.h5")
         clone.load_weights(tmp_path / "m.weights.h5")
         inputs = {"source": SOURCE, "target_in": TARGET_IN}
@@ -90,7 +92,7 @@ def test_weights_round_trip_and_config_rebuild(tf, tmp_path):
     np.testing.assert_array_equal(clone(inputs), model(inputs))
     config = ModelConfig(cell="gru", embedding_dim=8, encoder_units=6, encoder_layers=2,
                          decoder_units=10, attention_units=7, dropout=0.0)
-    assert Seq2Seq.from_model_config(config, 20, 15).count_params() == model.count_params()
+    assert Seq2Seq(config, 20, 15).count_params() == model.count_params()
 
 
 def test_padding_the_source_changes_no_logit(tf):
@@ -98,3 +100,17 @@ def test_padding_the_source_changes_no_logit(tf):
     padded = np.pad(SOURCE, ((0, 0), (0, 3)))
     np.testing.assert_allclose(model({"source": padded, "target_in": TARGET_IN}),
                                model({"source": SOURCE, "target_in": TARGET_IN}), atol=1e-5)
+
+
+def test_a_gru_model_builds_for_bfloat16_translation(tf):
+    """Orthogonal's QR has no bfloat16 kernel: the GRU step draws its recurrent kernel in float32
+    and casts it, so `decode.precision: bfloat16` loads a GRU model (it raised before)."""
+    from nmt.system import precision
+    with precision.dtype_policy("bfloat16"):
+        model = tiny_model("gru")
+    kernel = model.decoder.cell.recurrent_kernel
+    assert kernel.dtype == "bfloat16"
+    reference = tiny_model("gru").decoder.cell.recurrent_kernel.numpy()
+    np.testing.assert_allclose(tf.cast(kernel, "float32").numpy(), reference, atol=1e-2)
+    logits = model({"source": SOURCE, "target_in": TARGET_IN})
+    assert logits.dtype == "float32" and np.all(np.isfinite(logits))

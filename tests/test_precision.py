@@ -34,13 +34,14 @@ def test_beam_one_is_greedy_in_bfloat16(tf, alpha):
 
     from nmt.config.options import DecodeConfig
     from nmt.data.batching import pad_batch
+    from nmt.config.options import ModelConfig
     from nmt.model.seq2seq import Seq2Seq
     from nmt.search.decoding import Searcher
     from nmt.system import precision
     keras.utils.set_random_seed(5)
     with precision.dtype_policy("bfloat16"):
-        model = Seq2Seq(12, 9, embedding_dim=8, encoder_units=6, encoder_layers=1,
-                        decoder_units=10, attention_units=7, dropout=0.0)
+        model = Seq2Seq(ModelConfig(embedding_dim=8, encoder_units=6, encoder_layers=1,
+                                    decoder_units=10, attention_units=7, dropout=0.0), 12, 9)
     kernel = model.decoder.output_layer.kernel
     kernel.assign(kernel * 4.0)  # sharper, uneven distributions
     rng = np.random.default_rng(2)

@@ -98,7 +98,8 @@ def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
     from nmt.model.seq2seq import Seq2Seq
     sizes = dict(embedding_dim=embedding_dim, encoder_units=8, encoder_layers=1,
                  decoder_units=32, attention_units=8, dropout=0.0)
-    tied, untied = Seq2Seq(40, 40, tie=tie, **sizes), Seq2Seq(40, 40, **sizes)
+    tied = Seq2Seq(options.ModelConfig(tie=tie, **sizes), 40, 40)
+    untied = Seq2Seq(options.ModelConfig(**sizes), 40, 40)
     decoder = tied.decoder
     assert not hasattr(decoder, "output_layer")
     assert (tied.encoder.embedding is decoder.embedding) == (tie == "all")
@@ -110,7 +111,7 @@ def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
     projected = attentional if embedding_dim == 32 else \
         attentional @ decoder.output_projection.kernel.numpy()
     decoder.embedding.embeddings.assign(decoder.embedding.embeddings * 3.0)  # changes the logits
-    expected = projected @ decoder.embedding.embeddings.numpy().T + decoder.output_bias.numpy()
+    expected = projected @ decoder.embedding.embeddings.numpy().T + decoder.output_head.bias.numpy()
     np.testing.assert_allclose(decoder.logits(attentional).numpy(), expected, rtol=1e-5,
                                atol=1e-5)
 
@@ -118,8 +119,8 @@ def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
 def test_tie_all_needs_equal_vocabularies(tf):
     from nmt.model.seq2seq import Seq2Seq
     with pytest.raises(ValueError, match="one vocabulary"):
-        Seq2Seq(40, 30, tie="all", embedding_dim=8, encoder_units=8, decoder_units=8,
-                attention_units=8)
+        Seq2Seq(options.ModelConfig(tie="all", embedding_dim=8, encoder_units=8, decoder_units=8,
+                                    attention_units=8), 40, 30)
 
 
 @pytest.mark.slow
@@ -145,8 +146,8 @@ def test_embedding_init_normal_draws_both_sides_from_n_0_01(tf, tie):
     from nmt.model.seq2seq import Seq2Seq
     sizes = dict(embedding_dim=64, encoder_units=8, encoder_layers=1, decoder_units=16,
                  attention_units=8, tie=tie)
-    normal = Seq2Seq(500, 500, embedding_init="normal", **sizes)
-    uniform = Seq2Seq(500, 500, **sizes)
+    normal = Seq2Seq(options.ModelConfig(embedding_init="normal", **sizes), 500, 500)
+    uniform = Seq2Seq(options.ModelConfig(**sizes), 500, 500)
     for model in (normal, uniform):
         assert model.model_config.embedding_init == ("normal" if model is normal else "uniform")
     for layer in (normal.encoder.embedding, normal.decoder.embedding):

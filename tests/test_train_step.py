@@ -48,6 +48,7 @@ def test_a_token_budget_weighs_every_token_the_same(tf):
     budget the loss is a sum over tokens / budget: the doubled batch moves them twice as far."""
     import keras
 
+    from nmt.config.options import ModelConfig
     from nmt.model.seq2seq import Seq2Seq
     from nmt.training.train_step import Seq2SeqTrainer
     rng = np.random.default_rng(2)
@@ -57,12 +58,13 @@ def test_a_token_budget_weighs_every_token_the_same(tf):
     batch = ({"source": source, "target_in": target[:, :-1]}, target[:, 1:])
     doubled = tuple(np.concatenate([x, x]) if not isinstance(x, dict) else
                     {k: np.concatenate([v, v]) for k, v in x.items()} for x in batch)
+    config = ModelConfig(embedding_dim=8, encoder_units=8, encoder_layers=1, decoder_units=16,
+                         attention_units=8, dropout=0.0)
     for budget, ratio in ((0, 1.0), (40, 2.0)):
         moves = []
         for data in (batch, doubled):
             keras.utils.set_random_seed(3)
-            model = Seq2Seq(20, 20, embedding_dim=8, encoder_units=8, encoder_layers=1,
-                            decoder_units=16, attention_units=8, dropout=0.0)
+            model = Seq2Seq(config, 20, 20)
             trainer = Seq2SeqTrainer(model, token_budget=budget)
             trainer.compile(optimizer=keras.optimizers.SGD(0.1))
             before = [w.numpy() for w in model.trainable_weights]

@@ -85,7 +85,8 @@ class ModelConfig:
     encoder_layers: int = option(2, "stacked bidirectional layers (residual above the first)",
                                  check=positive)
     decoder_units: int = option(512, "decoder state and attentional vector width", check=positive)
-    attention_units: int = option(512, "width of the additive attention layer", check=positive)
+    attention_units: int = option(512, "width of the additive attention's hidden layer "
+                                  "(unused by multiplicative)", check=positive)
     dropout: float = option(0.2, "on embeddings, recurrent input and attentional-vector input",
                             check=Interval("[0, 1)"))
     tie: Literal["none", "decoder", "all"] = option("none", "embeddings shared with the output "
@@ -97,6 +98,9 @@ class ModelConfig:
         "per_state", "the decoder's first state from the encoder's final one: per_state = a tanh "
         "layer per part (h from h, c from c) | hidden = one tanh layer from h gives both h and c "
         "(JoeyNMT's) | zero")
+    attention: Literal["additive", "multiplicative"] = option(
+        "additive", "the attention score, a name in nmt.model.attention.ATTENTIONS: additive = "
+        "Bahdanau's v^T tanh(W s + U h) | multiplicative = Luong's general s^T W h")
     pretrained_embeddings: dict = option(
         {}, "word vectors (word2vec/GloVe text, .gz too) that initialize the embedding rows of "
         "the words they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are "

@@ -1,5 +1,14 @@
 """The translation model: Keras layers that map ids to logits (`seq2seq.Seq2Seq` wires them).
 
+    seq2seq     Seq2Seq(config, src_vocab_size, tgt_vocab_size): encoder + decoder, the
+                inference protocol search uses
+    encoder     embeddings and stacked bidirectional LSTM/GRU layers
+    decoder     the attentional decoder, composed of the parts below: step(), teacher-forced call
+    cells       the recurrent step with input feeding, one class per `model.cell` (CELLS)
+    attention   the Attention protocol, one class per `model.attention` (ATTENTIONS)
+    bridges     the first decoder state, one class per `model.bridge` (BRIDGES)
+    output      the output layer, tied to the target embeddings or not, per `model.tie` (OUTPUTS)
+
 May import: `nmt.config.options`, Keras and TensorFlow. Knows nothing of files, strings,
 training or search.
 """

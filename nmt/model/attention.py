@@ -1,40 +1,84 @@
-"""Additive (Bahdanau) attention: score(s, h) = v^T tanh(W_q s + W_k h)."""
+"""Attention: the `Attention` protocol the decoder calls, one class per score, and their registry.
+
+A new score is one class here that satisfies `Attention`, plus its name in `ATTENTIONS` and in
+`ModelConfig.attention`.
+"""
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import keras
 from keras import ops
 
+from nmt.config.options import ModelConfig
+
+
+@runtime_checkable
+class Attention(Protocol):
+    """What the decoder needs of an attention (a Keras layer named "attention").
+
+    Usage:
+        attention = ATTENTIONS[config.attention].for_model(config)
+        attention.build((None, Q), values_shape=(None, None, M))
+        keys = attention.project_keys(memory)            # once per sentence
+        cast = attention.step_weights()                  # once per sequence of steps
+        context, weights = attention(query, keys, memory, mask, cast)
+    """
+
+    @classmethod
+    def for_model(cls, config: ModelConfig) -> Attention:
+        """The layer for a model's options, named "attention" (its path in weights files)."""
+
+    def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None): ...
+
+    def project_keys(self, memory):
+        """[B, S, M] memory -> float32 [B, S, K] keys, computed once per sentence."""
+
+    def step_weights(self) -> dict:
+        """The weights a step multiplies by, cast to the compute dtype once (may be empty)."""
+
+    def __call__(self, query, keys, values, mask, weights: dict | None = None):
+        """query [B, Q], keys from `project_keys`, values [B, S, M] memory, mask bool [B, S]
+        (True at real tokens) -> context [B, M], float32 weights [B, S] (rows sum to 1; padding
+        gets exactly zero weight)."""
+
+
+def _attend(scores, values, mask):
+    """float32 scores [B, S] -> (context [B, M], weights [B, S]), padding at exactly zero."""
+    # exp(-1e9 - max) underflows to exactly 0 in float32, so padding gets zero weight.
+    weights = ops.softmax(ops.where(mask, scores, -1e9), axis=-1)
+    # A [1, S] x [S, M] product per sentence: accumulated in float32 even in bfloat16.
+    context = ops.einsum("bs,bsm->bm", ops.cast(weights, values.dtype), values)
+    return context, weights
+
+
+class _AttentionLayer(keras.layers.Layer):
+    """Keys stay float32 (see `project_keys`): Keras must not cast the call's arguments."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
 
 @keras.saving.register_keras_serializable(package="nmt")
-class AdditiveAttention(keras.layers.Layer):
-    """Bahdanau attention with the keys projected once per sentence.
+class AdditiveAttention(_AttentionLayer):
+    """Bahdanau attention, score(s, h) = v^T tanh(W_q s + W_k h), keys W_k h projected once.
 
     Written out rather than `keras.layers.AdditiveAttention`, which has no query/key projections
     and would redo the key side at every decoder step.
 
     Args:
-        units: attention width A.
-
-    Usage:
-        keys = attention.project_keys(memory)            # [B, S, A], once per sentence
-        context, weights = attention(query, keys, memory, mask)
-
-    Call arguments:
-        query: [B, Q] decoder state.
-        keys: [B, S, A] from `project_keys`.
-        values: [B, S, M] encoder memory.
-        mask: bool [B, S], True at real tokens; padding gets exactly zero weight.
-
-    Returns:
-        context [B, M] (the weighted sum of values) and weights [B, S] (rows sum to 1).
+        units: attention width A (the keys are [B, S, A]).
     """
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
         self.units = units
-        # Keys stay float32 (see project_keys): no casting of the arguments by Keras.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
+
+    @classmethod
+    def for_model(cls, config: ModelConfig):
+        return cls(config.attention_units, name="attention")
 
     def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None):
         self.query_kernel = self.add_weight((query_shape[-1], self.units), name="query_kernel",
@@ -50,18 +94,47 @@ class AdditiveAttention(keras.layers.Layer):
         # Called as a method, outside __call__'s autocast: cast for mixed precision.
         return ops.cast(ops.matmul(memory, ops.cast(self.key_kernel, memory.dtype)), "float32")
 
-    def call(self, query, keys, values, mask, query_kernel=None):
-        # query_kernel: the kernel already in the compute dtype (see AttentionDecoder.step_weights)
-        kernel = self.query_kernel if query_kernel is None else query_kernel
+    def step_weights(self) -> dict:
+        return {"query_kernel": ops.cast(self.query_kernel, self.compute_dtype)}
+
+    def call(self, query, keys, values, mask, weights=None):
+        kernel = self.query_kernel if weights is None else weights["query_kernel"]
         projected = ops.matmul(ops.cast(query, self.compute_dtype), kernel)
         hidden = ops.tanh(keys + ops.cast(projected, "float32")[:, None, :])
         scores = ops.tensordot(hidden, ops.cast(self.energy, "float32"), 1)  # [B*S, A] x [A]
-        # exp(-1e9 - max) underflows to exactly 0 in float32, so padding gets zero weight.
-        scores = ops.where(mask, scores, -1e9)
-        weights = ops.softmax(scores, axis=-1)
-        # A [1, S] x [S, M] product per sentence: accumulated in float32 even in bfloat16.
-        context = ops.einsum("bs,bsm->bm", ops.cast(weights, values.dtype), values)
-        return context, weights
+        return _attend(scores, values, mask)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class MultiplicativeAttention(_AttentionLayer):
+    """Luong's "general" attention, score(s, h) = s^T W h, keys W h projected once.
+
+    A step then costs one dot product per source position; there is no attention width (the keys
+    are as wide as the query, U).
+    """
+
+    @classmethod
+    def for_model(cls, config: ModelConfig):
+        return cls(name="attention")
+
+    def build(self, query_shape, keys_shape=None, values_shape=None, mask_shape=None):
+        self.kernel = self.add_weight((values_shape[-1], query_shape[-1]), name="kernel",
+                                      initializer="glorot_uniform")
+        self.built = True
+
+    def project_keys(self, memory):
+        """[B, S, M] memory -> float32 [B, S, U] keys W h; the scores are float32 dot products."""
+        return ops.cast(ops.matmul(memory, ops.cast(self.kernel, memory.dtype)), "float32")
+
+    def step_weights(self) -> dict:
+        return {}
+
+    def call(self, query, keys, values, mask, weights=None):
+        scores = ops.einsum("bsu,bu->bs", keys, ops.cast(query, "float32"))
+        return _attend(scores, values, mask)
+
+
+ATTENTIONS = {"additive": AdditiveAttention, "multiplicative": MultiplicativeAttention}

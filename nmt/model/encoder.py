@@ -79,4 +79,6 @@ class Encoder(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,
                 "embedding_dim": self.embedding_dim, "units": self.units,
-                "num_layers": self.num_layers, "cell": self.cell, "dropout": self.dropout}
+                "num_layers": self.num_layers, "cell": self.cell, "dropout": self.dropout,
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embedding.embeddings_initializer)}

@@ -18,10 +18,9 @@ class Seq2Seq(keras.Model):
     """Bidirectional-RNN encoder, attentional RNN decoder with input feeding.
 
     Args:
+        config: the model's options (`nmt.config.options.ModelConfig`); tie "all" needs one
+            vocabulary, embedding_init "normal" draws embeddings from N(0, 0.1), as JoeyNMT.
         src_vocab_size, tgt_vocab_size: vocabulary sizes (PAD = 0 on both sides).
-        cell, embedding_dim, encoder_units, encoder_layers, decoder_units, attention_units,
-        dropout, tie, embedding_init, bridge: as in `nmt.config.ModelConfig` (tie "all" needs one
-            vocabulary; embedding_init "normal" draws embeddings from N(0, 0.1), as JoeyNMT).
 
     Call arguments:
         inputs: {"source": int [B, S], "target_in": int [B, T]} (target_in = BOS + target).
@@ -33,34 +32,24 @@ class Seq2Seq(keras.Model):
     `encode`, `decode_step`, `teacher_forced`).
     """
 
-    def __init__(self, src_vocab_size, tgt_vocab_size, cell="lstm", embedding_dim=256,
-                 encoder_units=256, encoder_layers=2, decoder_units=512, attention_units=512,
-                 dropout=0.2, tie="none", embedding_init="uniform", bridge="per_state", **kwargs):
+    def __init__(self, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, **kwargs):
         super().__init__(**kwargs)
+        self.model_config = config
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
-        self.model_config = ModelConfig(cell=cell, embedding_dim=embedding_dim,
-                                        encoder_units=encoder_units, encoder_layers=encoder_layers,
-                                        decoder_units=decoder_units,
-                                        attention_units=attention_units, dropout=dropout,
-                                        tie=tie, embedding_init=embedding_init, bridge=bridge)
-        initializer = {"uniform": "uniform",  # Keras's default for embeddings: U(-0.05, 0.05)
-                       "normal": keras.initializers.RandomNormal(0.0, 0.1)}[embedding_init]
-        if tie == "all" and src_vocab_size != tgt_vocab_size:
+        if config.tie == "all" and src_vocab_size != tgt_vocab_size:
             raise ValueError(f"tie='all' needs one vocabulary: sizes {src_vocab_size} and "
                              f"{tgt_vocab_size} differ")
-        decoder = AttentionDecoder(tgt_vocab_size, embedding_dim, decoder_units, attention_units,
-                                   2 * encoder_units, cell, dropout, tie_output=tie != "none",
-                                   embeddings_initializer=initializer, bridge=bridge,
+        # One initializer for both sides, made before the layers (the order the seeds are drawn in).
+        initializer = {"uniform": "uniform",  # Keras's default for embeddings: U(-0.05, 0.05)
+                       "normal": keras.initializers.RandomNormal(0.0, 0.1)}[config.embedding_init]
+        decoder = AttentionDecoder(config, tgt_vocab_size, embeddings_initializer=initializer,
                                    name="decoder")
-        self.encoder = Encoder(src_vocab_size, embedding_dim, encoder_units, encoder_layers, cell,
-                               dropout, embedding=decoder.embedding if tie == "all" else None,
+        self.encoder = Encoder(src_vocab_size, config.embedding_dim, config.encoder_units,
+                               config.encoder_layers, config.cell, config.dropout,
+                               embedding=decoder.embedding if config.tie == "all" else None,
                                embeddings_initializer=initializer, name="encoder")
         self.decoder = decoder
         self.build(None)
-
-    @classmethod
-    def from_model_config(cls, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
-        return cls(src_vocab_size, tgt_vocab_size, **architecture(config))
 
     def build(self, input_shape=None):
         # Every size is known from the config: build now, so weights exist before the first call
@@ -112,5 +101,10 @@ class Seq2Seq(keras.Model):
         return ops.log_softmax(logits, axis=-1), weights
 
     def get_config(self):
-        return {"src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,
-                **architecture(self.model_config), "name": self.name}
+        return {"config": architecture(self.model_config), "src_vocab_size": self.src_vocab_size,
+                "tgt_vocab_size": self.tgt_vocab_size, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(ModelConfig(**config.pop("config")), **config)

@@ -347,7 +347,7 @@ def load_model(root: str | os.PathLike, weights: str = "best",
         raise ModelDirError("no trained weights yet (best.weights.h5 is written at the end of "
                             "the first epoch)", str(run.root))
     with precisions.dtype_policy(precision or recipe.decode.precision):
-        model = Seq2Seq.from_model_config(model_config, *sizes)
+        model = Seq2Seq(model_config, *sizes)
     load_weights(model, path)
     return LoadedModel(model, src_tokenizer, tgt_tokenizer, recipe)
 

@@ -252,7 +252,7 @@ def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
     from nmt.training.train_step import Seq2SeqTrainer
 
     with precision.dtype_policy(recipe.train.precision):
-        model = Seq2Seq.from_model_config(recipe.model, src_size, tgt_size)
+        model = Seq2Seq(recipe.model, src_size, tgt_size)
         if recipe.model.freeze_embeddings:
             for side in recipe.model.pretrained_embeddings:
                 model.embedding_layer(side).trainable = False
