@@ -61,10 +61,19 @@ def test_dropout_only_in_training(layers):
     assert not np.allclose(encoder(source, training=True)[0], first)
 
 
-def test_every_attention_option_names_a_class():
-    from nmt.config.options import choices
-    from nmt.model.attention import ATTENTIONS
-    assert choices("model", "attention") == tuple(ATTENTIONS)
+@pytest.mark.parametrize("option, registry", [("model.attention", "attention.ATTENTIONS"),
+                                              ("model.cell", "cells.CELLS"),
+                                              ("model.bridge", "bridges.BRIDGES"),
+                                              ("model.tie", "output.OUTPUTS")])
+def test_every_model_option_choice_names_a_registered_part(option, registry):
+    """A model part's option lists exactly the names its registry holds (the option is the one
+    place a recipe reads them from)."""
+    import importlib
+
+    from nmt.config import options
+    module, name = registry.split(".")
+    parts = getattr(importlib.import_module(f"nmt.model.{module}"), name)
+    assert options.get(option).choices == tuple(parts)
 
 
 @pytest.mark.parametrize("name", ["additive", "multiplicative"])
