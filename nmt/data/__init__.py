@@ -1,0 +1,5 @@
+"""Corpora and what is made of them: the files of a recipe, fetched if need be (`corpus`),
+pretrained word vectors (`vectors`), and tf.data pipelines and inference batches (`batching`).
+
+May import: `nmt.config`, `nmt.files`, `nmt.system`, `vocab`. TensorFlow only inside functions.
+"""
