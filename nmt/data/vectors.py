@@ -17,7 +17,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from nmt.config import options, recipes
+from nmt.config import recipes
 from nmt.errors import DataError
 from vocab.specials import SPECIAL_TOKENS
 
