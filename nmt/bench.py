@@ -15,11 +15,11 @@ import time
 from typing import Sequence
 
 from nmt.config import recipes
-from nmt.data import batching
+from nmt.data import batching, prepare
 from nmt.errors import NmtError
 from nmt.files import textio
 from nmt.system import precision, runtime
-from nmt.training import train
+from nmt.training import setup
 
 
 def peak_rss_mib() -> float:
@@ -58,24 +58,19 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     """
     started = started or time.perf_counter()
     recipe = recipes.load_recipe(recipe_path, overrides)
-    read, _ = train.checked_corpus(recipe.data)
-    tokenizers = train.build_tokenizers(recipe.vocab, read)
+    read, _ = prepare.checked_corpus(recipe.data)
+    tokenizers = prepare.build_tokenizers(recipe.vocab, read)
     stats = batching.corpus_stats(read(), *tokenizers, recipe.data.max_len)
     runtime.import_tensorflow(threads)
     import keras
 
     from nmt.training.callbacks import StepTimer
 
-    dataset = batching.training_dataset(read, *tokenizers, batch_size=recipe.train.batch_size,
-                                    max_len=recipe.data.max_len,
-                                    shuffle_buffer=recipe.train.shuffle_buffer,
-                                    seed=recipe.train.seed,
-                                    batch_tokens=train.token_budget(recipe.train),
-                                    bucket_width=recipe.train.bucket_width).repeat()
+    dataset = setup.training_dataset(recipe, read, *tokenizers, recipe.train.seed).repeat()
     runs = {}
     for name in precisions or (recipe.train.precision,):
         keras.utils.set_random_seed(recipe.train.seed)
-        trainer = train.compiled_trainer(recipes.with_changes(recipe, "train", precision=name),
+        trainer = setup.compiled_trainer(recipes.with_changes(recipe, "train", precision=name),
                                          len(tokenizers[0]), len(tokenizers[1]))
         runs[name] = trainer, StepTimer()
         trainer.fit(dataset, steps_per_epoch=1 + warmup, epochs=1, callbacks=[runs[name][1]],

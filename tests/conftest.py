@@ -80,10 +80,10 @@ def rough_model(tmp_path_factory):
     corpus = make_reverse_corpus(root / "reverse", train=1500)
     recipe = write_recipe(root / "recipe", tiny_recipe_dict(corpus, train={"epochs": 1}))
     from nmt.data import batching
-    from nmt.storage import checkpoints
+    from nmt.storage import modeldir
     from nmt.training.train import train
     train(recipe, root / "run", verbose=0)
-    loaded = checkpoints.load_model(root / "run")
+    loaded = modeldir.load_model(root / "run")
     sources = [batching.source_ids(loaded.src_tokenizer, s) for s, _ in reverse_pairs(60, seed=9)]
     return loaded.model, sources
 

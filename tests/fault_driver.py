@@ -22,7 +22,7 @@ import sys
 
 from nmt import cli
 from nmt.files import textio
-from nmt.storage import checkpoints
+from nmt.storage import rundir, weights
 from nmt.training import callbacks
 
 fault, kill_epoch, recipe, run_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -91,7 +91,7 @@ class KillBeforeRename:
         return self.inner.__exit__(*exc)
 
 
-original_state_write = checkpoints.atomic_write
+original_state_write = rundir.atomic_write
 
 
 def state_write(path, mode="w"):
@@ -103,10 +103,10 @@ def state_write(path, mode="w"):
 
 os.statvfs = statvfs
 if fault == "hdf5_disk_full":
-    checkpoints._check_space = lambda model, path: None
+    weights._check_space = lambda model, path: None
 callbacks.EpochSummary.on_epoch_begin = on_epoch_begin
 callbacks.EpochSummary.on_train_batch_end = on_train_batch_end
 callbacks.DevBleu.on_epoch_end = dev_bleu_end
-checkpoints.atomic_path = KillBeforeRename
-checkpoints.atomic_write = state_write
+weights.atomic_path = rundir.atomic_path = KillBeforeRename  # weights files; best/last links
+rundir.atomic_write = state_write
 sys.exit(cli.main(["train", recipe, "--run-dir", run_dir]))

@@ -26,17 +26,17 @@ def kept_run(tmp_path_factory):
 
 
 def weights_of(run, path):
-    from nmt.storage import checkpoints
-    model = checkpoints.load_model(run).model
-    checkpoints.load_weights(model, path)
+    from nmt.storage import modeldir, weights
+    model = modeldir.load_model(run).model
+    weights.load_weights(model, path)
     return model.get_weights()
 
 
 @pytest.mark.slow
 def test_the_k_best_and_last_epochs_are_kept_and_averaged(kept_run, tmp_path, capsys):
-    from nmt.storage import checkpoints
+    from nmt.storage import rundir
     from nmt.translation.translate import Translator
-    state = checkpoints.read_resume_state(checkpoints.RunDir(kept_run))
+    state = rundir.read_resume_state(rundir.RunDir(kept_run))
     with open(kept_run / "metrics.csv", newline="") as handle:
         bleu = {int(row["epoch"]) + 1: float(row["val_bleu"]) for row in csv.DictReader(handle)}
     ranked = sorted(bleu, key=lambda epoch: (-bleu[epoch], epoch))[:2]

@@ -81,13 +81,13 @@ def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
                                       {"precision": "mixed_float16"}],
                          ids=["mirrored", "mixed_float16"])
 def test_mirrored_strategy_and_mixed_precision_train(tmp_path, reverse_corpus, settings):
-    from nmt.storage import checkpoints
+    from nmt.storage import modeldir
     from nmt.training.train import train
     from nmt.translation.translate import Translator
     recipe = write_recipe(tmp_path / "r", tiny_recipe_dict(
         reverse_corpus, data={"train_lines": 400}, train=settings))
     result = train(recipe, tmp_path / "run", verbose=0)
     assert result.epochs == 1 and np.isfinite(result.best_bleu)
-    loaded = checkpoints.load_model(tmp_path / "run")
+    loaded = modeldir.load_model(tmp_path / "run")
     assert loaded.model.compute_dtype == "float32"  # translation runs in float32 either way
     assert len(Translator(tmp_path / "run").translate(["1 2 3"])) == 1

@@ -7,8 +7,8 @@ from test_cli import assert_one_line_error, run_nmt
 @pytest.mark.slow
 @pytest.mark.parametrize("side", ["src", "tgt"])
 def test_nearest_words_match_a_brute_force_cosine(reverse_run, side):
-    from nmt.storage import checkpoints
-    loaded = checkpoints.load_model(reverse_run)
+    from nmt.storage import modeldir
+    loaded = modeldir.load_model(reverse_run)
     tokenizer = loaded.src_tokenizer if side == "src" else loaded.tgt_tokenizer
     matrix = loaded.model.embedding_layer(side).embeddings.numpy()
     words = tokenizer.tokens[4:]  # the specials are not neighbours

@@ -20,8 +20,9 @@ KEEP = 2  # train.keep_best and train.keep_last of the killed runs
 
 def assert_consistent(run: Path):
     """Whatever exists of the run directory loads, and best/last are the committed epoch's."""
-    from nmt.storage import checkpoints
-    state = checkpoints.read_resume_state(checkpoints.RunDir(run))
+    from nmt.storage import modeldir, rundir
+    from nmt.storage.weights import load_weights
+    state = rundir.read_resume_state(rundir.RunDir(run))
     if state is None:
         assert not (run / "best.weights.h5").exists()
         return
@@ -29,10 +30,10 @@ def assert_consistent(run: Path):
     for name in (state["resume"], state["last"], state["best_weights"], *kept, *state["recent"]):
         assert (run / "backup" / name).is_file()
     for weights in ("best", "last"):
-        checkpoints.load_model(run, weights)
-    model = checkpoints.load_model(run).model
+        modeldir.load_model(run, weights)
+    model = modeldir.load_model(run).model
     for name in kept + state["recent"]:  # every kept epoch's weights load
-        checkpoints.load_weights(model, run / "backup" / name)
+        load_weights(model, run / "backup" / name)
     committed = [row for row in metrics_rows(run) if int(row["epoch"]) < state["epoch"]]
     assert max(float(row["val_bleu"]) for row in committed) == pytest.approx(state["best"])
     # The KEEP best committed epochs by dev BLEU (ties to the earlier), and the KEEP last.
@@ -196,16 +197,16 @@ def test_loading_runs_no_code_from_the_model_folder(model_copy, tmp_path, monkey
     import pickle
 
     from nmt.errors import ModelDirError
-    from nmt.storage import checkpoints
+    from nmt.storage import modeldir
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle used"))
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("pickle used"))
-    checkpoints.load_model(model_copy)
+    modeldir.load_model(model_copy)
     marker = tmp_path / "pwned"
     recipe = model_copy / "recipe.yaml"
     recipe.write_text(f"!!python/object/apply:os.system ['touch {marker}']\n" +
                       recipe.read_text())
     with pytest.raises(ModelDirError):
-        checkpoints.load_model(model_copy)
+        modeldir.load_model(model_copy)
     assert not marker.exists() and not os.path.exists(marker)
 
 

@@ -37,7 +37,7 @@ def test_a_clashing_override_is_blamed_on_set(tmp_path):
 
 
 def test_a_joint_vocabulary_is_one_tokenizer_trained_on_both_sides():
-    from nmt.training.train import build_tokenizers
+    from nmt.data.prepare import build_tokenizers
     from vocab import UNK
     pairs = [(f"für größere straßen {i}", line) for i, line in enumerate(LINES)]
     for kind in ("sentencepiece", "words"):
@@ -85,7 +85,7 @@ def test_each_thread_samples_its_own_segmentations_and_the_seeds_repeat_them():
 def test_sampling_takes_any_recipe_seed():
     """SentencePiece takes 32-bit seeds: the per-line seeds of a large `train.seed` wrap."""
     import vocab
-    from nmt.training.train import training_tokenizers
+    from nmt.data.prepare import training_tokenizers
     tok = vocab.train("sentencepiece", LINES, size=80)
     settings = options.VocabConfig(kind="sentencepiece", sampling_alpha=0.2)
     for seed in (0, 4_295, 10**12):
@@ -125,7 +125,7 @@ def test_tie_all_needs_equal_vocabularies(tf):
 
 @pytest.mark.slow
 def test_joint_tied_sampled_training_runs_and_translates(tmp_path):
-    from nmt.storage import checkpoints
+    from nmt.storage import modeldir
     from nmt.training.train import train
     from nmt.translation.translate import Translator
     corpus = make_reverse_corpus(tmp_path / "reverse", train=600)
@@ -134,7 +134,7 @@ def test_joint_tied_sampled_training_runs_and_translates(tmp_path):
                        "sampling_alpha": 0.2},
         model={"tie": "all"}))
     train(recipe, tmp_path / "run", verbose=0)
-    loaded = checkpoints.load_model(tmp_path / "run")
+    loaded = modeldir.load_model(tmp_path / "run")
     assert loaded.model.encoder.embedding is loaded.model.decoder.embedding
     assert loaded.src_tokenizer.sampling_alpha == 0  # translation segments deterministically
     hypotheses = Translator(tmp_path / "run").translate(["1 2 3", "4 5"])

@@ -1,6 +1,6 @@
 import pytest
 
-from nmt.errors import DataError
+from nmt.errors import DataError, OutputError
 from nmt.files import textio
 
 
@@ -86,3 +86,35 @@ def test_atomic_path_renames_only_on_success(tmp_path):
             tmp.write_bytes(b"half")
             raise ValueError
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "model"
+    with pytest.raises(ValueError):
+        with textio.atomic_folder(out) as tmp:
+            (tmp / "half").write_text("x")
+            raise ValueError
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary folder
+    with textio.atomic_folder(out) as tmp:
+        assert tmp.parent == out.parent and not out.exists()
+        (tmp / "whole").write_text("x")
+    assert [p.name for p in out.iterdir()] == ["whole"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert out.stat().st_mode == plain.stat().st_mode  # the umask's permissions, not 0700
+    with pytest.raises(OSError):  # a folder with files is replaced only when the caller says so
+        with textio.atomic_folder(out) as tmp:
+            (tmp / "new").write_text("y")
+    with textio.atomic_folder(out, replace=True) as tmp:
+        (tmp / "new").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "plain"]
+    assert [p.name for p in out.iterdir()] == ["new"]
+
+
+def test_atomic_folder_in_an_unwritable_place_names_the_target(tmp_path):
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "model"
+    with pytest.raises(OutputError) as err:
+        with textio.atomic_folder(target):
+            pass
+    assert str(err.value).startswith(f"{target}: cannot write")

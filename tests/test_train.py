@@ -7,7 +7,7 @@ from conftest import tiny_recipe_dict, write_recipe
 
 from nmt.config import options, recipes
 from nmt.errors import ConfigError
-from nmt.storage import checkpoints
+from nmt.storage import modeldir, rundir
 
 pytestmark = pytest.mark.slow  # every test trains a model
 
@@ -26,15 +26,15 @@ def metrics_rows(run):
 def test_run_directory_is_self_describing(recipe, tmp_path, reverse_corpus):
     from nmt.training.train import train
     result = train(recipe, tmp_path / "run", verbose=0)
-    run = checkpoints.RunDir(tmp_path / "run")
+    run = rundir.RunDir(tmp_path / "run")
     assert result.epochs == 1
     for path in (run.recipe, run.model_json, run.best, run.last, run.metrics, run.log):
         assert path.is_file(), path
     assert any(run.tensorboard.rglob("events.out.tfevents.*"))
     assert recipes.load_recipe(run.recipe) == recipes.load_recipe(recipe)
     description = json.loads(run.model_json.read_text())
-    assert description["format_version"] == checkpoints.FORMAT_VERSION
-    assert description["tgt_vocab_size"] == len(checkpoints.load_tokenizers(run)[1])
+    assert description["format_version"] == modeldir.FORMAT_VERSION
+    assert description["tgt_vocab_size"] == len(modeldir.load_tokenizers(run)[1])
     row, = metrics_rows(run.root)
     for key in ("loss", "nll", "ppl", "val_nll", "val_ppl", "val_bleu", "tokens_per_sec",
                 "learning_rate"):
@@ -53,18 +53,18 @@ def test_run_directory_is_self_describing(recipe, tmp_path, reverse_corpus):
     import shutil
     copy = tmp_path / "elsewhere"
     shutil.copytree(run.root, copy)
-    loaded = checkpoints.load_model(copy)
+    loaded = modeldir.load_model(copy)
     assert loaded.model.count_params() > 0 and loaded.recipe == recipes.load_recipe(recipe)
 
 
 def optimizer_steps(run, recipe_path):
     """The optimizer's step counter saved in a run's resume weights."""
-    from nmt.training.train import compiled_trainer
-    state = checkpoints.read_resume_state(checkpoints.RunDir(run))
+    from nmt.training.setup import compiled_trainer
+    state = rundir.read_resume_state(rundir.RunDir(run))
     sizes = json.loads((run / "model.json").read_text())
     trainer = compiled_trainer(recipes.load_recipe(run / "recipe.yaml"),
                                sizes["src_vocab_size"], sizes["tgt_vocab_size"])
-    checkpoints.restore_resume_state(checkpoints.RunDir(run), trainer, state)
+    rundir.restore_resume_state(rundir.RunDir(run), trainer, state)
     return int(trainer.optimizer.iterations.numpy())
 
 
@@ -105,7 +105,7 @@ def test_sentencepiece_vocabulary_and_gru(tmp_path, reverse_corpus):
         model={"cell": "gru", "encoder_layers": 2}))
     train(recipe, tmp_path / "run", verbose=0)
     assert (tmp_path / "run" / "vocab" / "tgt.spm.model").is_file()
-    loaded = checkpoints.load_model(tmp_path / "run")
+    loaded = modeldir.load_model(tmp_path / "run")
     assert loaded.model.model_config.cell == "gru"
 
 
@@ -135,7 +135,7 @@ def test_weight_decay_shrinks_the_weights(tmp_path, reverse_corpus):
         recipe = write_recipe(tmp_path / f"recipe{decay}", tiny_recipe_dict(
             reverse_corpus, data={"train_lines": 640}, train={"weight_decay": decay}))
         train(recipe, tmp_path / f"run{decay}", verbose=0)
-        weights = checkpoints.load_model(tmp_path / f"run{decay}", "last").model.weights
+        weights = modeldir.load_model(tmp_path / f"run{decay}", "last").model.weights
         norms[decay] = np.sqrt(sum(float(np.sum(np.square(w.numpy()))) for w in weights
                                    if len(w.shape) > 1))
     # Decay alone would scale every matrix by (1 - 0.01 * 2)^20 = 0.67.

@@ -108,8 +108,8 @@ def test_output_writes_into_what_it_names(reverse_run, tmp_path):
 def test_a_run_directory_is_locked_while_training(tiny_recipe, tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom nmt import checkpoints\n"
-         "with checkpoints.locked(checkpoints.RunDir(sys.argv[1])):\n"
+        [sys.executable, "-c", "import sys, time\nfrom nmt.storage import rundir\n"
+         "with rundir.locked(rundir.RunDir(sys.argv[1])):\n"
          "    print('held', flush=True)\n    time.sleep(600)\n", str(run)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -122,8 +122,8 @@ def test_a_run_directory_is_locked_while_training(tiny_recipe, tmp_path):
     finally:
         holder.kill()  # SIGKILL: the OS releases the lock
         holder.wait()
-    from nmt.storage import checkpoints
-    with checkpoints.locked(checkpoints.RunDir(run)):
+    from nmt.storage import rundir
+    with rundir.locked(rundir.RunDir(run)):
         assert (run / ".lock").read_text().strip() == str(os.getpid())
 
 

@@ -80,8 +80,9 @@ def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, rev
     from conftest import tiny_recipe_dict, write_recipe
 
     from nmt.config import recipes
-    from nmt.storage import checkpoints
-    from nmt.training.train import compiled_trainer, train
+    from nmt.storage import modeldir, rundir
+    from nmt.training.setup import compiled_trainer
+    from nmt.training.train import train
     from nmt.translation.translate import Translator
     rng = np.random.default_rng(3)
     table = {str(digit): rng.normal(size=16).round(4) for digit in range(7)}  # not 7, 8, 9
@@ -98,7 +99,7 @@ def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, rev
     assert "pretrained tgt embeddings: 7 of 10 words found in" in (run / "train.log").read_text()
 
     def target_embeddings():
-        loaded = checkpoints.load_model(run, "last")
+        loaded = modeldir.load_model(run, "last")
         return loaded.tgt_tokenizer, loaded.model.embedding_layer("tgt").embeddings.numpy()
 
     tokenizer, trained = target_embeddings()
@@ -106,8 +107,8 @@ def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, rev
     # the words it lacks the random initialization of a fresh model with the same seed.
     import keras
     keras.utils.set_random_seed(1)
-    fresh = compiled_trainer(recipes.load_recipe(recipe), len(checkpoints.load_tokenizers(
-        checkpoints.RunDir(run))[0]), len(tokenizer)).seq2seq.embedding_layer("tgt")
+    fresh = compiled_trainer(recipes.load_recipe(recipe), len(modeldir.load_tokenizers(
+        rundir.RunDir(run))[0]), len(tokenizer)).seq2seq.embedding_layer("tgt")
     for word in tokenizer.tokens:
         expected = table[word] if word in table else fresh.embeddings.numpy()[tokenizer.ids[word]]
         np.testing.assert_allclose(trained[tokenizer.ids[word]], expected, rtol=1e-6)

@@ -1,5 +1,7 @@
-"""Corpora and batches: corpus files and downloads (`corpus`), word-vector files (`vectors`),
-and ids to batches (`batching`: the tf.data training pipeline, order-keeping inference batches).
+"""Corpora and what is made of them: the files of a recipe, fetched if need be (`corpus`), the
+training and dev pairs read, checked and counted, and the vocabularies trained on them
+(`prepare`), pretrained word vectors (`vectors`), and tf.data pipelines and inference batches
+(`batching`).
 
-May import: `nmt.config`, `nmt.files`, `nmt.system`, `vocab`.
+May import: `nmt.config`, `nmt.files`, `nmt.system`, `vocab`. TensorFlow only inside functions.
 """

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import select
+import shutil
 import stat
 import sys
 import tempfile
@@ -292,6 +293,30 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """Yields a new empty folder beside `path`, renamed to `path` when the block succeeds: the
+    folder appears whole or not at all.
+
+    The temporary folder (`.NAME.*`) has the umask's permissions (mkdtemp's 0700 would hide a
+    model from others) and is removed if the block raises. An existing empty folder at `path` is
+    replaced; with `replace`, any existing folder is (the caller has checked that it may go). A
+    full disk, a read-only folder and the like raise OutputError naming `path`.
+    """
+    path = Path(path)
+    with reported_as_output_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            os.chmod(tmp, NEW_FOLDER_MODE)
+            yield tmp
+            if replace and path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Folders on disk: the run directory of a training and loading a model folder.
+"""Folders on disk: weights files (`weights`), the model folder a trained model is (`modeldir`)
+and the run directory of a training (`rundir`: layout, lock, epoch commits, resume checks).
 
 May import: `nmt.config`, `nmt.files`, `nmt.model`, `nmt.system`, `vocab`.
 """

@@ -16,7 +16,7 @@ import keras
 
 from nmt.evaluation import metrics
 from nmt.search.decoding import Searcher, search_all
-from nmt.storage import checkpoints
+from nmt.storage import rundir
 from nmt.system import termination
 
 log = logging.getLogger("nmt")
@@ -113,7 +113,7 @@ class EpochSummary(keras.callbacks.Callback):
 class LearningCurve(keras.callbacks.Callback):
     """Redraws the run's learning_curve.png from its metrics.csv (list it after the CSVLogger)."""
 
-    def __init__(self, run: checkpoints.RunDir):
+    def __init__(self, run: rundir.RunDir):
         super().__init__()
         self.run = run
 
@@ -124,7 +124,7 @@ class LearningCurve(keras.callbacks.Callback):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Commits every finished epoch to the run directory (see `checkpoints.commit_epoch`).
+    """Commits every finished epoch to the run directory (see `rundir.commit_epoch`).
 
     Runs under a `Seq2SeqTrainer`: best/last hold the translation model's weights, the resume
     weights the trainer's (with the optimizer). Also restores the state of the stateful Keras
@@ -139,7 +139,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         is_chief: only the chief of a multi-worker run writes files.
     """
 
-    def __init__(self, run: checkpoints.RunDir, stateful: dict, resumed: dict | None,
+    def __init__(self, run: rundir.RunDir, stateful: dict, resumed: dict | None,
                  is_chief: bool = True, monitor: str = "val_bleu", keep_best: int = 1,
                  keep_last: int = 1):
         super().__init__()
@@ -162,7 +162,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.is_chief:
             callback_state = {name: {a: _plain(getattr(cb, a)) for a in _CALLBACK_STATE
                                      if hasattr(cb, a)} for name, cb in self.stateful.items()}
-            checkpoints.commit_epoch(self.run, self.model, {
+            rundir.commit_epoch(self.run, self.model, {
                 "epoch": epoch + 1, "best": self.best, "callbacks": callback_state}, value,
                 self.keep_best, self.keep_last)
 

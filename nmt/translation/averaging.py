@@ -1,6 +1,6 @@
 """`nmt average`: a model folder whose weights are the element-wise mean of several epochs'.
 
-The epochs come from a run directory's committed state (`checkpoints.kept_epochs` for the best
+The epochs come from a run directory's committed state (`rundir.kept_epochs` for the best
 by dev BLEU, "recent" for the last ones), so only weights the run kept can be averaged: see
 `train.keep_best` and `train.keep_last`.
 """
@@ -9,26 +9,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from nmt.errors import ModelDirError
 from nmt.files import textio
-from nmt.storage import checkpoints
+from nmt.storage import modeldir, rundir
+from nmt.storage.weights import load_weights, save_weights
 
 RECORD = "averaged.json"  # in an averaged model folder: which weights were averaged
 
 
-def chosen_weights(run: checkpoints.RunDir, best: int | None = None,
+def chosen_weights(run: rundir.RunDir, best: int | None = None,
                    last: int | None = None) -> list[str]:
     """File names (in backup/) of the `best` best (best first) or the `last` last epochs of a
     run."""
-    state = checkpoints.read_resume_state(run)
+    state = rundir.read_resume_state(run)
     if state is None:
         raise ModelDirError("no committed epoch to average (not a run directory of `nmt train`, "
                             "or its first epoch has not finished)", str(run.root))
     if best:
-        found = [entry["weights"] for entry in checkpoints.kept_epochs(state)][:best]
+        found = [entry["weights"] for entry in rundir.kept_epochs(state)][:best]
         setting, wanted = "train.keep_best", best
     else:
         found = state.get("recent", [state["last"]])[-last:]
@@ -47,40 +47,32 @@ def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int |
     The folder appears whole or not at all; an earlier average at `out` is replaced, any other
     existing folder is an error.
     """
-    run = checkpoints.RunDir(run_dir)
+    run = rundir.RunDir(run_dir)
     names = chosen_weights(run, best, last)
     out = Path(out) if out else run.root / (f"average-best-{best}" if best else
                                             f"average-last-{last}")
     if out.exists() and not (out / RECORD).is_file():
         raise ModelDirError("exists and is not a folder written by `nmt average`; choose "
                             "another -o", str(out))
-    loaded = checkpoints.load_model(run.root)
+    loaded = modeldir.load_model(run.root)
     model = loaded.model
     total = None
     for name in names:
-        checkpoints.load_weights(model, run.backup / name)
+        load_weights(model, run.backup / name)
         weights = [w.astype("float64") for w in model.get_weights()]
         total = weights if total is None else [t + w for t, w in zip(total, weights)]
     model.set_weights([(t / len(names)).astype(w.dtype) for t, w in zip(total,
                                                                         model.get_weights())])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        os.chmod(tmp, textio.NEW_FOLDER_MODE)  # mkdtemp's 0700 would hide the model from others
-        folder = checkpoints.RunDir(tmp)
+    with textio.atomic_folder(out, replace=True) as tmp:
+        folder = modeldir.ModelDir(tmp)
         shutil.copy(run.recipe, folder.recipe)
         shutil.copy(run.model_json, folder.model_json)
         shutil.copytree(run.vocab_dir, folder.vocab_dir)
-        checkpoints.save_weights(model, folder.best)
-        dev_bleu = {e["weights"]: e["bleu"] for e in checkpoints.kept_epochs(
-            checkpoints.read_resume_state(run))}
+        save_weights(model, folder.best)
+        dev_bleu = {e["weights"]: e["bleu"] for e in rundir.kept_epochs(
+            rundir.read_resume_state(run))}
         record = {"run": str(run.root.resolve()),
                   "chosen": f"best {best}" if best else f"last {last}",
                   "weights": [{"file": name, "dev_bleu": dev_bleu.get(name)} for name in names]}
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -29,9 +29,9 @@ def load_embeddings(model_dir: str | Path, side: str) -> Embeddings:
     """The source ("src") or target ("tgt") embeddings of a model folder's best weights."""
     from keras import ops
 
-    from nmt.storage import checkpoints
+    from nmt.storage import modeldir
 
-    loaded = checkpoints.load_model(model_dir)
+    loaded = modeldir.load_model(model_dir)
     tokenizer = loaded.src_tokenizer if side == "src" else loaded.tgt_tokenizer
     first = len(SPECIAL_TOKENS)
     matrix = ops.convert_to_numpy(ops.cast(loaded.model.embedding_layer(side).embeddings,

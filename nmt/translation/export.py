@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 import nmt
 from nmt.errors import NmtError
+from nmt.files import textio
 from nmt.search import penalties
 from nmt.search.decoding import beam_search, forced_log_prob, greedy_search, normalized_score
 from nmt.search.inference import Ensemble
@@ -324,25 +324,14 @@ def export(translator: Translator, out: str | os.PathLike, nbest: int = 1) -> Ex
                 "tensorflow_text": any(isinstance(t, subwords.SentencePieceTokenizer)
                                        for t in tokenizers),
                 "nbest": nbest, "decode": dataclasses.asdict(translator.decode)}
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         module = TranslationModule(translator, nbest, Path(staging))
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-        try:
+        with textio.atomic_folder(out) as tmp:
             tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.translate,
                                                               "score": module.score})
             (tmp / SETTINGS_FILE).parent.mkdir(exist_ok=True)
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
                                              encoding="utf-8")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the export from servers
-            if out.is_dir():
-                out.rmdir()
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     files = sorted((str(p.relative_to(out)), p.stat().st_size) for p in out.rglob("*")
                    if p.is_file())
     return Exported(out, settings, files)

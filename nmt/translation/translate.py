@@ -16,7 +16,7 @@ from nmt.errors import ModelDirError
 from nmt.files import textio
 from nmt.search.decoding import Searcher, normalized_score, score_all, search_all
 from nmt.search.inference import Ensemble
-from nmt.storage import checkpoints
+from nmt.storage import modeldir
 from vocab import EOS
 
 log = logging.getLogger("nmt")
@@ -57,9 +57,9 @@ class Translator:
                  weights: str = "best", precision: str | None = None):
         dirs = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
         self.model_dir, self.model_dirs, self.weights = dirs[0], dirs, weights
-        first = checkpoints.load_model(dirs[0], weights, precision)
+        first = modeldir.load_model(dirs[0], weights, precision)
         precision = precision or first.recipe.decode.precision
-        members = [first] + [checkpoints.load_model(d, weights, precision) for d in dirs[1:]]
+        members = [first] + [modeldir.load_model(d, weights, precision) for d in dirs[1:]]
         check_same_target_vocabulary(dirs, [m.tgt_tokenizer for m in members])
         self.src_tokenizers = [m.src_tokenizer for m in members]
         self.src_tokenizer, self.tgt_tokenizer = members[0].src_tokenizer, members[0].tgt_tokenizer
@@ -174,7 +174,7 @@ class Translator:
     def _scorer(self, decode: DecodeConfig) -> Searcher:
         if self._float32_search is None:  # loaded when first needed
             self._float32_search = Searcher(_combined(
-                [checkpoints.load_model(d, self.weights, "float32").model
+                [modeldir.load_model(d, self.weights, "float32").model
                  for d in self.model_dirs]), decode)
         self._float32_search.config = decode
         return self._float32_search

@@ -15,7 +15,7 @@ from typing import Sequence
 from nmt.config import recipes
 from nmt.evaluation import metrics, plotting
 from nmt.files import textio
-from nmt.storage import checkpoints
+from nmt.storage import modeldir
 
 RECORD = "tune.json"  # in the model folder: the grid and the setting written from it
 
@@ -68,7 +68,7 @@ def write_default(model_dir: str | os.PathLike, chosen: TunePoint, points: Seque
     """Makes `chosen` the decode section of the folder's recipe.yaml, and records the grid it
     came from in tune.json (both written atomically; recipe last, so a kill leaves the old
     default or the new one, never a recipe without its record)."""
-    run = checkpoints.RunDir(model_dir)
+    run = modeldir.ModelDir(model_dir)
     recipe = recipes.with_changes(recipes.load_recipe(run.recipe), "decode",
                                  beam_size=chosen.beam_size, alpha=chosen.alpha,
                                  length_penalty=chosen.length_penalty)

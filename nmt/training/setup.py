@@ -1,0 +1,47 @@
+"""What a training builds from its recipe, for `nmt train` and `nmt bench` alike: the compiled
+trainer (the one place the model is made for training) and the training dataset."""
+from __future__ import annotations
+
+from nmt.config import options
+from nmt.data import batching
+from nmt.system import precision
+
+
+def token_budget(train_config: options.TrainConfig) -> int:
+    """Target tokens per training batch, or 0 when batches count sentences."""
+    return train_config.batch_tokens if train_config.batch_type == "tokens" else 0
+
+
+def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
+    """A fresh model wrapped in its training step, with the optimizer of the recipe."""
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.training.optimizers import adam
+    from nmt.training.train_step import Seq2SeqTrainer
+
+    with precision.dtype_policy(recipe.train.precision):
+        model = Seq2Seq(recipe.model, src_size, tgt_size)
+        if recipe.model.freeze_embeddings:
+            for side in recipe.model.pretrained_embeddings:
+                model.embedding_layer(side).trainable = False
+        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train))
+        trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))
+    return trainer
+
+
+def training_dataset(recipe: options.Recipe, read_train, src_tokenizer, tgt_tokenizer,
+                     seed: int):
+    """The shuffled, bucketed batches of an epoch of the pairs `read_train()` yields, as the
+    recipe's data and train sections ask."""
+    return batching.training_dataset(
+        read_train, src_tokenizer, tgt_tokenizer, batch_size=recipe.train.batch_size,
+        max_len=recipe.data.max_len, shuffle_buffer=recipe.train.shuffle_buffer, seed=seed,
+        batch_tokens=token_budget(recipe.train), bucket_width=recipe.train.bucket_width)
+
+
+def dev_dataset(recipe: options.Recipe, dev_pairs, src_tokenizer, tgt_tokenizer):
+    """The dev pairs in corpus order, batched as training batches are (for the dev perplexity),
+    none left out for length."""
+    longest = max(len(tgt_tokenizer.encode(t)) for _, t in dev_pairs)
+    return batching.training_dataset(lambda: dev_pairs, src_tokenizer, tgt_tokenizer,
+                                     batch_size=recipe.train.batch_size, max_len=None,
+                                     max_bucket_len=longest)
