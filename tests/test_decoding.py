@@ -87,7 +87,7 @@ def test_alpha_changes_the_winner_as_computed_by_hand(tf):
     assert best.ids == [] and best.score == pytest.approx(empty, abs=1e-5)
     best = beam3(model, alpha=1.0)[0]
     assert best.ids == [A] and best.score == pytest.approx(one / 2, abs=1e-5)
-    gnmt = beam3(model, alpha=1.0, length_penalty="gnmt")[0]
+    gnmt = beam3(model, alpha=1.0, length_penalty="gnmt")
     assert gnmt[0].score == pytest.approx(max(empty / 1.0, one / (7 / 6)), abs=1e-5)
 
 
@@ -199,7 +199,7 @@ def test_exhaustive_optimum_with_a_beam_as_wide_as_the_search_space(tf, random_m
                                                                                    repeat=n)]
         scored, _ = search.score(np.repeat(source, len(candidates), axis=0), candidates, decode)
         optimum = max(scored, key=lambda h: h.score)
-        found = search.beam(source, beam_size=len(candidates))[0][0]
+        found = search.beam(source, replace(decode, beam_size=len(candidates)))[0][0]
         assert found.ids == optimum.ids
         assert found.score == pytest.approx(optimum.score, abs=1e-4)
 
@@ -222,11 +222,12 @@ def test_wider_beams_never_score_lower(tf, rough_model):
 def test_batched_equals_one_at_a_time_and_padding_changes_nothing(tf, random_model, beam):
     search, decode = searcher(random_model, alpha=1.0)
     sources = random_sources(6, seed=3)
-    batched = search.beam(sources, replace(decode, beam_size=beam), nbest=beam)
-    padded = search.beam(np.pad(sources, ((0, 0), (0, 4))), beam_size=beam, nbest=beam)
+    decode = replace(decode, beam_size=beam)
+    batched = search.beam(sources, decode, nbest=beam)
+    padded = search.beam(np.pad(sources, ((0, 0), (0, 4))), decode, nbest=beam)
     for row, hyps in enumerate(batched):
         alone = search.beam(sources[row:row + 1, :int((sources[row] != PAD).sum())],
-                            beam_size=beam, nbest=beam)[0]
+                            decode, nbest=beam)[0]
         for group in (alone, padded[row]):
             assert [h.ids for h in group] == [h.ids for h in hyps]
             np.testing.assert_allclose([h.score for h in group], [h.score for h in hyps],
