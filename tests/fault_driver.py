@@ -66,7 +66,7 @@ original_dev_bleu = callbacks.DevBleu.on_epoch_end
 def dev_bleu_end(self, epoch, logs=None):
     if fault == "validation" and epoch == kill_epoch:
         callbacks.search_all(self.searcher, self.sources[:8],  # decoding the dev set has begun
-                             dataclasses.replace(self.greedy, batch_size=8))
+                             dataclasses.replace(self.decode, batch_size=8))
         die()
     original_dev_bleu(self, epoch, logs)
 

@@ -19,6 +19,7 @@ the two pipelines agree.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -48,14 +49,13 @@ class Ops(NamedTuple):
     sum_per_line: Callable  # a line's piece values -> their sum
 
 
-def _python_whitespace() -> str:
+@functools.cache
+def whitespace() -> str:
     """An RE2 class of the characters Python's str.split() and str.strip() treat as whitespace,
-    so that word tokens and blank lines come out in the graph as `nmt translate` sees them."""
+    so that word tokens and blank lines come out in the graph as `nmt translate` sees them
+    (built when first needed: a pass over all of Unicode, 0.2 s)."""
     return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(sys.maxunicode + 1))
                          if c.isspace()) + "]"
-
-
-WHITESPACE = _python_whitespace()
 
 
 def _first_true_numpy(mask):
@@ -85,7 +85,7 @@ NUMPY = Ops(
     argsort=lambda x: np.argsort(x, kind="stable"),
     blank=lambda lines: np.array([not line.strip() for line in lines], bool),
     join_texts=lambda texts: " ".join(t for t in texts if t),
-    sum_per_line=sum)
+    sum_per_line=sum)  # Python's, in float64 as `nmt translate` always summed
 
 TENSORFLOW = Ops(
     where=_tf_where, maximum=tf.maximum, clip=tf.clip_by_value, repeat=tf.repeat,
@@ -93,7 +93,7 @@ TENSORFLOW = Ops(
     total=tf.reduce_sum, truncate=lambda x: tf.cast(x, tf.int64),
     float64=lambda x: tf.cast(x, tf.float64), first_true=_first_true_tf,
     argsort=lambda x: tf.argsort(x, stable=True),
-    blank=lambda lines: tf.equal(tf.strings.regex_replace(lines, WHITESPACE, ""), ""),
+    blank=lambda lines: tf.equal(tf.strings.regex_replace(lines, whitespace(), ""), ""),
     # ragged [lines, (pieces)]
     join_texts=lambda texts: tf.strings.reduce_join(
         tf.ragged.boolean_mask(texts, tf.not_equal(texts, "")), axis=-1, separator=" "),
@@ -101,6 +101,11 @@ TENSORFLOW = Ops(
 
 
 # ---- lines -> segments --------------------------------------------------------------------------
+
+def blank_lines(lines, ops: Ops = NUMPY):
+    """bool [N]: which lines hold only whitespace (they are not searched)."""
+    return ops.blank(lines)
+
 
 def piece_counts(longest, blank, limit: int, ops: Ops = NUMPY):
     """Segments of each line [N]: none for a blank line, one for a line of at most `limit`

@@ -64,7 +64,7 @@ class WordGraphTokenizer(tf.Module):
             vocabulary_file, tf.int64, line_number, tf.string, whole_line), "")
 
     def encode(self, lines) -> tf.RaggedTensor:
-        tokens = tf.strings.split(tf.strings.regex_replace(lines, rules.WHITESPACE, " "))
+        tokens = tf.strings.split(tf.strings.regex_replace(lines, rules.whitespace(), " "))
         return tf.cast(self.ids.lookup(tokens), tf.int32)
 
     def decode(self, ids: tf.RaggedTensor):
@@ -128,7 +128,7 @@ class TranslationModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="lines")])
     def translate(self, lines):
         lines = _checked_utf8(lines)
-        blank = rules.TENSORFLOW.blank(lines)
+        blank = rules.blank_lines(lines, rules.TENSORFLOW)
         lines = tf.where(blank, "", lines)
         segments, counts = _cut([source.encode(lines) for source in self.sources], blank,
                                 self.decode.max_input_len)

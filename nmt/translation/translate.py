@@ -152,7 +152,7 @@ class Translator:
         """Whether a line (source_ids: from `source_ids`) is translated by one search: not blank,
         not cut into pieces. Only such lines have attention and scores of their own."""
         return rules.piece_counts(batching.source_length(source_ids) - 1,
-                                  rules.NUMPY.blank([line])[0], self.decode.max_input_len) == 1
+                                  rules.blank_lines([line])[0], self.decode.max_input_len) == 1
 
     @property
     def scorer(self) -> Searcher:
@@ -167,7 +167,7 @@ class Translator:
     def _segments(self, lines: list[str], limit: int) -> tuple[list, np.ndarray]:
         """Source ids (+ EOS) of every line's segments, in line order, and each line's segment
         count: blank lines have none, over-long ones several (`rules.piece_counts`)."""
-        blank = rules.NUMPY.blank(lines)
+        blank = rules.blank_lines(lines)
         members = [[[] if empty else t.encode(line) for line, empty in zip(lines, blank)]
                    for t in self.src_tokenizers]
         lengths = np.array([[len(ids) for ids in m] for m in members], np.int64).reshape(
