@@ -16,6 +16,7 @@ or where the disk fills up (the process is not killed; it must fail with one lin
 Used by test_faults.py and test_user_faults.py only; the patches below are test scaffolding,
 not product code.
 """
+import dataclasses
 import os
 import signal
 import sys
@@ -64,7 +65,8 @@ original_dev_bleu = callbacks.DevBleu.on_epoch_end
 
 def dev_bleu_end(self, epoch, logs=None):
     if fault == "validation" and epoch == kill_epoch:
-        callbacks.search_all(self.searcher, self.sources[:8], 8)  # decoding the dev set has begun
+        callbacks.search_all(self.searcher, self.sources[:8],  # decoding the dev set has begun
+                             dataclasses.replace(self.decode, batch_size=8))
         die()
     original_dev_bleu(self, epoch, logs)
 

@@ -16,9 +16,9 @@ SOURCE = [[A, B, EOS]]
 
 def scores(model, reference, beam):
     from nmt.search.decoding import Searcher, score_all, search_all
-    searcher = Searcher(model, DecodeConfig(alpha=0.0))
-    output = search_all(searcher, SOURCE, 8, beam_size=beam)[0][0].ids
-    (ref, hyp), _ = score_all(searcher, SOURCE * 2, [reference, output], 8)
+    searcher, decode = Searcher(model), DecodeConfig(beam_size=beam, alpha=0.0, batch_size=8)
+    output = search_all(searcher, SOURCE, decode)[0][0].ids
+    (ref, hyp), _ = score_all(searcher, SOURCE * 2, [reference, output], decode)
     return output, ref.score, hyp.score
 
 
@@ -78,7 +78,7 @@ def test_report_totals_equal_a_recomputation_from_its_json(evaluation):
     for s, source, reference, hypothesis in zip(sentences, sources, references, hypotheses):
         ids = batching.pad_batch([batching.source_ids(translator.src_tokenizer, source)] * 2)
         (ref, hyp), _ = translator.searcher.score(ids, [tok.encode(reference),
-                                                        tok.encode(hypothesis)])
+                                                        tok.encode(hypothesis)], translator.decode)
         assert (s["reference_score"], s["hypothesis_score"]) == pytest.approx(
             (ref.score, hyp.score), abs=1e-4)
         expected = "correct" if hypothesis == reference else (

@@ -48,9 +48,10 @@ def test_training_batches_shift_targets_and_lose_nothing(tf):
 
 
 def test_length_sorted_batches_return_indices_for_the_original_order():
+    from nmt.search import rules
     sequences = [[5] * n for n in (4, 1, 3, 2, 5)]
     order = []
-    for indices, batch in batching.length_sorted_batches(sequences, batch_size=2):
+    for indices, batch in rules.length_sorted_batches(sequences, batch_size=2):
         assert batch.shape == (len(indices), max(len(sequences[i]) for i in indices))
         for row, index in enumerate(indices):
             assert (batch[row] != PAD).sum() == len(sequences[index])

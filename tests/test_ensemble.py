@@ -1,4 +1,5 @@
 """Ensembles: members' log-probs averaged at each step, each member reading its own source ids."""
+import dataclasses
 import shutil
 
 import numpy as np
@@ -34,14 +35,15 @@ def test_a_model_ensembled_with_itself_gives_its_outputs_and_scores(tf):
     from nmt.search.inference import Ensemble
     model = small_model(7)
     config = DecodeConfig(alpha=1.0)
-    alone, twice = Searcher(model, config), Searcher(Ensemble([model, model]), config)
+    alone, twice = Searcher(model), Searcher(Ensemble([model, model]))
     single = sources(6, seed=3)
     stacked = np.stack([single, single], axis=1)  # [B, M, S]
-    assert twice.greedy(stacked) == alone.greedy(single)
-    assert twice.beam(stacked, 4, nbest=4) == alone.beam(single, 4, nbest=4)
-    targets = [h.ids for h in alone.greedy(single)]
+    assert twice.greedy(stacked, config) == alone.greedy(single, config)
+    beam4 = dataclasses.replace(config, beam_size=4)
+    assert twice.beam(stacked, beam4, nbest=4) == alone.beam(single, beam4, nbest=4)
+    targets = [h.ids for h in alone.greedy(single, config)]
     (ours, ours_attention), (theirs, theirs_attention) = (
-        twice.score(stacked, targets), alone.score(single, targets))
+        twice.score(stacked, targets, config), alone.score(single, targets, config))
     assert ours == theirs
     for a, b in zip(ours_attention, theirs_attention):
         np.testing.assert_array_equal(a, b)
@@ -51,16 +53,16 @@ def test_two_member_forced_score_is_the_mean_of_the_members(tf):
     from nmt.search.decoding import Searcher
     from nmt.search.inference import Ensemble
     first, second = small_model(1), small_model(2, src_vocab=15)  # own source vocabularies
-    config = DecodeConfig(alpha=1.0, length_penalty="gnmt")
+    config = DecodeConfig(beam_size=3, alpha=1.0, length_penalty="gnmt")
     source_a, source_b = sources(5, seed=8), sources(5, seed=9, vocab=15)
     width = max(source_a.shape[1], source_b.shape[1])
     stacked = np.stack([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=PAD)
                         for s in (source_a, source_b)], axis=1)
-    ensemble = Searcher(Ensemble([first, second]), config)
-    found = [hyps[0] for hyps in ensemble.beam(stacked, 3)]
+    ensemble = Searcher(Ensemble([first, second]))
+    found = [hyps[0] for hyps in ensemble.beam(stacked, config)]
     targets = [h.ids for h in found]
-    forced, _ = ensemble.score(stacked, targets)
-    members = [Searcher(m, config).score(s, targets)[0]
+    forced, _ = ensemble.score(stacked, targets, config)
+    members = [Searcher(m).score(s, targets, config)[0]
                for m, s in ((first, source_a), (second, source_b))]
     for hyp, again, a, b in zip(found, forced, *members):
         assert again.log_prob == pytest.approx((a.log_prob + b.log_prob) / 2, abs=1e-5)

@@ -111,6 +111,58 @@ def train_reverse(root: Path, letters: bool = False, pairs: int = 1500, **sectio
     return root / "run"
 
 
+def random_word_model(folder: Path) -> Path:
+    """A model folder of a tiny word model with random weights (no training): digits as words,
+    long lines cut in pieces of 4 tokens, batches of 3."""
+    import keras
+
+    from nmt.config import recipes
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.storage import modeldir, weights
+    from vocab.words import WordTokenizer
+    recipe = recipes.recipe_from_dict({
+        "model": {"embedding_dim": 8, "encoder_units": 8, "encoder_layers": 1,
+                  "decoder_units": 16, "attention_units": 8, "dropout": 0.0},
+        "decode": {"beam_size": 3, "alpha": 0.6, "max_input_len": 4, "batch_size": 3,
+                   "max_len_ratio": 1.5, "max_len_offset": 2}})
+    tokenizer = WordTokenizer.train([" ".join("0123456789")], size=20)
+    keras.utils.set_random_seed(3)
+    model = Seq2Seq(recipe.model, len(tokenizer), len(tokenizer))
+    kernel = model.decoder.output_layer.kernel
+    kernel.assign(kernel * 4.0)  # sharper distributions: outputs of several lengths
+    run = modeldir.ModelDir(folder)
+    folder.mkdir(parents=True)
+    modeldir.save_description(run, recipe, len(tokenizer), len(tokenizer))
+    modeldir.save_tokenizers(run, tokenizer, tokenizer)
+    weights.save_weights(model, run.best)
+    return folder
+
+
+@pytest.mark.parametrize("beam_size, nbest", [(1, 1), (3, 3)], ids=["greedy", "beam3-nbest3"])
+def test_export_and_translate_agree_on_a_tiny_model(tf, tmp_path, beam_size, nbest):
+    """The fast tier's guard against drift between the two pipelines (`nmt.search.rules`):
+    blank, unknown-only, over-long (cut) and ordinary lines, n-best ranks and forced scores."""
+    from nmt.translation.export import export
+    from nmt.translation.translate import Translator
+    translator = Translator(random_word_model(tmp_path / "model"), beam_size=beam_size)
+    lines = ["3 1 4", "", " \t ", "\u3000", "foo bar", "7", "1 2 3 4", "5 9 x 2 6 5 3 5 8 9",
+             " ".join("0123456789") * 2, "8 6 4 2 0 1"]
+    exported = export(translator, tmp_path / "export", nbest)
+    loaded = tf.saved_model.load(str(exported.path))
+    found = loaded.signatures["serving_default"](lines=tf.constant(lines))
+    result = {key: found[key].numpy().tolist() for key in ("scores", "log_probs")}
+    result["translations"] = [[t.decode() for t in row] for row in found["translations"].numpy()]
+    assert_as_translate(result, translator, lines, nbest)
+    # The last three lines are cut (the last has 6 tokens): one rank each.
+    assert [len(t) for t in translator.translate(lines, nbest)] == [nbest] * 7 + [1] * 3
+    assert len({len(t.ids) for hyps in translator.translate(lines) for t in hyps}) > 2
+    pairs = [("1 2 3", "3 2 1"), ("", ""), ("foo 7", "7 bar"), (lines[8], "1 2")]
+    scored = loaded.signatures["score"](source=tf.constant([s for s, _ in pairs]),
+                                        target=tf.constant([t for _, t in pairs]))
+    assert_forced_scores({"forced_log_prob": scored["log_prob"].numpy(),
+                          "forced_score": scored["score"].numpy()}, translator, pairs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("beam_size, nbest", [(1, 1), (3, 3)], ids=["greedy", "beam3-nbest3"])
 def test_word_model_export_translates_as_nmt_translate(reverse_run, tmp_path, beam_size, nbest):

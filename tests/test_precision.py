@@ -47,9 +47,9 @@ def test_beam_one_is_greedy_in_bfloat16(tf, alpha):
     rng = np.random.default_rng(2)
     sources = pad_batch([list(rng.integers(4, 12, size=rng.integers(1, 7))) + [2]
                          for _ in range(20)])
-    search = Searcher(model, DecodeConfig(alpha=alpha))
-    greedy = search.greedy(sources)
-    beam = [hyps[0] for hyps in search.beam(sources, beam_size=1)]
+    search, decode = Searcher(model), DecodeConfig(beam_size=1, alpha=alpha)
+    greedy = search.greedy(sources, decode)
+    beam = [hyps[0] for hyps in search.beam(sources, decode)]
     assert [h.ids for h in beam] == [h.ids for h in greedy]
     np.testing.assert_allclose([h.score for h in beam], [h.score for h in greedy], atol=1e-6)
     assert len({len(h.ids) for h in greedy}) > 2  # the outputs differ in length
@@ -137,7 +137,7 @@ def test_evaluate_searches_in_bfloat16_and_scores_in_float32(reverse_run, tmp_pa
     float32 = Translator(reverse_run)
     sources = [batching.source_ids(float32.src_tokenizer, s) for s, _ in pairs]
     expected, _ = score_all(float32.searcher, sources,
-                            [float32.tgt_tokenizer.encode(t) for _, t in pairs], 12)
+                            [float32.tgt_tokenizer.encode(t) for _, t in pairs], float32.decode)
     np.testing.assert_allclose([s["reference_score"] for s in result["sentences"]],
                                [h.score for h in expected], atol=1e-6)
 

@@ -1,4 +1,5 @@
-"""Ids to batches: the streaming tf.data training pipeline and order-keeping inference batches.
+"""Ids to batches: the streaming tf.data training pipeline, and padded inference batches (their
+length-sorted order is a translation rule: `nmt.search.rules`).
 
 Training examples: source = ids + EOS; target_in = BOS + ids; target_out = ids + EOS; PAD = 0.
 """
@@ -141,14 +142,3 @@ def source_length(source) -> int:
     """Tokens of a source: an id list, or an ensemble's tuple of them (the longest)."""
     return max(map(len, source)) if isinstance(source, tuple) else len(source)
 
-
-def length_sorted_batches(sequences: Sequence[Sequence[int]], batch_size: int
-                          ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Batches of similar-length sequences for decoding: yields (their indices, padded ids).
-
-    Sorting by length saves the padding work; the indices let the caller restore input order.
-    """
-    order = sorted(range(len(sequences)), key=lambda i: source_length(sequences[i]))
-    for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
-        yield indices, pad_batch([sequences[i] for i in indices])

@@ -14,12 +14,14 @@ reference has words outside the vocabulary: its score is that of <unk>, not comp
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from nmt.data import batching
 from nmt.evaluation import metrics
+from nmt.search import rules
 from nmt.search.decoding import score_all, search_all
 from vocab import UNK
 
@@ -99,13 +101,13 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
 
     usable_sources = [sources[i] for i in usable]
     reference_scores, _ = score_all(scorer, usable_sources, [references[i] for i in usable],
-                                    decode.batch_size)
+                                    decode)
 
     def run(beam: int):
         start = time.perf_counter()
-        found = search_all(searcher, usable_sources, decode.batch_size, beam, decode.alpha)
+        found = search_all(searcher, usable_sources, dataclasses.replace(decode, beam_size=beam))
         ids = [hyps[0].ids for hyps in found]
-        scores, _ = score_all(scorer, usable_sources, ids, decode.batch_size)
+        scores, _ = score_all(scorer, usable_sources, ids, decode)
         return ids, scores, time.perf_counter() - start
 
     runs = {beam: run(beam) for beam in dict.fromkeys([beam_size, *sweep])}
@@ -130,7 +132,7 @@ def analyze_corpus(translator, source_lines: Sequence[str], reference_lines: Seq
                                                  tokenize),
             category=classify(ref.score, hyp.score, ids == references[index],
                               UNK in references[index]),
-            reference_beyond_limit=len(references[index]) + 1 > searcher.max_length(words),
+            reference_beyond_limit=len(references[index]) + 1 > rules.max_length(words, decode),
             hypothesis_ids=list(ids)))
     analysis = Analysis(sentences)
     refs = [reference_lines[i] for i in usable]

@@ -198,7 +198,7 @@ def _draw_heatmaps(translator, sentences, folder: Path) -> list[dict]:
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
     sources = [translator.source_ids(s.source) for s in sentences]
     _, attention = score_all(translator.scorer, sources, [s.hypothesis_ids for s in sentences],
-                             translator.decode.batch_size)
+                             translator.decode)
     entries = []
     for sentence, weights in zip(sentences, attention):
         source_labels = src_tok.source_pieces(sentence.source) + ["</s>"]

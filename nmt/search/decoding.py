@@ -14,14 +14,15 @@ sentence's length limit (ratio * source length + offset) only EOS may follow.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from nmt.config.options import DecodeConfig
-from nmt.data.batching import length_sorted_batches, pad_batch
-from nmt.search import penalties
+from nmt.data.batching import pad_batch
+from nmt.search import penalties, rules
 from nmt.search.inference import InferenceModel
 from vocab import BOS, EOS, PAD
 
@@ -48,16 +49,15 @@ class Searcher:
 
     Args:
         model: an `InferenceModel` (a `Seq2Seq`, or an `Ensemble` with sources [B, M, S]).
-        config: length limit and default beam size / alpha / penalty kind; the methods take
-            overrides per call.
 
-    The model's step tables are computed here, from the weights of the moment: call `refresh`
-    after the weights change (as during training), or searches use the old ones.
+    Every call takes its decode settings (`DecodeConfig`: beam size, alpha, penalty, length
+    limit); the searcher holds only the model, its step tables and the compiled functions. The
+    step tables are computed here, from the weights of the moment: call `refresh` after the
+    weights change (as during training), or searches use the old ones.
     """
 
-    def __init__(self, model: InferenceModel, config: DecodeConfig = DecodeConfig()):
-        self.model, self.config = model, config
-        penalties.get(config.length_penalty)
+    def __init__(self, model: InferenceModel):
+        self.model = model
         self._compiled = {}
         self.refresh()
 
@@ -67,47 +67,35 @@ class Searcher:
 
     # ---- public API: numpy in, Python out -----------------------------------------------------
 
-    def greedy(self, source: np.ndarray, alpha: float | None = None,
-               length_penalty: str | None = None) -> list[Hypothesis]:
-        """The most probable token at each step, for a padded int batch [B, S] ([B, M, S])."""
-        alpha, kind = self._score_setting(alpha, length_penalty)
-        fn = self._function("greedy", np.ndim(source))
-        ids, log_probs, lengths = fn(tf.constant(source, tf.int32), self._max_lengths(source),
-                                     self.tables)
-        scores = normalized_score(log_probs, lengths, alpha, kind)
-        return [Hypothesis(_strip(row), float(lp), float(s))
-                for row, lp, s in zip(ids.numpy(), log_probs.numpy(), scores.numpy())]
+    def search(self, source: np.ndarray, decode: DecodeConfig,
+               nbest: int = 1) -> list[list[Hypothesis]]:
+        """The `nbest` best hypotheses of each sentence of a padded int batch [B, S] ([B, M, S])
+        by normalized score, best first (`search_batch`: greedy at beam 1)."""
+        return self._run("search", source, decode, nbest)
 
-    def beam(self, source: np.ndarray, beam_size: int | None = None, alpha: float | None = None,
-             nbest: int = 1, length_penalty: str | None = None) -> list[list[Hypothesis]]:
-        """The `nbest` best hypotheses of each sentence by normalized score, best first."""
-        beam_size = beam_size or self.config.beam_size
-        alpha, kind = self._score_setting(alpha, length_penalty)
-        if not 1 <= nbest <= beam_size:
-            raise ValueError(f"nbest must be between 1 and the beam size ({beam_size})")
-        fn = self._function("beam", np.ndim(source), beam_size, nbest, kind)
-        ids, log_probs, scores = fn(tf.constant(source, tf.int32), self._max_lengths(source),
-                                    tf.constant(alpha, tf.float32), self.tables)
-        out = []
-        for rows, lps, ss in zip(ids.numpy(), log_probs.numpy(), scores.numpy()):
-            out.append([Hypothesis(_strip(r), float(lp), float(s))
-                        for r, lp, s in zip(rows[:nbest], lps[:nbest], ss[:nbest])
-                        if np.isfinite(s)])
-        return out
+    def greedy(self, source: np.ndarray, decode: DecodeConfig) -> list[Hypothesis]:
+        """The most probable token at each step: `search` at beam 1, one hypothesis each."""
+        return [hyps[0] for hyps in self.search(source, replace(decode, beam_size=1))]
 
-    def score(self, source: np.ndarray, targets: Sequence[Sequence[int]],
-              alpha: float | None = None, length_penalty: str | None = None):
-        """Forced scoring of given target ids (EOS is appended), the search's own score.
+    def beam(self, source: np.ndarray, decode: DecodeConfig,
+             nbest: int = 1) -> list[list[Hypothesis]]:
+        """Beam search of width `decode.beam_size`, even at width 1 (where `search` runs
+        greedy)."""
+        return self._run("beam", source, decode, nbest)
+
+    def score(self, source: np.ndarray, targets: Sequence[Sequence[int]], decode: DecodeConfig):
+        """Forced scoring of given target ids (EOS is appended), the search's own score under
+        `decode`'s alpha and penalty.
 
         Returns (hypotheses with the given ids, attention [B] list of [T+1, S] arrays).
         """
-        alpha, kind = self._score_setting(alpha, length_penalty)
+        penalties.get(decode.length_penalty)
         target = pad_batch([[BOS] + list(t) + [EOS] for t in targets])
         fn = self._function("score", np.ndim(source))
         log_probs, token_log_probs, weights = fn(tf.constant(source, tf.int32),
                                                  tf.constant(target, tf.int32))
         lengths = np.array([len(t) + 1 for t in targets])
-        scores = normalized_score(log_probs, lengths, alpha, kind).numpy()
+        scores = normalized_score(log_probs, lengths, decode.alpha, decode.length_penalty).numpy()
         hyps = [Hypothesis(list(t), float(lp), float(s), tuple(map(float, per_token[:n])))
                 for t, lp, s, per_token, n in zip(targets, log_probs.numpy(), scores,
                                                   token_log_probs.numpy(), lengths)]
@@ -115,24 +103,24 @@ class Searcher:
         attention = [weights[i, :lengths[i], :] for i in range(len(targets))]
         return hyps, attention
 
-    def max_length(self, source_length: int) -> int:
-        """Output length limit (EOS included) for a source of `source_length` tokens."""
-        return max(1, int(self.config.max_len_ratio * source_length) + self.config.max_len_offset)
-
     # ---- compiled graphs ----------------------------------------------------------------------
 
-    def _score_setting(self, alpha, kind):
-        return (self.config.alpha if alpha is None else alpha,
-                self.config.length_penalty if kind is None else kind)
-
-    def _max_lengths(self, source: np.ndarray):
-        # The source ends with an EOS marker that is not a word of the sentence. An ensemble's
-        # members may cut a sentence into different numbers of tokens: the longest sets the limit.
-        lengths = (np.asarray(source) != PAD).sum(axis=-1)
-        if lengths.ndim == 2:
-            lengths = lengths.max(axis=1)
-        lengths = np.maximum(lengths - 1, 1)
-        return tf.constant([self.max_length(n) for n in lengths], tf.int32)
+    def _run(self, kind: str, source: np.ndarray, decode: DecodeConfig, nbest: int):
+        penalties.get(decode.length_penalty)
+        if not 1 <= nbest <= decode.beam_size:
+            raise ValueError(f"nbest must be between 1 and the beam size ({decode.beam_size})")
+        fn = self._function(kind, np.ndim(source), decode.beam_size, nbest,
+                            decode.length_penalty)
+        words = rules.source_words(_source_tokens(source))
+        ids, log_probs, scores = fn(
+            tf.constant(source, tf.int32),
+            tf.constant(rules.output_length_limit(words, decode), tf.int32),
+            tf.constant(decode.alpha, tf.float32), self.tables)
+        ids, log_probs, scores = ids.numpy(), log_probs.numpy(), scores.numpy()
+        lengths = rules.content_lengths(ids)
+        return [[Hypothesis(r[:n].tolist(), float(lp), float(s))
+                 for r, n, lp, s in zip(rows, ns, lps, ss) if np.isfinite(s)]
+                for rows, ns, lps, ss in zip(ids, lengths, log_probs, scores)]
 
     def _function(self, kind: str, rank: int, beam_size: int = 1, nbest: int = 1,
                   penalty: str = ""):
@@ -140,22 +128,49 @@ class Searcher:
         if key not in self._compiled:
             model = self.model
             source = tf.TensorSpec([None] * rank, tf.int32)
-            target = tf.TensorSpec([None, None], tf.int32)
             lengths = tf.TensorSpec([None], tf.int32)
+            alpha = tf.TensorSpec([], tf.float32)
             tables = tf.nest.map_structure(tf.TensorSpec.from_tensor, self.tables)
-            if kind == "greedy":
-                fn = tf.function(lambda s, m, t: greedy_search(model, s, m, t),
-                                 input_signature=[source, lengths, tables])
-            elif kind == "beam":
-                fn = tf.function(
-                    lambda s, m, a, t: beam_search(model, s, m, a, t, penalties.get(penalty),
-                                                   beam_size, nbest),
-                    input_signature=[source, lengths, tf.TensorSpec([], tf.float32), tables])
-            else:
+            if kind == "score":
                 fn = tf.function(lambda s, t: forced_log_prob(model, s, t),
-                                 input_signature=[source, target])
+                                 input_signature=[source, tf.TensorSpec([None, None], tf.int32)])
+            else:
+                search = search_batch if kind == "search" else _beam_batch
+                fn = tf.function(
+                    lambda s, m, a, t: search(model, s, m, a, t, beam_size, nbest, penalty),
+                    input_signature=[source, lengths, alpha, tables])
             self._compiled[key] = fn
         return self._compiled[key]
+
+
+def _source_tokens(source: np.ndarray) -> np.ndarray:
+    """Tokens of each source of a padded batch [B], EOS included. An ensemble's members may cut a
+    sentence into different numbers of tokens: the longest counts."""
+    tokens = (np.asarray(source) != PAD).sum(axis=-1)
+    return tokens.max(axis=1) if tokens.ndim == 2 else tokens
+
+
+def search_batch(model: InferenceModel, source, max_lengths, alpha, tables, beam_size: int,
+                 nbest: int, penalty: str):
+    """The search of one batch, traced: greedy when `beam_size` and `nbest` are 1 (it finds the
+    same hypothesis as beam 1, faster), else beam search. `penalty`: a name in
+    `nmt.search.penalties`.
+
+    Returns (ids [B, nbest, T], PAD after EOS; log p [B, nbest]; scores [B, nbest]), best first;
+    ranks not found score -inf.
+    """
+    if beam_size == 1 and nbest == 1:
+        ids, log_prob, lengths = greedy_search(model, source, max_lengths, tables)
+        return (ids[:, None], log_prob[:, None],
+                normalized_score(log_prob, lengths, alpha, penalty)[:, None])
+    return _beam_batch(model, source, max_lengths, alpha, tables, beam_size, nbest, penalty)
+
+
+def _beam_batch(model, source, max_lengths, alpha, tables, beam_size: int, nbest: int,
+                penalty: str):
+    ids, log_probs, scores = beam_search(model, source, max_lengths, alpha, tables,
+                                         penalties.get(penalty), beam_size, nbest)
+    return ids[:, :nbest], log_probs[:, :nbest], scores[:, :nbest]
 
 
 # ---- greedy search ------------------------------------------------------------------------------
@@ -377,27 +392,19 @@ def forced_log_prob(model: InferenceModel, source, target):
     return tf.reduce_sum(token_log_probs, axis=1), token_log_probs, weights
 
 
-def search_all(searcher: Searcher, sources: Sequence, batch_size: int, beam_size: int = 1,
-               alpha: float | None = None, nbest: int = 1, length_penalty: str | None = None
+def search_all(searcher: Searcher, sources: Sequence, decode: DecodeConfig, nbest: int = 1
                ) -> list[list[Hypothesis]]:
     """n-best lists for many sources (id lists; for an ensemble, tuples of one id list per
-    member), decoded in length-sorted batches, in input order.
-
-    Beam size 1 runs the greedy graph, which returns the same hypotheses faster.
-    """
+    member), searched in length-sorted batches of `decode.batch_size`, in input order."""
     results: list = [None] * len(sources)
-    for indices, batch in length_sorted_batches(sources, batch_size):
-        if beam_size == 1 and nbest == 1:
-            found = [[h] for h in searcher.greedy(batch, alpha, length_penalty)]
-        else:
-            found = searcher.beam(batch, beam_size, alpha, nbest, length_penalty)
-        for index, hyps in zip(indices, found):
+    for indices, batch in rules.length_sorted_batches(sources, decode.batch_size):
+        for index, hyps in zip(indices, searcher.search(batch, decode, nbest)):
             results[index] = hyps
     return results
 
 
 def score_all(searcher: Searcher, sources: Sequence, targets: Sequence[Sequence[int]],
-              batch_size: int, alpha: float | None = None, length_penalty: str | None = None):
+              decode: DecodeConfig):
     """Forced scores and attention of many (source, target) pairs, in length-sorted batches.
 
     Returns (hypotheses, attention matrices [T+1, S+1]) in input order; an ensemble's attention
@@ -405,9 +412,8 @@ def score_all(searcher: Searcher, sources: Sequence, targets: Sequence[Sequence[
     """
     hyps: list = [None] * len(sources)
     attention: list = [None] * len(sources)
-    for indices, batch in length_sorted_batches(sources, batch_size):
-        scored, weights = searcher.score(batch, [targets[i] for i in indices], alpha,
-                                         length_penalty)
+    for indices, batch in rules.length_sorted_batches(sources, decode.batch_size):
+        scored, weights = searcher.score(batch, [targets[i] for i in indices], decode)
         for index, hyp, matrix in zip(indices, scored, weights):
             columns = len(sources[index][0] if isinstance(sources[index], tuple)
                           else sources[index])
@@ -477,12 +483,3 @@ def _take(structure, indices):
     """The rows `indices` (first axis) of every tensor in a nested structure."""
     return tf.nest.map_structure(lambda x: tf.gather(x, indices), structure)
 
-
-def _strip(row) -> list:
-    """Ids up to (not including) the first EOS."""
-    out = []
-    for index in row:
-        if index in (EOS, PAD):
-            break
-        out.append(int(index))
-    return out

@@ -7,6 +7,7 @@ updated it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -69,16 +70,16 @@ class DevBleu(keras.callbacks.Callback):
         super().__init__()
         self.sources, self.references = sources, references
         self.tgt_tokenizer, self.tokenize = tgt_tokenizer, tokenize
-        self.decode_config = decode_config
+        self.decode = dataclasses.replace(decode_config, beam_size=1)  # greedy
         self.searcher = None
 
     def on_train_begin(self, logs=None):
-        self.searcher = Searcher(self.model.seq2seq, self.decode_config)
+        self.searcher = Searcher(self.model.seq2seq)
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
         self.searcher.refresh()  # the weights changed during the epoch
-        found = search_all(self.searcher, self.sources, self.decode_config.batch_size)
+        found = search_all(self.searcher, self.sources, self.decode)
         hypotheses = [self.tgt_tokenizer.decode(hyps[0].ids) for hyps in found]
         logs["val_bleu"] = metrics.bleu(hypotheses, self.references, self.tokenize).score
         logs["bleu_seconds"] = time.perf_counter() - start

@@ -7,20 +7,20 @@ models: `import tensorflow_text` before loading). Signatures:
         -> translations: string [N, K], scores: float32 [N, K], log_probs: float32 [N, K]
     score(source: string [N], target: string [N]) -> log_prob: float32 [N], score: float32 [N]
 
-The graph does what `Translator.translate` does, so outputs are those of `nmt translate` with the
-same settings: blank lines give "" (score and log p 0) at every rank; lines longer than
-`max_input_len` tokens are cut into pieces whose best translations are joined; segments are
-searched in length-sorted batches of `decode.batch_size`. Ranks nothing fills (the search found
-fewer than K hypotheses, or the line was cut) hold "" and -inf. `score` is forced scoring
-(`Searcher.score`) of the whole source, never cut. Everything runs in the translator's precision:
-a bfloat16 translator's weights are saved in bfloat16, and `score` uses them too.
+The graph applies the translation rules of `nmt.search.rules` and the search of
+`nmt.search.decoding.search_batch`, as `Translator.translate` does, so outputs are those of
+`nmt translate` with the same settings: blank lines give "" (score and log p 0) at every rank;
+lines longer than `max_input_len` tokens are cut into pieces whose best translations are joined;
+segments are searched in length-sorted batches of `decode.batch_size`. Ranks nothing fills (the
+search found fewer than K hypotheses, or the line was cut) hold "" and -inf. `score` is forced
+scoring (`Searcher.score`) of the whole source, never cut. Everything runs in the translator's
+precision: a bfloat16 translator's weights are saved in bfloat16, and `score` uses them too.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -30,21 +30,14 @@ import tensorflow as tf
 import nmt
 from nmt.errors import NmtError
 from nmt.files import textio
-from nmt.search import penalties
-from nmt.search.decoding import beam_search, forced_log_prob, greedy_search, normalized_score
+from nmt.search import rules
+from nmt.search.decoding import forced_log_prob, normalized_score, search_batch
 from nmt.search.inference import Ensemble
 from nmt.translation.translate import Translator
 from vocab import BOS, EOS, PAD, UNK, subwords, words
 
 SETTINGS_FILE = Path("assets.extra") / "nmt.json"  # the decode settings baked into the graph
 NEG_INF = float("-inf")  # the score of an empty rank
-
-
-def _python_whitespace() -> str:
-    """An RE2 class of the characters Python's str.split() and str.strip() treat as whitespace,
-    so that word tokens and blank lines come out as `nmt translate` sees them."""
-    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(sys.maxunicode + 1))
-                         if c.isspace()) + "]"
 
 
 class GraphTokenizer(Protocol):
@@ -61,9 +54,8 @@ class WordGraphTokenizer(tf.Module):
     """Whitespace tokens looked up in the vocabulary file (an asset of the export); <unk> for the
     rest."""
 
-    def __init__(self, vocabulary_file: str, whitespace: str):
+    def __init__(self, vocabulary_file: str):
         super().__init__()
-        self.whitespace = whitespace
         whole_line = tf.lookup.TextFileIndex.WHOLE_LINE
         line_number = tf.lookup.TextFileIndex.LINE_NUMBER
         self.ids = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
@@ -72,7 +64,7 @@ class WordGraphTokenizer(tf.Module):
             vocabulary_file, tf.int64, line_number, tf.string, whole_line), "")
 
     def encode(self, lines) -> tf.RaggedTensor:
-        tokens = tf.strings.split(tf.strings.regex_replace(lines, self.whitespace, " "))
+        tokens = tf.strings.split(tf.strings.regex_replace(lines, rules.whitespace(), " "))
         return tf.cast(self.ids.lookup(tokens), tf.int32)
 
     def decode(self, ids: tf.RaggedTensor):
@@ -102,10 +94,10 @@ class SentencePieceGraphTokenizer(tf.Module):
         return self.tokenizer.detokenize(ids)
 
 
-def graph_tokenizer(tokenizer, staging: Path, name: str, whitespace: str) -> GraphTokenizer:
+def graph_tokenizer(tokenizer, staging: Path, name: str) -> GraphTokenizer:
     """The in-graph twin of a package tokenizer; word vocabularies are written to `staging`."""
     if isinstance(tokenizer, words.WordTokenizer):
-        return WordGraphTokenizer(tokenizer.save(staging / name), whitespace)
+        return WordGraphTokenizer(tokenizer.save(staging / name))
     if isinstance(tokenizer, subwords.SentencePieceTokenizer):
         return SentencePieceGraphTokenizer(tokenizer.model_proto, name)
     raise NmtError(f"cannot export a {type(tokenizer).__name__} vocabulary")
@@ -128,16 +120,15 @@ class TranslationModule(tf.Module):
         # Stored, not recomputed per request: a matmul over the whole target vocabulary.
         self.tables = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False),
                                             self.searcher.tables)
-        self.whitespace = _python_whitespace()
         names = ["src"] if len(members) == 1 else [f"src{m + 1}" for m in range(len(members))]
-        self.sources = [graph_tokenizer(tokenizer, staging, name, self.whitespace)
+        self.sources = [graph_tokenizer(tokenizer, staging, name)
                         for tokenizer, name in zip(translator.src_tokenizers, names)]
-        self.target = graph_tokenizer(translator.tgt_tokenizer, staging, "tgt", self.whitespace)
+        self.target = graph_tokenizer(translator.tgt_tokenizer, staging, "tgt")
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="lines")])
     def translate(self, lines):
         lines = _checked_utf8(lines)
-        blank = tf.equal(tf.strings.regex_replace(lines, self.whitespace, ""), "")
+        blank = rules.blank_lines(lines, rules.TENSORFLOW)
         lines = tf.where(blank, "", lines)
         segments, counts = _cut([source.encode(lines) for source in self.sources], blank,
                                 self.decode.max_input_len)
@@ -170,22 +161,12 @@ class TranslationModule(tf.Module):
     def _search(self, source, source_lengths):
         """Searches one batch of segments (ids + EOS, padded; `source_lengths` EOS included):
         texts, log p and scores [b, K], and the best hypothesis's token count [b]."""
-        words_count = tf.maximum(tf.cast(source_lengths, tf.int32) - 1, 1)
-        # As Searcher.max_length: int(ratio * n) + offset, at least 1, in float64 as Python does.
-        max_lengths = tf.maximum(1, tf.cast(self.decode.max_len_ratio * tf.cast(
-            words_count, tf.float64), tf.int32) + self.decode.max_len_offset)
-        if self.decode.beam_size == 1 and self.nbest == 1:  # as search_all: greedy is beam 1
-            ids, log_prob, lengths = greedy_search(self.searcher.model, source, max_lengths,
-                                                   self.tables)
-            ids, log_probs = ids[:, None], log_prob[:, None]
-            scores = self._normalized(log_probs, lengths[:, None])
-        else:
-            ids, log_probs, scores = beam_search(
-                self.searcher.model, source, max_lengths,
-                tf.constant(self.decode.alpha, tf.float32), self.tables,
-                penalties.get(self.decode.length_penalty), self.decode.beam_size, self.nbest)
-            ids, log_probs, scores = ids[:, :self.nbest], log_probs[:, :self.nbest], \
-                scores[:, :self.nbest]
+        ops = rules.TENSORFLOW
+        max_lengths = tf.cast(rules.output_length_limit(
+            rules.source_words(source_lengths, ops), self.decode, ops), tf.int32)
+        ids, log_probs, scores = search_batch(
+            self.searcher.model, source, max_lengths, tf.constant(self.decode.alpha, tf.float32),
+            self.tables, self.decode.beam_size, self.nbest, self.decode.length_penalty)
         found = tf.math.is_finite(scores)
         log_probs = tf.where(found, log_probs, NEG_INF)
         scores = tf.where(found, scores, NEG_INF)
@@ -196,16 +177,15 @@ class TranslationModule(tf.Module):
 
     def _per_line(self, counts, texts, log_probs, scores, lengths):
         """Segment results -> line results: one segment passes through; a blank line (none) is
-        "" scoring 0 at every rank; a cut line is its pieces' best translations joined, scored as
-        one hypothesis (total log p over the penalty of the total length), its only rank."""
+        "" scoring 0 at every rank; a cut line is its pieces' best translations joined
+        (`rules.joined_*`), its only rank."""
         def pieces(x):
             return tf.RaggedTensor.from_row_lengths(x, counts)
 
-        best = pieces(texts[:, 0])
-        joined = (tf.strings.reduce_join(tf.ragged.boolean_mask(best, tf.not_equal(best, "")),
-                                         axis=1, separator=" "),
-                  tf.reduce_sum(pieces(log_probs[:, 0]), axis=1))
-        joined += (self._normalized(joined[1], tf.reduce_sum(pieces(lengths + 1), axis=1)),)
+        ops = rules.TENSORFLOW
+        joined = (rules.joined_text(pieces(texts[:, 0]), ops),
+                  rules.joined_log_prob(pieces(log_probs[:, 0]), ops))
+        joined += (self._normalized(joined[1], rules.joined_length(pieces(lengths), ops)),)
         # Every line's first segment, with a row past the last segment for blank lines.
         first = tf.cumsum(counts, exclusive=True)
         rest = tf.range(self.nbest) > 0
@@ -220,15 +200,15 @@ class TranslationModule(tf.Module):
         return {"translations": out[0], "log_probs": out[1], "scores": out[2]}
 
     def _in_sorted_batches(self, lengths, fn, outputs):
-        """fn(rows) on batches of `decode.batch_size` rows sorted by `lengths` (as
-        `length_sorted_batches`); `outputs`: (dtype, shape) of fn's results. Input order."""
-        order = tf.argsort(lengths, stable=True)
+        """fn(rows) on batches of `decode.batch_size` rows sorted by `lengths`
+        (`rules.length_order`); `outputs`: (dtype, shape) of fn's results. Input order."""
+        order = rules.length_order(lengths, rules.TENSORFLOW)
         size = self.decode.batch_size
         arrays = tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False,
                                       element_shape=shape) for dtype, shape in outputs)
 
         def body(i, arrays):
-            found = fn(order[i * size:(i + 1) * size])
+            found = fn(rules.batch_rows(order, i, size))
             return i + 1, tuple(a.write(i, x) for a, x in zip(arrays, found))
 
         _, arrays = tf.while_loop(lambda i, _: i * size < tf.size(order), body,
@@ -254,22 +234,15 @@ def _with_eos(ids: tf.RaggedTensor) -> tf.RaggedTensor:
 
 
 def _cut(members: list, blank, limit: int):
-    """Each member's segments (ids + EOS), in line order, and each line's segment count, as
-    `Translator._segments` cuts them: none for a blank line, one for a line of at most `limit`
-    tokens (in the longest member), else ceil(longest / limit), each member's ids in that many
-    equal shares (the longest member's of `limit` ids)."""
+    """Each member's segments (ids + EOS), in line order, and each line's segment count
+    (`rules.piece_counts`, `rules.piece_lengths`)."""
+    ops = rules.TENSORFLOW
     lengths = [ids.row_lengths() for ids in members]
-    longest = tf.reduce_max(tf.stack(lengths), axis=0)
-    counts = tf.where(blank, tf.constant(0, tf.int64), tf.maximum(-(-longest // limit), 1))
-    index = tf.ragged.range(counts).flat_values  # of the piece within its line
-    segments = []
-    for ids, length in zip(members, lengths):
-        size = tf.where(length == longest, tf.constant(limit, tf.int64),
-                        tf.maximum(-(-length // tf.maximum(counts, 1)), 1))
-        size = tf.repeat(size, counts)
-        piece_lengths = tf.clip_by_value(tf.repeat(length, counts) - index * size, 0, size)
-        segments.append(_with_eos(tf.RaggedTensor.from_row_lengths(ids.flat_values,
-                                                                   piece_lengths)))
+    longest = _longest(members)
+    counts = rules.piece_counts(longest, blank, limit, ops)
+    segments = [_with_eos(tf.RaggedTensor.from_row_lengths(
+        ids.flat_values, rules.piece_lengths(length, longest, counts, limit, ops)))
+        for ids, length in zip(members, lengths)]
     return segments, counts
 
 
@@ -291,10 +264,9 @@ def _source_batch(members: list, rows):
 
 
 def _content(ids):
-    """int [N, T] hypotheses -> ragged [N, (T)]: the ids before the first EOS or PAD."""
-    ends = tf.pad(ids, [[0, 0], [0, 1]], constant_values=PAD)
-    lengths = tf.argmax(tf.cast((ends == EOS) | (ends == PAD), tf.int32), axis=1)
-    return tf.RaggedTensor.from_tensor(ids, lengths=lengths)
+    """int [N, T] hypotheses -> ragged [N, (T)]: the ids before the first EOS or PAD
+    (`rules.content_lengths`)."""
+    return tf.RaggedTensor.from_tensor(ids, lengths=rules.content_lengths(ids, rules.TENSORFLOW))
 
 
 class Exported(NamedTuple):

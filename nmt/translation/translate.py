@@ -9,11 +9,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
+import numpy as np
+
 from nmt.config import recipes
 from nmt.config.options import DecodeConfig
 from nmt.data import batching
 from nmt.errors import ModelDirError
 from nmt.files import textio
+from nmt.search import rules
 from nmt.search.decoding import Searcher, normalized_score, score_all, search_all
 from nmt.search.inference import Ensemble
 from nmt.storage import modeldir
@@ -70,8 +73,8 @@ class Translator:
                    if v is not None}
         self.recipe = members[0].recipe
         self.decode = recipes.with_changes(self.recipe, "decode", **changes).decode
-        self._search = Searcher(self.model, self.decode)
-        self._float32_search = self._search if precision == "float32" else None
+        self.searcher = Searcher(self.model)
+        self._scorer = self.searcher if precision == "float32" else None
 
     def source_ids(self, line: str):
         """The model input of a line (ids + EOS); an ensemble's: one id list per member."""
@@ -94,13 +97,9 @@ class Translator:
         """
         decode = self.config(**overrides)
         lines = list(lines)
-        segments, owners = [], []
-        for index, line in enumerate(lines):
-            for piece in self._segments(line, index, decode.max_input_len):
-                segments.append(piece)
-                owners.append(index)
-        found = search_all(self._searcher(decode), segments, decode.batch_size, decode.beam_size,
-                           decode.alpha, nbest, decode.length_penalty)
+        segments, counts = self._segments(lines, decode.max_input_len)
+        owners = np.repeat(np.arange(len(lines)), counts)
+        found = search_all(self.searcher, segments, decode, nbest)
         per_line: list[list] = [[] for _ in lines]
         for owner, hyps in zip(owners, found):
             per_line[owner].append(hyps)
@@ -110,9 +109,8 @@ class Translator:
         """Forced scores of (source line, target line) pairs: (hypotheses, attention) as
         `nmt.search.decoding.score_all` gives them, with the search's own normalized score."""
         decode = self.config(**overrides)
-        return score_all(self._scorer(decode), [self.source_ids(s) for s in sources],
-                         [self.tgt_tokenizer.encode(t) for t in targets], decode.batch_size,
-                         decode.alpha, decode.length_penalty)
+        return score_all(self.scorer, [self.source_ids(s) for s in sources],
+                         [self.tgt_tokenizer.encode(t) for t in targets], decode)
 
     def translate_stream(self, lines: Iterable[str], nbest: int = 1,
                          chunk_lines: int | None = None,
@@ -144,7 +142,7 @@ class Translator:
         usable = [i for i, (line, src) in enumerate(zip(lines, sources))
                   if self.in_one_search(line, src)]
         _, found = score_all(self.scorer, [sources[i] for i in usable],
-                             [translations[i].ids for i in usable], self.decode.batch_size)
+                             [translations[i].ids for i in usable], self.decode)
         weights: list = [None] * len(lines)
         for index, matrix in zip(usable, found):
             weights[index] = matrix
@@ -153,54 +151,39 @@ class Translator:
     def in_one_search(self, line: str, source_ids) -> bool:
         """Whether a line (source_ids: from `source_ids`) is translated by one search: not blank,
         not cut into pieces. Only such lines have attention and scores of their own."""
-        return bool(line.strip()) and batching.source_length(source_ids) - 1 <= \
-            self.decode.max_input_len
-
-    @property
-    def searcher(self) -> Searcher:
-        """The compiled searcher, set to `self.decode`."""
-        return self._searcher(self.decode)
+        return rules.piece_counts(batching.source_length(source_ids) - 1,
+                                  rules.blank_lines([line])[0], self.decode.max_input_len) == 1
 
     @property
     def scorer(self) -> Searcher:
-        """The float32 searcher of the same weights, for forced scoring, set to `self.decode`."""
-        return self._scorer(self.decode)
-
-    def _searcher(self, decode: DecodeConfig) -> Searcher:
-        # One searcher (its traced graphs) serves every setting: a call's config is set on it.
-        self._search.config = decode
-        return self._search
-
-    def _scorer(self, decode: DecodeConfig) -> Searcher:
-        if self._float32_search is None:  # loaded when first needed
-            self._float32_search = Searcher(_combined(
+        """The float32 searcher of the same weights, for forced scoring (loaded when first
+        needed)."""
+        if self._scorer is None:
+            self._scorer = Searcher(_combined(
                 [modeldir.load_model(d, self.weights, "float32").model
-                 for d in self.model_dirs]), decode)
-        self._float32_search.config = decode
-        return self._float32_search
+                 for d in self.model_dirs]))
+        return self._scorer
 
-    def _segments(self, line: str, index: int, limit: int) -> list:
-        """Source ids (+ EOS) of a line; over-long lines are cut into pieces; blank lines: none.
-
-        An ensemble member's ids are cut into as many pieces as the longest member's, of equal
-        shares, so that piece i of every member covers about the same words.
-        """
-        if not line.strip():
-            return []
-        members = [t.encode(line) for t in self.src_tokenizers]
-        longest = max(map(len, members))
-        if longest <= limit:
-            pieces = [[ids + [EOS]] for ids in members]
-        else:
+    def _segments(self, lines: list[str], limit: int) -> tuple[list, np.ndarray]:
+        """Source ids (+ EOS) of every line's segments, in line order, and each line's segment
+        count: blank lines have none, over-long ones several (`rules.piece_counts`)."""
+        blank = rules.blank_lines(lines)
+        members = [[[] if empty else t.encode(line) for line, empty in zip(lines, blank)]
+                   for t in self.src_tokenizers]
+        lengths = np.array([[len(ids) for ids in m] for m in members], np.int64).reshape(
+            len(members), len(lines))
+        longest = lengths.max(axis=0)
+        counts = rules.piece_counts(longest, blank, limit)
+        for index in np.flatnonzero(counts > 1):
             log.warning("line %d has %d tokens: translated in pieces of %d", index + 1,
-                        longest, limit)
-            count = -(-longest // limit)
-            pieces = []
-            for ids in members:
-                size = limit if len(ids) == longest else max(-(-len(ids) // count), 1)
-                pieces.append([ids[start:start + size] + [EOS]
-                               for start in range(0, count * size, size)])
-        return pieces[0] if len(members) == 1 else list(zip(*pieces))
+                        longest[index], limit)
+        pieces = []
+        for ids_of_lines, length in zip(members, lengths):
+            sizes = iter(rules.piece_lengths(length, longest, counts, limit).tolist())
+            pieces.append([segment for ids, count in zip(ids_of_lines, counts)
+                           for segment in _cut(ids, [next(sizes) for _ in range(count)])])
+        segments = pieces[0] if len(members) == 1 else list(zip(*pieces))
+        return segments, counts
 
     def _join(self, parts: list, nbest: int, decode: DecodeConfig) -> list[Translation]:
         if not parts:  # a blank line: as many blank entries as asked for
@@ -208,18 +191,25 @@ class Translator:
         if len(parts) == 1:
             return [self._translation(h) for h in parts[0][:nbest]]
         # A line cut into pieces: the best of each piece, joined (its n-best list is that one
-        # entry), scored as one hypothesis: total log-prob over the penalty of the total length.
+        # entry), scored as one hypothesis.
         best = [hyps[0] for hyps in parts]
-        ids = tuple(i for h in best for i in h.ids)
-        texts = [self.tgt_tokenizer.decode(h.ids) for h in best]
-        log_prob = sum(h.log_prob for h in best)
-        score = float(normalized_score(log_prob, len(ids) + len(best), decode.alpha,
-                                       decode.length_penalty))
-        return [Translation(" ".join(t for t in texts if t), score, log_prob, ids)]
+        log_prob = rules.joined_log_prob([h.log_prob for h in best])
+        score = float(normalized_score(log_prob, rules.joined_length(
+            np.array([len(h.ids) for h in best])), decode.alpha, decode.length_penalty))
+        text = rules.joined_text([self.tgt_tokenizer.decode(h.ids) for h in best])
+        return [Translation(text, score, log_prob, tuple(i for h in best for i in h.ids))]
 
     def _translation(self, hyp) -> Translation:
         return Translation(self.tgt_tokenizer.decode(hyp.ids), hyp.score, hyp.log_prob,
                            tuple(hyp.ids))
+
+
+def _cut(ids: list, sizes: list) -> Iterator[list]:
+    """`ids` in consecutive pieces of `sizes` ids, each followed by EOS."""
+    start = 0
+    for size in sizes:
+        yield ids[start:start + size] + [EOS]
+        start += size
 
 
 def _combined(models: list):
