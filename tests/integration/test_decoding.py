@@ -5,49 +5,8 @@ import numpy as np
 import pytest
 
 from nmt.config.options import DecodeConfig
+from tests.helpers import SHORT_OR_LONG, A, B, C, ScriptedModel
 from vocab import BOS, EOS, PAD, UNK
-
-A, B, C = 4, 5, 6  # the scripted model's three real tokens; vocabulary size 7
-
-
-class ScriptedModel:
-    """A fake model with known probabilities: p(next | previous token) from a fixed table.
-
-    It ignores the source (attention is uniform over real source tokens) and implements the
-    inference protocol plus `teacher_forced`, which is all the decoding module may use.
-    """
-
-    def __init__(self, table: dict):
-        import tensorflow as tf
-        probs = np.full((7, 7), 1e-9)
-        for previous, row in table.items():
-            for token, p in row.items():
-                probs[previous, token] = p
-        self.log_table = tf.constant(np.log(probs / probs.sum(axis=1, keepdims=True)), tf.float32)
-        self.tf = tf
-
-    def step_tables(self):
-        return ()
-
-    def encode(self, source):
-        tf = self.tf
-        mask = tf.not_equal(source, PAD)
-        batch = tf.shape(source)[0]
-        return {"mask": mask}, (tf.zeros([batch]),)
-
-    def decode_step(self, token, state, memory, tables):
-        tf = self.tf
-        weights = tf.cast(memory["mask"], tf.float32)
-        weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
-        return tf.gather(self.log_table, token), (state[0] + 1.0,), weights
-
-    def teacher_forced(self, source, target_in):
-        tf = self.tf
-        memory, _ = self.encode(source)
-        weights = tf.cast(memory["mask"], tf.float32)
-        weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
-        steps = tf.shape(target_in)[1]
-        return tf.gather(self.log_table, target_in), tf.tile(weights[:, None], [1, steps, 1])
 
 
 def searcher(model, **decode):
@@ -56,9 +15,6 @@ def searcher(model, **decode):
 
 
 SOURCE = np.array([[A, B, C, EOS]], np.int32)  # 3 source words -> limit 2*3+10 = 16 tokens
-
-# From BOS: EOS 0.55, A 0.45.  After A: EOS 0.7, B 0.3.  After B: EOS 1.
-SHORT_OR_LONG = {BOS: {EOS: 0.55, A: 0.45}, A: {EOS: 0.7, B: 0.3}, B: {EOS: 1.0}}
 
 
 def test_greedy_follows_argmax(tf):

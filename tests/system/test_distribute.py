@@ -9,7 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import tiny_recipe_dict, write_recipe
+from tests.helpers import tiny_recipe_dict, write_recipe
 
 pytestmark = pytest.mark.slow  # worker processes train models
 

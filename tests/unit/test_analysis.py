@@ -4,7 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-from test_decoding import BOS, EOS, A, B, C, ScriptedModel
+from tests.helpers import A, B, C, ScriptedModel
+from vocab import BOS, EOS
 
 from nmt.config.options import DecodeConfig
 from nmt.evaluation import analysis, report

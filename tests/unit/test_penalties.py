@@ -22,7 +22,7 @@ def test_recipe_cli_and_search_read_the_same_names():
 def test_unknown_names_are_errors_everywhere(tf, tmp_path):
     with pytest.raises(ValueError, match="unknown length penalty 'linear'"):
         penalties.get("linear")
-    from test_decoding import SHORT_OR_LONG, ScriptedModel
+    from tests.helpers import SHORT_OR_LONG, ScriptedModel
 
     from nmt.search.decoding import Searcher
     with pytest.raises(ValueError, match="unknown length penalty"):

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
+from tests.helpers import make_reverse_corpus, tiny_recipe_dict, write_recipe
 
 from nmt.config import options, recipes
 from nmt.errors import ConfigError

@@ -77,7 +77,7 @@ def test_relative_paths_are_under_the_data_root(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, reverse_corpus):
-    from conftest import tiny_recipe_dict, write_recipe
+    from tests.helpers import tiny_recipe_dict, write_recipe
 
     from nmt.config import recipes
     from nmt.storage import checkpoints
@@ -119,8 +119,8 @@ def test_training_starts_from_the_vectors_and_no_longer_needs_them(tmp_path, rev
 
 
 def test_a_bad_vectors_file_stops_training_with_one_line(tmp_path, reverse_corpus):
-    from conftest import tiny_recipe_dict, write_recipe
-    from test_cli import run_nmt
+    from tests.helpers import tiny_recipe_dict, write_recipe
+    from tests.helpers import run_nmt
     path = tmp_path / "v.txt"
     path.write_text("1 " + " ".join(["0.5"] * 16) + "\n2 0.5 0.5\n")
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
