@@ -32,6 +32,14 @@ def reverse_run_bfloat16(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mirrored_run(tmp_path_factory) -> Path:
+    """One short epoch on 400 pairs under tf.distribute's MirroredStrategy: the run that the
+    distribute tests check and the export tests export. Tests must not modify it."""
+    return train_reverse(tmp_path_factory.mktemp("mirrored_run"), data={"train_lines": 400},
+                         train={"distribution": "mirrored", "epochs": 1})
+
+
+@pytest.fixture(scope="session")
 def rough_model(tmp_path_factory):
     """A model after one short epoch on the reverse task: unsure, as real models are on hard
     sentences, so searches of different widths disagree. Returns (model, test sources)."""

@@ -132,11 +132,9 @@ def test_sentencepiece_model_export_translates_as_nmt_translate(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_of_a_model_trained_under_tf_distribute(tmp_path):
+def test_export_of_a_model_trained_under_tf_distribute(mirrored_run, tmp_path):
     from nmt.translation.translate import Translator
-    run = train_reverse(tmp_path / "mirrored", data={"train_lines": 400},
-                        train={"distribution": "mirrored", "epochs": 1})
-    translator = Translator(run, beam_size=2)
+    translator = Translator(mirrored_run, beam_size=2)
     export_and_compare(translator, ODD_LINES, [("1 2", "2 1")], tmp_path, nbest=2)
 
 
