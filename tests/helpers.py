@@ -173,6 +173,28 @@ SHORT_OR_LONG = {BOS: {EOS: 0.55, A: 0.45}, A: {EOS: 0.7, B: 0.3}, B: {EOS: 1.0}
 SCORE_TOLERANCE = 0.005
 
 
+def random_seq2seq(seed: int, src_vocab: int = 12):
+    """A tiny Seq2Seq with random weights (target vocabulary 7, as the scripted model's), its
+    output kernel scaled by 5: sharp distributions, so beams of different widths disagree."""
+    import keras
+
+    from nmt.model.seq2seq import Seq2Seq
+    keras.utils.set_random_seed(seed)
+    model = Seq2Seq(src_vocab, 7, embedding_dim=8, encoder_units=6, encoder_layers=1,
+                    decoder_units=10, attention_units=7, dropout=0.0)
+    kernel = model.decoder.output_layer.kernel
+    kernel.assign(kernel * 5.0)
+    return model
+
+
+def random_sources(count: int, seed: int, vocab: int = 12) -> np.ndarray:
+    """`count` padded source rows of 1-5 random real tokens below `vocab`, each ended by EOS."""
+    from nmt.data.batching import pad_batch
+    rng = np.random.default_rng(seed)
+    return pad_batch([list(rng.integers(4, vocab, size=rng.integers(1, 6))) + [EOS]
+                      for _ in range(count)])
+
+
 class ScriptedModel:
     """A fake model with known probabilities: p(next | previous token) from a fixed table.
 

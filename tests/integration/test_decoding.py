@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nmt.config.options import DecodeConfig
-from tests.helpers import SHORT_OR_LONG, A, B, C, ScriptedModel
+from tests.helpers import SHORT_OR_LONG, A, B, C, ScriptedModel, random_seq2seq, random_sources
 from vocab import BOS, EOS, PAD, UNK
 
 
@@ -113,22 +113,7 @@ def test_scores_agree_with_forced_scoring(tf):
 
 @pytest.fixture(scope="module")
 def random_model(tf):
-    import keras
-
-    from nmt.model.seq2seq import Seq2Seq
-    keras.utils.set_random_seed(7)
-    model = Seq2Seq(12, 7, embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
-                    attention_units=7, dropout=0.0)
-    kernel = model.decoder.output_layer.kernel
-    kernel.assign(kernel * 5.0)  # sharper distributions: hypotheses then differ between beams
-    return model
-
-
-def random_sources(count, seed):
-    rng = np.random.default_rng(seed)
-    rows = [list(rng.integers(4, 12, size=rng.integers(1, 6))) + [EOS] for _ in range(count)]
-    from nmt.data.batching import pad_batch
-    return pad_batch(rows)
+    return random_seq2seq(7)
 
 
 def test_exhaustive_optimum_with_a_beam_as_wide_as_the_search_space(tf, random_model):
