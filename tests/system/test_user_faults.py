@@ -106,7 +106,7 @@ def test_output_writes_into_what_it_names(reverse_run, tmp_path):
 def test_a_run_directory_is_locked_while_training(tiny_recipe, tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom nmt import checkpoints\n"
+        [sys.executable, "-c", "import sys, time\nfrom nmt.storage import checkpoints\n"
          "with checkpoints.locked(checkpoints.RunDir(sys.argv[1])):\n"
          "    print('held', flush=True)\n    time.sleep(600)\n", str(run)],
         stdout=subprocess.PIPE, text=True)
