@@ -1,57 +1,22 @@
 """Crashes, corrupt model folders, bad input to every verb, long streams, and safe loading."""
-import csv
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import tiny_recipe_dict, write_recipe
-from test_cli import assert_one_line_error, run_nmt
+from tests.helpers import (DRIVER, KEEP, assert_consistent, assert_one_line_error, metrics_rows,
+                           run_nmt, tiny_recipe_dict, write_recipe)
 
 pytestmark = pytest.mark.slow  # kills, long streams, a subprocess with TensorFlow per case
 
-DRIVER = Path(__file__).with_name("fault_driver.py")
 EPOCHS = 3
-KEEP = 2  # train.keep_best and train.keep_last of the killed runs
-
-
-def assert_consistent(run: Path):
-    """Whatever exists of the run directory loads, and best/last are the committed epoch's."""
-    from nmt.storage import modeldir, rundir
-    from nmt.storage.weights import load_weights
-    state = rundir.read_resume_state(rundir.RunDir(run))
-    if state is None:
-        assert not (run / "best.weights.h5").exists()
-        return
-    kept = [entry["weights"] for entry in state["kept"]]
-    for name in (state["resume"], state["last"], state["best_weights"], *kept, *state["recent"]):
-        assert (run / "backup" / name).is_file()
-    for weights in ("best", "last"):
-        modeldir.load_model(run, weights)
-    model = modeldir.load_model(run).model
-    for name in kept + state["recent"]:  # every kept epoch's weights load
-        load_weights(model, run / "backup" / name)
-    committed = [row for row in metrics_rows(run) if int(row["epoch"]) < state["epoch"]]
-    assert max(float(row["val_bleu"]) for row in committed) == pytest.approx(state["best"])
-    # The KEEP best committed epochs by dev BLEU (ties to the earlier), and the KEEP last.
-    ranked = sorted(committed, key=lambda row: (-float(row["val_bleu"]), int(row["epoch"])))
-    assert [e["epoch"] for e in state["kept"]] == [int(r["epoch"]) + 1 for r in ranked[:KEEP]]
-    assert state["recent"] == [f"last-{e:04d}.weights.h5"
-                               for e in range(max(1, state["epoch"] - KEEP + 1),
-                                              state["epoch"] + 1)]
-
-
-def metrics_rows(run: Path) -> list:
-    with open(run / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
 def fault_recipe(tmp_path_factory):
-    from conftest import make_reverse_corpus
+    from tests.helpers import make_reverse_corpus
     root = tmp_path_factory.mktemp("faults")
     corpus = make_reverse_corpus(root / "reverse", train=600)
     return write_recipe(root / "recipe", tiny_recipe_dict(

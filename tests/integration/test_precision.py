@@ -5,12 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import reverse_pairs, write_lines
-
-# Normalized scores of the same output, per output token (EOS included). bfloat16 keeps 8 bits
-# of mantissa (logits of about 10 are rounded by up to 0.03); measured on this task: at most
-# 0.0006, 298 of 300 outputs identical.
-SCORE_TOLERANCE = 0.005
+from tests.helpers import SCORE_TOLERANCE, reverse_pairs, write_lines
 
 
 def test_bfloat16_translations_agree_with_float32(reverse_run):

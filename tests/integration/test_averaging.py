@@ -5,14 +5,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_recipe_dict, write_recipe
+from tests.helpers import tiny_recipe_dict, write_recipe
 
 from nmt import cli
 
 
 @pytest.fixture(scope="module")
 def kept_run(tmp_path_factory):
-    from conftest import make_reverse_corpus
+    from tests.helpers import make_reverse_corpus
 
     from nmt.training.train import train
     root = tmp_path_factory.mktemp("kept")

@@ -1,16 +1,11 @@
 """Learning curves: metrics.csv per epoch, the picture after each epoch, and `nmt plot`."""
-import csv
 import itertools
 
 import pytest
 
 from nmt import cli
 from nmt.evaluation import curves, plotting
-
-
-def metrics_rows(run):
-    with open(run / "metrics.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+from tests.helpers import metrics_rows
 
 
 def test_each_epoch_logs_dev_perplexity_and_time_and_draws_the_curve(reverse_run):

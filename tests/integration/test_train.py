@@ -1,9 +1,8 @@
 """Training from a recipe: the run directory, resuming, and refusing to mix runs."""
-import csv
 import json
 
 import pytest
-from conftest import tiny_recipe_dict, write_recipe
+from tests.helpers import metrics_rows, tiny_recipe_dict, write_recipe
 
 from nmt.config import options, recipes
 from nmt.errors import ConfigError
@@ -16,11 +15,6 @@ pytestmark = pytest.mark.slow  # every test trains a model
 def recipe(tmp_path, reverse_corpus):
     return write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         reverse_corpus, train={"epochs": 1, "patience": 5}))
-
-
-def metrics_rows(run):
-    with open(run / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_run_directory_is_self_describing(recipe, tmp_path, reverse_corpus):
@@ -111,11 +105,11 @@ def test_sentencepiece_vocabulary_and_gru(tmp_path, reverse_corpus):
 
 def test_shipped_tiny_recipe_trains_on_the_real_corpus(tmp_path):
     """The README's recipe, a few steps on the real data: guards paths, keys and vocabulary."""
-    from conftest import real_corpus
+    from tests.helpers import real_corpus
 
     from nmt.training.train import train
     assert (real_corpus() / "train.ja").is_file(), "set NMT_DATA to the folder of the corpora"
-    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
     # The end-of-training tune on a smaller grid: the shipped one decodes dev 7 times.
     result = train(root / "recipes" / "ja-en-tiny", tmp_path / "run",
                    overrides=["data.train_lines=300", "train.epochs=1", "vocab.size=500",

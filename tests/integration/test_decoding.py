@@ -5,54 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nmt.config.options import DecodeConfig, ModelConfig
+from nmt.config.options import DecodeConfig
 from nmt.search import rules
+from tests.helpers import SHORT_OR_LONG, A, B, C, ScriptedModel, random_seq2seq, random_sources
 from vocab import BOS, EOS, PAD, UNK
-
-A, B, C = 4, 5, 6  # the scripted model's three real tokens; vocabulary size 7
-
-TINY = ModelConfig(embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
-                   attention_units=7, dropout=0.0)
-
-
-class ScriptedModel:
-    """A fake model with known probabilities: p(next | previous token) from a fixed table.
-
-    It ignores the source (attention is uniform over real source tokens) and implements the
-    inference protocol plus `teacher_forced`, which is all the decoding module may use.
-    """
-
-    def __init__(self, table: dict):
-        import tensorflow as tf
-        probs = np.full((7, 7), 1e-9)
-        for previous, row in table.items():
-            for token, p in row.items():
-                probs[previous, token] = p
-        self.log_table = tf.constant(np.log(probs / probs.sum(axis=1, keepdims=True)), tf.float32)
-        self.tf = tf
-
-    def step_tables(self):
-        return ()
-
-    def encode(self, source):
-        tf = self.tf
-        mask = tf.not_equal(source, PAD)
-        batch = tf.shape(source)[0]
-        return {"mask": mask}, (tf.zeros([batch]),)
-
-    def decode_step(self, token, state, memory, tables):
-        tf = self.tf
-        weights = tf.cast(memory["mask"], tf.float32)
-        weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
-        return tf.gather(self.log_table, token), (state[0] + 1.0,), weights
-
-    def teacher_forced(self, source, target_in):
-        tf = self.tf
-        memory, _ = self.encode(source)
-        weights = tf.cast(memory["mask"], tf.float32)
-        weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
-        steps = tf.shape(target_in)[1]
-        return tf.gather(self.log_table, target_in), tf.tile(weights[:, None], [1, steps, 1])
 
 
 def searcher(model, **decode):
@@ -67,9 +23,6 @@ def beam3(model, **decode):
 
 
 SOURCE = np.array([[A, B, C, EOS]], np.int32)  # 3 source words -> limit 2*3+10 = 16 tokens
-
-# From BOS: EOS 0.55, A 0.45.  After A: EOS 0.7, B 0.3.  After B: EOS 1.
-SHORT_OR_LONG = {BOS: {EOS: 0.55, A: 0.45}, A: {EOS: 0.7, B: 0.3}, B: {EOS: 1.0}}
 
 
 def test_greedy_follows_argmax(tf):
@@ -173,21 +126,7 @@ def test_scores_agree_with_forced_scoring(tf):
 
 @pytest.fixture(scope="module")
 def random_model(tf):
-    import keras
-
-    from nmt.model.seq2seq import Seq2Seq
-    keras.utils.set_random_seed(7)
-    model = Seq2Seq(TINY, 12, 7)
-    kernel = model.decoder.output_layer.kernel
-    kernel.assign(kernel * 5.0)  # sharper distributions: hypotheses then differ between beams
-    return model
-
-
-def random_sources(count, seed):
-    rng = np.random.default_rng(seed)
-    rows = [list(rng.integers(4, 12, size=rng.integers(1, 6))) + [EOS] for _ in range(count)]
-    from nmt.data.batching import pad_batch
-    return pad_batch(rows)
+    return random_seq2seq(7)
 
 
 def test_exhaustive_optimum_with_a_beam_as_wide_as_the_search_space(tf, random_model):
@@ -272,9 +211,11 @@ def test_refresh_takes_up_new_weights(tf):
     # decodes, and `refresh` (called by the dev-BLEU callback) must make search follow.
     import keras
 
+    from nmt.config.options import ModelConfig
     from nmt.model.seq2seq import Seq2Seq
     keras.utils.set_random_seed(11)
-    model = Seq2Seq(TINY, 12, 7)
+    model = Seq2Seq(ModelConfig(embedding_dim=8, encoder_units=6, encoder_layers=1,
+                                decoder_units=10, attention_units=7, dropout=0.0), 12, 7)
     search, decode = searcher(model, alpha=0.0)
     sources = random_sources(4, seed=5)
     embedding = model.decoder.embedding.embeddings

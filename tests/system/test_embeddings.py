@@ -1,7 +1,7 @@
 """`nmt embeddings` on a trained model: nearest neighbours against brute force, the map file."""
 import numpy as np
 import pytest
-from test_cli import assert_one_line_error, run_nmt
+from tests.helpers import assert_one_line_error, run_nmt
 
 
 @pytest.mark.slow

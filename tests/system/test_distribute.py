@@ -9,7 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import tiny_recipe_dict, write_recipe
+from tests.helpers import tiny_recipe_dict, write_recipe
 
 pytestmark = pytest.mark.slow  # worker processes train models
 
@@ -77,17 +77,25 @@ def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
     assert not (other / "best.weights.h5").exists() and not (other / "metrics.csv").exists()
 
 
-@pytest.mark.parametrize("settings", [{"distribution": "mirrored"},
-                                      {"precision": "mixed_float16"}],
-                         ids=["mirrored", "mixed_float16"])
-def test_mirrored_strategy_and_mixed_precision_train(tmp_path, reverse_corpus, settings):
-    from nmt.storage import modeldir
-    from nmt.training.train import train
+def assert_one_epoch_that_translates_in_float32(run):
+    from nmt.storage import modeldir, rundir
     from nmt.translation.translate import Translator
+    state = rundir.read_resume_state(rundir.RunDir(run))
+    assert state["epoch"] == 1 and np.isfinite(state["best"])  # the epochs and best dev BLEU
+    loaded = modeldir.load_model(run)
+    assert loaded.model.compute_dtype == "float32"  # translation runs in float32 either way
+    assert len(Translator(run).translate(["1 2 3"])) == 1
+
+
+def test_mirrored_strategy_trains(mirrored_run):
+    """The shared run (conftest): 400 pairs of the reverse task, one epoch, MirroredStrategy."""
+    assert_one_epoch_that_translates_in_float32(mirrored_run)
+
+
+def test_mixed_precision_trains(tmp_path, reverse_corpus):
+    from nmt.training.train import train
     recipe = write_recipe(tmp_path / "r", tiny_recipe_dict(
-        reverse_corpus, data={"train_lines": 400}, train=settings))
+        reverse_corpus, data={"train_lines": 400}, train={"precision": "mixed_float16"}))
     result = train(recipe, tmp_path / "run", verbose=0)
     assert result.epochs == 1 and np.isfinite(result.best_bleu)
-    loaded = modeldir.load_model(tmp_path / "run")
-    assert loaded.model.compute_dtype == "float32"  # translation runs in float32 either way
-    assert len(Translator(tmp_path / "run").translate(["1 2 3"])) == 1
+    assert_one_epoch_that_translates_in_float32(tmp_path / "run")

@@ -27,7 +27,7 @@ def test_reverse_task_is_learned(request, run, compute_dtype):
 
 @pytest.mark.slow
 def test_reverse_task_is_learned_from_token_batches(tmp_path):
-    from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
+    from tests.helpers import make_reverse_corpus, tiny_recipe_dict, write_recipe
 
     from nmt.evaluation import metrics
     from nmt.files import textio

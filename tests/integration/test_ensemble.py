@@ -6,37 +6,18 @@ import numpy as np
 import pytest
 
 from nmt import cli
-from nmt.config.options import DecodeConfig, ModelConfig
-from vocab import EOS, PAD
-
-
-def small_model(seed, src_vocab=12):
-    import keras
-
-    from nmt.model.seq2seq import Seq2Seq
-    keras.utils.set_random_seed(seed)
-    config = ModelConfig(embedding_dim=8, encoder_units=6, encoder_layers=1, decoder_units=10,
-                         attention_units=7, dropout=0.0)
-    model = Seq2Seq(config, src_vocab, 7)
-    kernel = model.decoder.output_layer.kernel
-    kernel.assign(kernel * 5.0)  # sharp distributions: beams of different widths disagree
-    return model
-
-
-def sources(count, seed, vocab=12):
-    from nmt.data.batching import pad_batch
-    rng = np.random.default_rng(seed)
-    return pad_batch([list(rng.integers(4, vocab, size=rng.integers(1, 6))) + [EOS]
-                      for _ in range(count)])
+from nmt.config.options import DecodeConfig
+from tests.helpers import random_seq2seq, random_sources
+from vocab import PAD
 
 
 def test_a_model_ensembled_with_itself_gives_its_outputs_and_scores(tf):
     from nmt.search.decoding import Searcher
     from nmt.search.inference import Ensemble
-    model = small_model(7)
+    model = random_seq2seq(7)
     config = DecodeConfig(alpha=1.0)
     alone, twice = Searcher(model), Searcher(Ensemble([model, model]))
-    single = sources(6, seed=3)
+    single = random_sources(6, seed=3)
     stacked = np.stack([single, single], axis=1)  # [B, M, S]
     assert twice.greedy(stacked, config) == alone.greedy(single, config)
     beam4 = dataclasses.replace(config, beam_size=4)
@@ -52,9 +33,9 @@ def test_a_model_ensembled_with_itself_gives_its_outputs_and_scores(tf):
 def test_two_member_forced_score_is_the_mean_of_the_members(tf):
     from nmt.search.decoding import Searcher
     from nmt.search.inference import Ensemble
-    first, second = small_model(1), small_model(2, src_vocab=15)  # own source vocabularies
+    first, second = random_seq2seq(1), random_seq2seq(2, src_vocab=15)  # own source vocabularies
     config = DecodeConfig(beam_size=3, alpha=1.0, length_penalty="gnmt")
-    source_a, source_b = sources(5, seed=8), sources(5, seed=9, vocab=15)
+    source_a, source_b = random_sources(5, seed=8), random_sources(5, seed=9, vocab=15)
     width = max(source_a.shape[1], source_b.shape[1])
     stacked = np.stack([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=PAD)
                         for s in (source_a, source_b)], axis=1)

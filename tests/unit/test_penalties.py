@@ -22,11 +22,11 @@ def test_recipe_cli_and_search_read_the_same_names():
 def test_unknown_names_are_errors_everywhere(tf, tmp_path):
     with pytest.raises(ValueError, match="unknown length penalty 'linear'"):
         penalties.get("linear")
-    from test_decoding import SHORT_OR_LONG, SOURCE, ScriptedModel
-
     from nmt.search.decoding import Searcher
+    from tests.helpers import SHORT_OR_LONG, A, ScriptedModel
+    from vocab import EOS
     with pytest.raises(ValueError, match="unknown length penalty"):
-        Searcher(ScriptedModel(SHORT_OR_LONG)).search(SOURCE,
+        Searcher(ScriptedModel(SHORT_OR_LONG)).search(np.array([[A, EOS]], np.int32),
                                                       options.DecodeConfig(length_penalty="linear"))
     with pytest.raises(recipes.ConfigError, match="decode.length_penalty must be one of"):
         recipes.recipe_from_dict({"decode": {"length_penalty": "linear"}})

@@ -4,28 +4,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tiny_recipe_dict, write_recipe
+from tests.helpers import assert_one_line_error, run_nmt, tiny_recipe_dict, write_recipe
 
 from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
          ["embeddings"], ["plot"], ["export"], ["bench"], ["bench", "train"],
          ["bench", "translate"], ["bench", "export"], ["bench", "matmul"]]
-
-
-def run_nmt(*args, stdin=None):
-    """`python -m nmt ARGS` in a subprocess: exit status, stdout, stderr."""
-    done = subprocess.run([sys.executable, "-m", "nmt", *map(str, args)], input=stdin,
-                          capture_output=True, text=True)
-    return done.returncode, done.stdout, done.stderr
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 1, err
-    assert err.startswith("nmt: error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)

@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
-from test_cli import assert_one_line_error, run_nmt
-from test_faults import DRIVER, assert_consistent, metrics_rows
-
-NMT = [sys.executable, "-m", "nmt"]
+from tests.helpers import (DRIVER, NMT, assert_consistent, assert_one_line_error,
+                           make_reverse_corpus, metrics_rows, run_nmt, tiny_recipe_dict,
+                           write_recipe)
 
 
 def files_of(folder: Path) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_reverse_corpus, tiny_recipe_dict, write_recipe
+from tests.helpers import train_reverse, write_recipe
 
 # Run in a fresh interpreter: TensorFlow (and tensorflow_text for SentencePiece) only, never nmt.
 FRESH = r"""
@@ -99,18 +99,6 @@ def cut_small(translator, max_input_len=5, batch_size=3):
     return translator
 
 
-def train_reverse(root: Path, letters: bool = False, pairs: int = 1500, **sections) -> Path:
-    """A model after one short epoch; `letters`: targets spelled in letters (a for 0, ...), so
-    that source and target vocabularies differ."""
-    corpus = make_reverse_corpus(root / "reverse", train=pairs)
-    for path in corpus.glob("*.tgt") if letters else ():
-        path.write_text(path.read_text().translate(str.maketrans("0123456789", "abcdefghij")))
-    recipe = write_recipe(root / "recipe", tiny_recipe_dict(corpus, **sections))
-    from nmt.training.train import train
-    train(recipe, root / "run", verbose=0)
-    return root / "run"
-
-
 def random_word_model(folder: Path) -> Path:
     """A model folder of a tiny word model with random weights (no training): digits as words,
     long lines cut in pieces of 4 tokens, batches of 3."""
@@ -196,11 +184,9 @@ def test_sentencepiece_model_export_translates_as_nmt_translate(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_of_a_model_trained_under_tf_distribute(tmp_path):
+def test_export_of_a_model_trained_under_tf_distribute(mirrored_run, tmp_path):
     from nmt.translation.translate import Translator
-    run = train_reverse(tmp_path / "mirrored", data={"train_lines": 400},
-                        train={"distribution": "mirrored", "epochs": 1})
-    translator = Translator(run, beam_size=2)
+    translator = Translator(mirrored_run, beam_size=2)
     export_and_compare(translator, ODD_LINES, [("1 2", "2 1")], tmp_path, nbest=2)
 
 
@@ -224,7 +210,7 @@ def test_bfloat16_export_translates_as_nmt_translate_in_bfloat16(reverse_run_bfl
     """The folder's decode.precision (bfloat16) is the export's: its search gives the bfloat16
     translator's outputs; `score` runs on the same bfloat16 weights, so within bfloat16's
     tolerance of float32 forced scoring; the weights take half the bytes."""
-    from test_precision import SCORE_TOLERANCE
+    from tests.helpers import SCORE_TOLERANCE
 
     from nmt.translation.export import export
     from nmt.translation.translate import Translator
@@ -250,7 +236,7 @@ def test_bfloat16_export_translates_as_nmt_translate_in_bfloat16(reverse_run_bfl
 
 @pytest.mark.slow
 def test_cli_export_prints_signatures_and_files_and_checks_its_output(reverse_run, tmp_path):
-    from test_cli import run_nmt
+    from tests.helpers import run_nmt
     out = tmp_path / "exported"
     code, stdout, stderr = run_nmt("export", "--model", reverse_run, "--out", out,
                                    "--beam-size", "4", "--alpha", "0.5", "--nbest", "2")

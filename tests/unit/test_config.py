@@ -5,7 +5,7 @@ import pytest
 from nmt.config import checks, options, recipes
 from nmt.errors import ConfigError
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/recipe.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*/recipe.yaml"))
 
 
 def test_defaults_fill_missing_sections(tmp_path):

@@ -1,0 +1,1 @@
+"""Integration tests: several parts together on small models, some trained a few steps."""
