@@ -45,7 +45,9 @@ def test_until_stop_requested_ends_the_items_after_a_ctrl_c():
         with pytest.raises(KeyboardInterrupt):
             for number in termination.until_stop_requested(range(1000), every=8):
                 if number == 50:
-                    os.kill(os.getpid(), signal.SIGINT)
+                    # To this thread: os.kill may deliver it to an idle TensorFlow thread,
+                    # and on a busy machine the loop would end before that thread ran.
+                    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
         assert termination.stop_requested()
         assert list(termination.until_stop_requested(range(1000), every=8)) == []
         with pytest.raises(KeyboardInterrupt) as raised:
