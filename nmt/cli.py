@@ -14,7 +14,7 @@ import time
 import nmt
 from nmt.config import options
 from nmt.errors import NmtError
-from nmt.search import penalties
+from nmt.config import penalties
 from nmt.system import termination
 
 STARTED = time.perf_counter()

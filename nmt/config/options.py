@@ -6,10 +6,10 @@ small object (`positive`, an `Interval`, a registry's names...) that says what t
 Loading a recipe, `--set` and the command line all read these definitions (`OPTIONS`, `get`);
 rules between two options are the `RULES` below.
 
-Imports nothing beyond the standard library, `checks` and the length-penalty registry, so the
-model and the search take their typed settings without reaching YAML or sacrebleu
-(`nmt.config.recipes` reads recipe files; the sacrebleu tokenizer check imports sacrebleu only
-when it runs).
+Imports nothing beyond the standard library, `checks` and the length-penalty registry
+(`penalties`), so the model and the search take their typed settings without reaching YAML or
+sacrebleu (`nmt.config.recipes` reads recipe files; the sacrebleu tokenizer check imports
+sacrebleu only when it runs).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from nmt.config.checks import (
     options_of,
     positive,
 )
-from nmt.search import penalties
+from nmt.config import penalties
 
 SIDES = ("src", "tgt")
 

@@ -3,5 +3,6 @@ training and dev pairs read, checked and counted, and the vocabularies trained o
 (`prepare`), pretrained word vectors (`vectors`), and tf.data pipelines and inference batches
 (`batching`).
 
-May import: `nmt.config`, `nmt.files`, `nmt.system`, `vocab`. TensorFlow only inside functions.
+May import: `nmt.errors`, `nmt.config`, `nmt.files`, `nmt.system`, `vocab`. TensorFlow only
+inside functions.
 """

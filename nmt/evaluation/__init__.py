@@ -2,6 +2,6 @@
 (`analysis`), the `nmt evaluate` report (`report`), figures (`plotting`) and learning curves
 (`curves`).
 
-May import: `nmt.files`, `nmt.search`, `nmt.data`, `vocab`. Takes a translator as an argument;
-never loads models itself.
+May import: `nmt.errors`, `nmt.files`, `nmt.search`, `nmt.data`, `vocab`. Takes a translator as
+an argument; never loads models itself.
 """

@@ -15,7 +15,33 @@ from keras import ops
 from keras.initializers import Orthogonal
 
 
-class LSTMStep:
+class _Step:
+    """What the steps share: the input side E y @ W_x + b, whose weights each creates first.
+
+    Args:
+        units: state width U.
+        input_dim: embedding width E.
+    """
+
+    gates: int  # G: the input side is G * U wide
+
+    def __init__(self, units: int, input_dim: int):
+        self.units, self.input_dim = units, input_dim
+
+    def _build_input(self, layer, bias_initializer) -> None:
+        """The input kernel and bias, on `layer`: the first weights of every step."""
+        width = self.gates * self.units
+        self.input_kernel = layer.add_weight((self.input_dim, width), name="input_kernel",
+                                             initializer="glorot_uniform")
+        self.input_bias = layer.add_weight((width,), name="input_bias",
+                                           initializer=bias_initializer)
+
+    def project_inputs(self, embedded, cast):
+        """[.., E] embedded tokens -> [.., G*U]; `cast` puts a weight in the compute dtype."""
+        return ops.matmul(embedded, cast(self.input_kernel)) + cast(self.input_bias)
+
+
+class LSTMStep(_Step):
     """LSTM with input feeding: [a_{t-1}; h_{t-1}] multiplied by one kernel, one matmul a step.
 
     Args:
@@ -28,16 +54,10 @@ class LSTMStep:
     state_parts = ("h", "c")
     gates = 4
 
-    def __init__(self, units: int, input_dim: int):
-        self.units, self.input_dim = units, input_dim
-
     def build(self, layer) -> None:
         """Creates the weights on `layer` (the decoder), in the order the weights files hold."""
         units, gates = self.units, self.gates
-        self.input_kernel = layer.add_weight((self.input_dim, gates * units), name="input_kernel",
-                                             initializer="glorot_uniform")
-        self.input_bias = layer.add_weight((gates * units,), name="input_bias",
-                                           initializer=self._forget_bias)
+        self._build_input(layer, self._forget_bias)
         self.recurrent_kernel = layer.add_weight((2 * units, gates * units),
                                                  name="recurrent_kernel",
                                                  initializer="glorot_uniform")
@@ -47,10 +67,6 @@ class LSTMStep:
         bias = np.zeros(shape, dtype="float32")
         bias[self.units:2 * self.units] = 1.0
         return ops.convert_to_tensor(bias, dtype=dtype)
-
-    def project_inputs(self, embedded, cast):
-        """[.., E] embedded tokens -> [.., G*U]; `cast` puts a weight in the compute dtype."""
-        return ops.matmul(embedded, cast(self.input_kernel)) + cast(self.input_bias)
 
     def step_weights(self, cast) -> dict:
         return {"recurrent_kernel": cast(self.recurrent_kernel)}
@@ -67,7 +83,7 @@ class LSTMStep:
         return h, (h, c)
 
 
-class GRUStep:
+class GRUStep(_Step):
     """GRU with input feeding (Keras's reset_after form). The reset gate scales the recurrent
     part only, so the fed vector gets its own kernel.
 
@@ -81,26 +97,16 @@ class GRUStep:
     state_parts = ("h",)
     gates = 3
 
-    def __init__(self, units: int, input_dim: int):
-        self.units, self.input_dim = units, input_dim
-
     def build(self, layer) -> None:
         """Creates the weights on `layer` (the decoder), in the order the weights files hold."""
         units, gates = self.units, self.gates
-        self.input_kernel = layer.add_weight((self.input_dim, gates * units), name="input_kernel",
-                                             initializer="glorot_uniform")
-        self.input_bias = layer.add_weight((gates * units,), name="input_bias",
-                                           initializer="zeros")
+        self._build_input(layer, "zeros")
         self.feed_kernel = layer.add_weight((units, gates * units), name="feed_kernel",
                                             initializer="glorot_uniform")
         self.recurrent_kernel = layer.add_weight((units, gates * units), name="recurrent_kernel",
                                                  initializer=_float32(Orthogonal()))
         self.recurrent_bias = layer.add_weight((gates * units,), name="recurrent_bias",
                                                initializer="zeros")
-
-    def project_inputs(self, embedded, cast):
-        """[.., E] embedded tokens -> [.., G*U]; `cast` puts a weight in the compute dtype."""
-        return ops.matmul(embedded, cast(self.input_kernel)) + cast(self.input_bias)
 
     def step_weights(self, cast) -> dict:
         return {name: cast(getattr(self, name))

@@ -5,7 +5,7 @@ Sees the model only through the inference protocol, `nmt.search.inference.Infere
 
 The score of a hypothesis y of T tokens (EOS included) is defined once, in `normalized_score`:
 
-    score(y) = sum_t log p(y_t | y_<t, x) / penalty(T)       penalties: `nmt.search.penalties`
+    score(y) = sum_t log p(y_t | y_<t, x) / penalty(T)       penalties: `nmt.config.penalties`
 
 Both searches run whole in one `tf.function` (a `tf.while_loop` over steps, every hypothesis of the
 batch in one tensor), so no Python runs per step; sentences leave the batch as they end, so the
@@ -20,9 +20,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
+from nmt.config import penalties
 from nmt.config.options import DecodeConfig
 from nmt.data.batching import pad_batch
-from nmt.search import penalties, rules
+from nmt.search import rules
 from nmt.search.inference import InferenceModel
 from vocab import BOS, EOS, PAD
 
@@ -35,7 +36,7 @@ class Hypothesis(NamedTuple):
 
 
 def length_penalty(length, alpha, kind: str = "average"):
-    """penalty(T) of the registered penalty `kind` (`nmt.search.penalties`)."""
+    """penalty(T) of the registered penalty `kind` (`nmt.config.penalties`)."""
     return penalties.get(kind).penalty(tf.cast(length, tf.float32), alpha)
 
 
@@ -154,7 +155,7 @@ def search_batch(model: InferenceModel, source, max_lengths, alpha, tables, beam
                  nbest: int, penalty: str):
     """The search of one batch, traced: greedy when `beam_size` and `nbest` are 1 (it finds the
     same hypothesis as beam 1, faster), else beam search. `penalty`: a name in
-    `nmt.search.penalties`.
+    `nmt.config.penalties`.
 
     Returns (ids [B, nbest, T], PAD after EOS; log p [B, nbest]; scores [B, nbest]), best first;
     ranks not found score -inf.

@@ -14,8 +14,8 @@ traced). Each rule takes numpy arrays or tensors and `ops`, the backend (`NUMPY`
     joining        a cut line's translation: the best of each piece, non-empty texts joined by a
                    space, scored as one hypothesis (total log p / penalty(total length))
 
-The fast test `tests/test_export.py::test_export_and_translate_agree_on_a_tiny_model` checks that
-the two pipelines agree.
+The fast test `test_export_and_translate_agree_on_a_tiny_model` (tests/integration/test_export.py)
+checks that the two pipelines agree.
 """
 from __future__ import annotations
 

@@ -3,5 +3,5 @@ SavedModel (`export`), tuning decode settings on dev (`tuning`), averaging weigh
 (`averaging`) and looking at embeddings (`embeddings`).
 
 May import everything below it: `nmt.storage`, `nmt.search`, `nmt.evaluation`, `nmt.data`,
-`nmt.config`, `nmt.files`, `nmt.system`, `vocab`.
+`nmt.config`, `nmt.files`, `nmt.system`, `nmt.errors`, `vocab`.
 """

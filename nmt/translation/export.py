@@ -247,13 +247,13 @@ def _cut(members: list, blank, limit: int):
 
 
 def _longest(members: list):
-    """Each row's length in the longest member (`data.source_length`)."""
+    """Each row's length in the longest member (`batching.source_length`)."""
     return tf.reduce_max(tf.stack([ids.row_lengths() for ids in members]), axis=0)
 
 
 def _source_batch(members: list, rows):
     """The rows of every member's ids, padded: [b, S], or [b, M, S] for an ensemble of M (as
-    `data.pad_batch`); and each row's length in the longest member."""
+    `batching.pad_batch`); and each row's length in the longest member."""
     picked = [ids.to_tensor(PAD) for ids in (tf.gather(m, rows) for m in members)]
     lengths = _longest([tf.gather(m, rows) for m in members])
     if len(picked) == 1:

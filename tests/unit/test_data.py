@@ -28,7 +28,7 @@ def test_training_batches_shift_targets_and_lose_nothing(tf):
     pairs = [(" ".join(rng.choice(letters, rng.integers(1, 6))),
               " ".join(rng.choice(letters, rng.integers(1, 6)))) for _ in range(300)]
     dataset = batching.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
-                                    shuffle_buffer=50, seed=1)
+                                        shuffle_buffer=50, seed=1)
     seen = []
     for inputs, target_out in dataset:
         source, target_in = inputs["source"].numpy(), inputs["target_in"].numpy()
@@ -76,7 +76,7 @@ def test_token_batches_respect_the_budget_and_use_every_pair_once(tf):
               " ".join(rng.choice(letters, rng.integers(1, 12)))) for _ in range(400)]
     for epoch in range(2):  # read again each epoch: every pair once per epoch
         dataset = batching.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=12,
-                                        shuffle_buffer=100, seed=epoch, batch_tokens=24)
+                                            shuffle_buffer=100, seed=epoch, batch_tokens=24)
         seen, sizes = [], {}
         for inputs, target_out in dataset:
             target_out = target_out.numpy()
@@ -107,7 +107,7 @@ def test_a_bucket_as_wide_as_the_longest_target_gives_mixed_batches(tf):
     pairs = [(" ".join(rng.choice(letters, rng.integers(1, 6))),
               " ".join(rng.choice(letters, rng.integers(1, 9)))) for _ in range(200)]
     dataset = batching.training_dataset(lambda: pairs, src, tgt, batch_size=16, max_len=10,
-                                    shuffle_buffer=200, seed=1, bucket_width=100)
+                                        shuffle_buffer=200, seed=1, bucket_width=100)
     batches = [target_out.numpy() for _, target_out in dataset]
     assert [len(b) for b in batches] == [16] * 12 + [8]
     mixed = [len(set((b != PAD).sum(axis=1))) for b in batches]

@@ -7,7 +7,7 @@ import pytest
 
 from nmt import cli
 from nmt.config import options, recipes
-from nmt.search import penalties
+from nmt.config import penalties
 
 
 def test_recipe_cli_and_search_read_the_same_names():

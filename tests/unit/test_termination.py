@@ -69,7 +69,7 @@ def test_sigterm_cuts_the_shuffle_buffer_fill_short(tf):
             yield "a b", "c"
 
     dataset = batching.training_dataset(read_pairs, tokenizer, tokenizer, batch_size=16, max_len=10,
-                                    shuffle_buffer=1_000_000, seed=1)
+                                        shuffle_buffer=1_000_000, seed=1)
     with termination.handled():
         with pytest.raises(termination.Terminated):
             for _ in dataset:
