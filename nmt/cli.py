@@ -376,6 +376,8 @@ def _score(args) -> int:
 
 
 def _average(args) -> int:
+    from nmt.translation import averaging
+    averaging.check_output(args.run_dir, args.best, args.last, args.output)
     from nmt.system import runtime
     runtime.import_tensorflow(1)
     from nmt.translation.averaging import average_run

@@ -10,7 +10,7 @@ class LocatedError(NmtError):
     """An error in a file: the message starts with `path:line:` (or `path:`) when they are known."""
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None):
-        self.path, self.line = path, line
+        self.path, self.line, self.reason = path, line, message
         super().__init__(_located(message, path, line))
 
 

@@ -6,7 +6,9 @@ Nothing here reads the real corpora except `real_corpus`, under $NMT_DATA.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import random
 import subprocess
 import sys
@@ -127,6 +129,47 @@ def assert_one_line_error(code, err, *fragments):
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in err, err
+
+
+# ---- unwritable and full destinations ---------------------------------------------------------
+
+def files_of(folder: Path) -> dict:
+    """Every file under `folder` with its bytes and mode: to show that nothing was touched."""
+    return {p: (p.read_bytes(), p.stat().st_mode) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` made unwritable for this process: chmod for a user, a read-only bind mount for
+    root (whom permissions do not stop)."""
+    folder.chmod(0o555)
+    mounted = False
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+        mounted = True
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "512k"):
+    """`folder` as a tmpfs of `size`: a disk that a model's weights do not fit on, though small
+    files do. Mounting needs root: the test is skipped for a user."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                   check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 # ---- killed training runs (tests/system/fault_driver.py) --------------------------------------

@@ -303,7 +303,8 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     The temporary folder (`.NAME.*`) has the umask's permissions (mkdtemp's 0700 would hide a
     model from others) and is removed if the block raises. An existing empty folder at `path` is
     replaced; with `replace`, any existing folder is (the caller has checked that it may go). A
-    full disk, a read-only folder and the like raise OutputError naming `path`.
+    full disk, a read-only folder and the like raise OutputError naming `path`, also when what
+    the block writes inside the temporary folder meets them.
     """
     path = Path(path)
     with reported_as_output_error(path):
@@ -311,7 +312,12 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         try:
             os.chmod(tmp, NEW_FOLDER_MODE)
-            yield tmp
+            try:
+                yield tmp
+            except OutputError as err:  # a file inside: the user named `path`, not the temporary
+                if err.path is None or not Path(err.path).is_relative_to(tmp):
+                    raise
+                raise OutputError(err.reason, str(path)) from None
             if replace and path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -339,6 +345,18 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
         fd, probe = tempfile.mkstemp(dir=where, prefix=".nmt-write-test.")
         os.close(fd)
         os.unlink(probe)
+
+
+def check_folder_writable(path: str | os.PathLike) -> None:
+    """Raises OutputError naming `path` now if `atomic_folder(path)` could not write it later
+    (its temporary is made beside it, so the parent must be writable too)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError("is a file; a folder is expected", str(path))
+    try:
+        check_writable(path.parent, folder=True)
+    except OutputError as err:
+        raise OutputError(err.reason, str(path)) from None
 
 
 def make_folder(path: str | os.PathLike) -> Path:

@@ -39,6 +39,19 @@ def chosen_weights(run: rundir.RunDir, best: int | None = None,
     return found
 
 
+def check_output(run_dir: str | os.PathLike, best: int | None = None, last: int | None = None,
+                 out: str | os.PathLike | None = None) -> Path:
+    """The model folder to write (default: RUN/average-best-K or -last-K), checked before any
+    model loads: it can be written, and is new or an earlier average (which is replaced)."""
+    out = Path(out) if out else Path(run_dir) / (f"average-best-{best}" if best else
+                                                 f"average-last-{last}")
+    if out.exists() and not (out / RECORD).is_file():
+        raise ModelDirError("exists and is not a folder written by `nmt average`; choose "
+                            "another -o", str(out))
+    textio.check_folder_writable(out)
+    return out
+
+
 def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int | None = None,
                 out: str | os.PathLike | None = None) -> Path:
     """Writes a model folder (recipe, description, vocabularies, the mean weights as
@@ -49,11 +62,7 @@ def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int |
     """
     run = rundir.RunDir(run_dir)
     names = chosen_weights(run, best, last)
-    out = Path(out) if out else run.root / (f"average-best-{best}" if best else
-                                            f"average-last-{last}")
-    if out.exists() and not (out / RECORD).is_file():
-        raise ModelDirError("exists and is not a folder written by `nmt average`; choose "
-                            "another -o", str(out))
+    out = check_output(run_dir, best, last, out)
     loaded = modeldir.load_model(run.root)
     model = loaded.model
     total = None

@@ -1,6 +1,5 @@
 """What a new user broke (issue 16) and corpora as published (issue 14): each case through the
 command line, checking the exit status, the one line on stderr, and that nothing was lost."""
-import contextlib
 import json
 import os
 import select
@@ -14,33 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers import (DRIVER, NMT, assert_consistent, assert_one_line_error,
-                           make_reverse_corpus, metrics_rows, run_nmt, tiny_recipe_dict,
-                           write_recipe)
-
-
-def files_of(folder: Path) -> dict:
-    """Every file under `folder` with its bytes and mode: to show that nothing was touched."""
-    return {p: (p.read_bytes(), p.stat().st_mode) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
-
-
-@contextlib.contextmanager
-def read_only(folder: Path):
-    """`folder` made unwritable for this process: chmod for a user, a read-only bind mount for
-    root (whom permissions do not stop)."""
-    folder.chmod(0o555)
-    mounted = False
-    if os.geteuid() == 0:
-        subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
-        mounted = True
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(folder)], check=True)
-        folder.chmod(0o755)
+from tests.helpers import (DRIVER, NMT, assert_consistent, assert_one_line_error, files_of,
+                           make_reverse_corpus, metrics_rows, read_only, run_nmt,
+                           tiny_recipe_dict, write_recipe)
 
 
 # ---- 1. a pipe named by -i is read once ------------------------------------------------------

@@ -1,0 +1,42 @@
+"""Issue 30: the newer commands (average, tune, export) check their destination before a model
+loads, and report any write error, full disks included, as one line naming the path the user
+gave; damaged weights are named when they load; tune keeps a default it cannot improve on."""
+import shutil
+from pathlib import Path
+
+import pytest
+from tests.helpers import (assert_one_line_error, files_of, read_only, run_nmt, small_disk,
+                           write_lines)
+
+
+def copy_run(reverse_run: Path, to: Path, load_fails: bool = False) -> Path:
+    """A copy of the session's run; with `load_fails`, one whose model cannot load (no
+    vocabulary), so that an error naming the output shows it was checked first."""
+    shutil.copytree(reverse_run, to, ignore=shutil.ignore_patterns("tensorboard"))
+    if load_fails:
+        shutil.rmtree(to / "vocab")
+    return to
+
+
+# ---- 1. nmt average -------------------------------------------------------------------------
+
+@pytest.mark.slow  # three `nmt average` processes
+def test_average_checks_its_output_before_the_model_loads(reverse_run, tmp_path):
+    broken = copy_run(reverse_run, tmp_path / "broken", load_fails=True)
+    (tmp_path / "ro").mkdir()
+    run = copy_run(reverse_run, tmp_path / "ro" / "run", load_fails=True)
+    with read_only(tmp_path / "ro") as ro:
+        before = files_of(ro)
+        code, _, err = run_nmt("average", broken, "--best", 1, "-o", ro / "avg")
+        assert_one_line_error(code, err, f"{ro / 'avg'}: cannot write")
+        code, _, err = run_nmt("average", run, "--best", 1)
+        assert_one_line_error(code, err, f"{run / 'average-best-1'}: cannot write")
+        assert files_of(ro) == before
+
+
+@pytest.mark.slow
+def test_average_on_a_full_disk_names_the_output(reverse_run, tmp_path):
+    with small_disk(tmp_path / "disk") as disk:
+        code, _, err = run_nmt("average", reverse_run, "--best", 1, "-o", disk / "avg")
+        assert_one_line_error(code, err, f"nmt: error: {disk / 'avg'}: cannot write (No space")
+        assert list(disk.iterdir()) == []
