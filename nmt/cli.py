@@ -388,14 +388,18 @@ def _average(args) -> int:
 def _tune(args) -> int:
     from pathlib import Path
 
-    from nmt.system import runtime
-    runtime.import_tensorflow(args.threads)
-    from nmt.config import options
+    from nmt.files import textio
     from nmt.translation import tuning
-    from nmt.translation.translate import Translator
+    textio.check_readable(args.src)
+    textio.check_readable(args.ref)
     out = Path(args.out or Path(args.model) / f"tune-{Path(args.src).name}")
     if out.exists() and not out.is_dir():
         raise NmtError(f"{out}: exists and is not a folder; --out takes a folder")
+    tuning.check_outputs(args.model, out, args.write)  # before the model loads and the grid runs
+    from nmt.system import runtime
+    runtime.import_tensorflow(args.threads)
+    from nmt.config import options
+    from nmt.translation.translate import Translator
     translator = Translator(args.model, batch_size=args.batch_size)
     grid = translator.recipe.eval
     points, chosen, signature = tuning.tune(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 from nmt.config import recipes
@@ -81,6 +80,16 @@ def write_default(model_dir: str | os.PathLike, chosen: TunePoint, points: Seque
         handle.write(recipes.dump_recipe(recipe))
 
 
+def check_outputs(model_dir: str | os.PathLike, out: str | os.PathLike, write: bool) -> None:
+    """Before the model loads and the grid is decoded: the folder for tune.md and the heatmap
+    can be written, and with `write` the model folder's recipe.yaml and tune.json too."""
+    textio.check_writable(out, folder=True)
+    if write:
+        run = modeldir.ModelDir(model_dir)
+        textio.check_writable(run.recipe)
+        textio.check_writable(run.root / RECORD)
+
+
 def tune(translator, source: str, reference: str, beams: Sequence[int],
          alphas: Sequence[float], kinds: Sequence[str], tokenize: str, out: str | os.PathLike,
          write: bool = False) -> tuple[list[TunePoint], TunePoint, str]:
@@ -93,8 +102,7 @@ def tune(translator, source: str, reference: str, beams: Sequence[int],
     points = grid_search(translator, sources, references, beams, alphas, kinds, tokenize)
     chosen = best(points)
     signature = str(metrics.bleu_metric(tokenize).get_signature())
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = textio.make_folder(out)
     with textio.atomic_write(out / "tune.md") as handle:
         handle.write(f"dev BLEU of {source} against {reference} ({signature})\n\n"
                      f"{table(points, chosen)}\n")

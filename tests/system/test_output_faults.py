@@ -40,3 +40,25 @@ def test_average_on_a_full_disk_names_the_output(reverse_run, tmp_path):
         code, _, err = run_nmt("average", reverse_run, "--best", 1, "-o", disk / "avg")
         assert_one_line_error(code, err, f"nmt: error: {disk / 'avg'}: cannot write (No space")
         assert list(disk.iterdir()) == []
+
+
+# ---- 2. nmt tune ----------------------------------------------------------------------------
+
+@pytest.mark.slow  # three `nmt tune` processes
+def test_tune_checks_its_outputs_before_the_model_loads(reverse_run, tmp_path):
+    src = write_lines(tmp_path / "dev.src", ["1 2 3", "4 5"])
+    broken = copy_run(reverse_run, tmp_path / "broken", load_fails=True)
+    (tmp_path / "ro").mkdir()
+    model = copy_run(reverse_run, tmp_path / "ro" / "run", load_fails=True)
+    with read_only(tmp_path / "ro") as ro:
+        before = files_of(ro)
+        code, _, err = run_nmt("tune", "--model", broken, "--src", src, "--ref", src,
+                               "--out", ro / "tune")
+        assert_one_line_error(code, err, f"{ro / 'tune'}: cannot write")
+        code, _, err = run_nmt("tune", "--model", model, "--src", src, "--ref", src)
+        assert_one_line_error(code, err, f"{model / 'tune-dev.src'}: cannot write")
+        code, _, err = run_nmt("tune", "--model", model, "--src", src, "--ref", src,
+                               "--out", tmp_path / "tune", "--write")
+        assert_one_line_error(code, err, f"{model / 'recipe.yaml'}: cannot write")
+        assert files_of(ro) == before
+    assert not (tmp_path / "tune").exists()
