@@ -135,9 +135,13 @@ def _tune_decoding(run: rundir.RunDir, recipe: options.Recipe) -> None:
 
     files = [str(p) for p in corpus.split_files(recipe.data, "dev")]
     grid = recipe.eval
-    _, chosen, signature = tuning.tune(Translator(run.root), *files, grid.tune_beams,
-                                       grid.tune_alphas, grid.tune_length_penalties,
-                                       grid.tokenize, run.root / "tune", write=True)
+    try:
+        _, chosen, signature = tuning.tune(Translator(run.root), *files, grid.tune_beams,
+                                           grid.tune_alphas, grid.tune_length_penalties,
+                                           grid.tokenize, run.root / "tune", write=True)
+    except tuning.NothingToChoose as err:  # the recipe's decode section stays the default
+        log.warning("decode default not tuned: %s", err)
+        return
     log.info("decode default tuned on dev: beam %d, alpha %g, %s penalty: BLEU %.2f (%s); "
              "grid in %s", chosen.beam_size, chosen.alpha, chosen.length_penalty, chosen.bleu,
              signature, run.root / "tune" / "tune.md")

@@ -12,11 +12,16 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from nmt.config import recipes
+from nmt.errors import DataError
 from nmt.evaluation import metrics, plotting
 from nmt.files import textio
 from nmt.storage import modeldir
 
 RECORD = "tune.json"  # in the model folder: the grid and the setting written from it
+
+
+class NothingToChoose(DataError):
+    """The grid's BLEU tells its settings apart by nothing: the decode default is kept."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ def grid_search(translator, sources: Sequence[str], references: Sequence[str],
 def best(points: Sequence[TunePoint]) -> TunePoint:
     """The highest BLEU; ties to the narrower beam (faster), then the smaller alpha."""
     return max(points, key=lambda p: (round(p.bleu, 6), -p.beam_size, -p.alpha))
+
+
+def distinguishes(points: Sequence[TunePoint]) -> bool:
+    """Whether the grid's BLEU says anything: not all settings tie (the tie-break would pick the
+    narrowest beam by default), and the best translates something right (BLEU above 0)."""
+    scores = {round(p.bleu, 6) for p in points}
+    return max(scores) > 0 and (len(scores) > 1 or len(points) == 1)
 
 
 def table(points: Sequence[TunePoint], chosen: TunePoint) -> str:
@@ -94,11 +106,15 @@ def tune(translator, source: str, reference: str, beams: Sequence[int],
          alphas: Sequence[float], kinds: Sequence[str], tokenize: str, out: str | os.PathLike,
          write: bool = False) -> tuple[list[TunePoint], TunePoint, str]:
     """Runs the grid on a source/reference pair of files; writes out/tune.md and
-    out/tune_heatmap.png; with `write`, makes the best the model folder's default.
+    out/tune_heatmap.png; with `write`, makes the best the model folder's default, unless the
+    grid does not distinguish its settings (`distinguishes`): then NothingToChoose is raised,
+    after the table and heatmap are written. A source of blank lines only is a DataError.
     Returns (points, the best, the BLEU signature)."""
     sources = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     references = list(textio.read_lines(reference, allow_blank=True, allow_tab=True))
     metrics.check_lengths(sources, references, source, reference)
+    if not any(line.strip() for line in sources):  # as `nmt evaluate`, before any decoding
+        raise DataError("no line to tune on: every source line is blank", str(source))
     points = grid_search(translator, sources, references, beams, alphas, kinds, tokenize)
     chosen = best(points)
     signature = str(metrics.bleu_metric(tokenize).get_signature())
@@ -107,6 +123,11 @@ def tune(translator, source: str, reference: str, beams: Sequence[int],
         handle.write(f"dev BLEU of {source} against {reference} ({signature})\n\n"
                      f"{table(points, chosen)}\n")
     plotting.tune_heatmap(points, out / "tune_heatmap.png")
+    if write and not distinguishes(points):
+        raise NothingToChoose(f"every setting of the grid scores dev BLEU {chosen.bleu:.2f}, "
+                              f"so none is better: the decode default of "
+                              f"{modeldir.ModelDir(translator.model_dir).recipe} is kept "
+                              f"(table: {out / 'tune.md'})", str(source))
     if write:
         write_default(translator.model_dir, chosen, points, signature, source, reference)
     return points, chosen, signature
