@@ -72,6 +72,8 @@ def _exit_skipping_hdf5_handler() -> None:
 
 
 def load_weights(model, path: Path) -> None:
+    """Loads a weights file into `model`; ModelDirError naming the file if it is missing,
+    unreadable, from another model, or holds values that are not finite."""
     if not path.is_file():
         raise ModelDirError("no such weights file", str(path))
     try:
@@ -80,3 +82,8 @@ def load_weights(model, path: Path) -> None:
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise ModelDirError(f"cannot load weights, the file is truncated, corrupt or from "
                             f"another model ({reason})", str(path)) from None
+    damaged = [v.path for v in model.weights if not np.isfinite(
+        np.asarray(v.numpy(), dtype=np.float32)).all()]
+    if damaged:  # bit rot, a half-overwritten copy or a diverged run: every line would be ""
+        raise ModelDirError(f"damaged weights: values that are not finite (NaN or infinity) in "
+                            f"{len(damaged)} array(s), e.g. {damaged[0]}", str(path))

@@ -62,3 +62,30 @@ def test_tune_checks_its_outputs_before_the_model_loads(reverse_run, tmp_path):
         assert_one_line_error(code, err, f"{model / 'recipe.yaml'}: cannot write")
         assert files_of(ro) == before
     assert not (tmp_path / "tune").exists()
+
+
+# ---- 4. damaged weights -----------------------------------------------------------------------
+
+def put_nan(weights_file: Path) -> None:
+    """A NaN written into the first float dataset of a weights file, its structure intact."""
+    import h5py
+    import numpy as np
+    with h5py.File(weights_file, "r+") as handle:
+        found = []
+        handle.visititems(lambda name, item: found.append(item) if isinstance(
+            item, h5py.Dataset) and item.dtype.kind == "f" and item.size else None)
+        values = found[0][()]
+        values.flat[0] = np.nan
+        found[0][...] = values
+
+
+@pytest.mark.slow  # two commands, each loading the model
+def test_weights_with_nan_are_named_when_they_load(reverse_run, tmp_path):
+    model = copy_run(reverse_run, tmp_path / "model")
+    put_nan(model / "best.weights.h5")
+    src = write_lines(tmp_path / "src", ["1 2 3"])
+    code, _, err = run_nmt("score", "--model", model, "--src", src, "--tgt", src)
+    assert_one_line_error(code, err, f"{model / 'best.weights.h5'}: damaged weights", "NaN")
+    code, out, err = run_nmt("translate", "--model", model, "-i", src)
+    assert_one_line_error(code, err, f"{model / 'best.weights.h5'}: damaged weights")
+    assert out == ""
