@@ -481,6 +481,8 @@ def _embeddings(args) -> int:
 
 
 def _export(args) -> int:
+    from nmt.files import textio
+    textio.check_folder_writable(args.out)  # before TensorFlow starts and the model loads
     from nmt.system import runtime
     runtime.import_tensorflow(args.threads)
     from nmt.translation import export

@@ -28,7 +28,7 @@ from typing import NamedTuple, Protocol
 import tensorflow as tf
 
 import nmt
-from nmt.errors import NmtError
+from nmt.errors import NmtError, OutputError
 from nmt.files import textio
 from nmt.search import rules
 from nmt.search.decoding import forced_log_prob, normalized_score, search_batch
@@ -299,8 +299,13 @@ def export(translator: Translator, out: str | os.PathLike, nbest: int = 1) -> Ex
     with tempfile.TemporaryDirectory() as staging:
         module = TranslationModule(translator, nbest, Path(staging))
         with textio.atomic_folder(out) as tmp:
-            tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.translate,
-                                                              "score": module.score})
+            try:
+                tf.saved_model.save(module, str(tmp), signatures={
+                    "serving_default": module.translate, "score": module.score})
+            except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+                    tf.errors.UnavailableError) as err:  # e.g. SaveV2 on a full disk
+                reason = err.message.splitlines()[0][:200] if err.message else type(err).__name__
+                raise OutputError(f"cannot write ({reason})", str(out)) from None
             (tmp / SETTINGS_FILE).parent.mkdir(exist_ok=True)
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
                                              encoding="utf-8")

@@ -89,3 +89,18 @@ def test_weights_with_nan_are_named_when_they_load(reverse_run, tmp_path):
     code, out, err = run_nmt("translate", "--model", model, "-i", src)
     assert_one_line_error(code, err, f"{model / 'best.weights.h5'}: damaged weights")
     assert out == ""
+
+
+# ---- 3. nmt export ----------------------------------------------------------------------------
+
+@pytest.mark.slow  # two `nmt export` processes, one tracing the search
+def test_export_checks_its_output_first_and_names_it_on_a_full_disk(reverse_run, tmp_path):
+    broken = copy_run(reverse_run, tmp_path / "broken", load_fails=True)
+    (tmp_path / "ro").mkdir()
+    with read_only(tmp_path / "ro") as ro:
+        code, _, err = run_nmt("export", "--model", broken, "--out", ro / "exp")
+        assert_one_line_error(code, err, f"{ro / 'exp'}: cannot write")
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        code, _, err = run_nmt("export", "--model", reverse_run, "--out", disk / "exp")
+        assert_one_line_error(code, err, f"nmt: error: {disk / 'exp'}: cannot write")
+        assert list(disk.iterdir()) == []
