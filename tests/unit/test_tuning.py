@@ -1,5 +1,5 @@
-"""`nmt tune` with a scripted translator: a grid that tells its settings apart by nothing leaves
-the model's decode default alone (issue 30, defect 5)."""
+"""`nmt tune` with a scripted translator: a grid where no setting translates anything right (BLEU
+0 everywhere) leaves the model's decode default alone (issue 30, defect 5)."""
 from types import SimpleNamespace
 
 import pytest
@@ -57,5 +57,6 @@ def test_distinguishes():
         return [tuning.TunePoint(i + 1, 0.0, "gnmt", s) for i, s in enumerate(scores)]
     assert tuning.distinguishes(points(1.0, 2.0))
     assert tuning.distinguishes(points(3.0))
-    assert not tuning.distinguishes(points(2.0, 2.0))
+    assert tuning.distinguishes(points(2.0, 2.0))  # ties above 0: the documented tie-break
+    assert not tuning.distinguishes(points(0.0, 0.0))
     assert not tuning.distinguishes(points(0.0))
