@@ -251,4 +251,8 @@ RULES = (
          lambda r: bool(r.vocab.sampling_alpha) and r.vocab.kind != "sentencepiece",
          "vocab.sampling_alpha samples SentencePiece segmentations: it needs vocab.kind: "
          "sentencepiece"),
+    Rule("train.average_best", "train.keep_best",
+         lambda r: r.train.average_best > r.train.keep_best,
+         "train.average_best ({recipe.train.average_best}) needs train.keep_best >= it, not "
+         "{recipe.train.keep_best}"),
 )

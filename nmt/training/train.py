@@ -17,7 +17,6 @@ from pathlib import Path
 
 from nmt.config import options, recipes
 from nmt.data import batching, corpus, prepare, vectors
-from nmt.errors import ConfigError
 from nmt.evaluation import metrics
 from nmt.files import textio
 from nmt.storage import modeldir, rundir
@@ -42,10 +41,6 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     The chief holds the run directory's lock throughout: a second start on it fails at once.
     """
     recipe = recipes.load_recipe(recipe_path, overrides)
-    if recipe.train.average_best > recipe.train.keep_best:
-        raise ConfigError(f"train.average_best ({recipe.train.average_best}) needs "
-                          f"train.keep_best >= it, not {recipe.train.keep_best}",
-                          str(recipes.recipe_file(recipe_path)))
     run = rundir.RunDir(run_dir or rundir.default_run_dir(recipe_path))
     chief = distribute.is_chief()
     rundir.refuse_foreign_folder(run)

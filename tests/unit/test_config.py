@@ -150,7 +150,8 @@ def test_every_rule_between_options_is_blamed_on_its_line(tmp_path, rule):
                 "model.freeze_embeddings": "vocab:\n  kind: words\nmodel:\n"
                                            "  freeze_embeddings: true\n",
                 "model.tie": "vocab:\n  joint: false\nmodel:\n  tie: all\n",
-                "vocab.sampling_alpha": "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n"}
+                "vocab.sampling_alpha": "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n",
+                "train.average_best": "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n"}
     path = tmp_path / "r.yaml"
     path.write_text(breaking[rule.option])
     with pytest.raises(ConfigError) as caught:
