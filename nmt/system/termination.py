@@ -71,6 +71,8 @@ def handled():
         previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT,
                                                          _raising(KeyboardInterrupt))
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    # A library may leave the stop signals blocked in this thread; the handler must run here.
+    previous_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _stop_signal, _items_cut_short = None, False
     _wakeup_read_end = read_end
     try:
@@ -80,6 +82,7 @@ def handled():
         # Training called outside `handled` (tests, the API) must not stop.
         _stop_signal, _items_cut_short = None, False
         signal.set_wakeup_fd(previous_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         for signum, previous_handler in previous_handlers.items():
             signal.signal(signum, previous_handler)
         os.close(read_end)

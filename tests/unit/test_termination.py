@@ -39,22 +39,6 @@ def test_a_stop_is_seen_by_other_threads_and_raised_where_the_caller_chooses():
         assert not termination.stop_requested()
 
 
-def test_until_stop_requested_ends_the_items_after_a_ctrl_c():
-    with termination.handled():
-        assert list(termination.until_stop_requested(range(1000), every=8)) == list(range(1000))
-        with pytest.raises(KeyboardInterrupt):
-            for number in termination.until_stop_requested(range(1000), every=8):
-                if number == 50:
-                    # To this thread: os.kill may deliver it to an idle TensorFlow thread,
-                    # and on a busy machine the loop would end before that thread ran.
-                    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-        assert termination.stop_requested()
-        assert list(termination.until_stop_requested(range(1000), every=8)) == []
-        with pytest.raises(KeyboardInterrupt) as raised:
-            termination.raise_if_stop_requested()
-        assert not isinstance(raised.value, termination.Terminated)
-
-
 def test_sigterm_cuts_the_shuffle_buffer_fill_short(tf):
     """The training reader runs in a tf.data thread while the main thread waits for the first
     batch, which needs the whole shuffle buffer: a SIGTERM must end the reading there."""
