@@ -6,6 +6,8 @@ import sys
 CTRL_C = r"""
 import signal, threading
 from nmt.system import termination
+# A shell starts background jobs with SIGINT ignored, and `handled` then leaves it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with termination.handled():
     assert list(termination.until_stop_requested(range(1000), every=8)) == list(range(1000))
     try:
