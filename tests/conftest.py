@@ -3,13 +3,32 @@ session, TensorFlow, and a folder of its own for each test. Helpers that tests c
 in tests/helpers.py. No test reads the real corpora except those marked as using $NMT_DATA."""
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import (make_reverse_corpus, reverse_pairs, tiny_recipe_dict, train_reverse,
                            train_reverse_run, write_recipe)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `build(folder)` makes, built once per test session, also when pytest-xdist
+    runs the tests in several worker processes: the first worker to ask builds it in the
+    session's shared temporary folder, holding a lock, and the others wait for it and reuse it.
+    Returns the path `build` returned."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's base folder sits in the session's
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.built"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            done.write_text(str(build(folder)))
+    return Path(done.read_text())
 
 
 @pytest.fixture
@@ -21,34 +40,50 @@ def reverse_corpus(tmp_path) -> Path:
 def reverse_run(tmp_path_factory) -> Path:
     """A float32 model that reverses digit strings, for every test that needs a working model
     folder. Tests must not modify it."""
-    return train_reverse_run(tmp_path_factory.mktemp("reverse_run"))
+    return built_once(tmp_path_factory, "reverse_run", train_reverse_run)
 
 
 @pytest.fixture(scope="session")
 def reverse_run_bfloat16(tmp_path_factory) -> Path:
     """The same, trained in mixed_bfloat16 and translating in bfloat16 by default."""
-    return train_reverse_run(tmp_path_factory.mktemp("reverse_run_bf16"), "mixed_bfloat16",
-                             "bfloat16")
+    return built_once(tmp_path_factory, "reverse_run_bf16",
+                      lambda folder: train_reverse_run(folder, "mixed_bfloat16", "bfloat16"))
 
 
 @pytest.fixture(scope="session")
 def mirrored_run(tmp_path_factory) -> Path:
     """One short epoch on 400 pairs under tf.distribute's MirroredStrategy: the run that the
     distribute tests check and the export tests export. Tests must not modify it."""
-    return train_reverse(tmp_path_factory.mktemp("mirrored_run"), data={"train_lines": 400},
-                         train={"distribution": "mirrored", "epochs": 1})
+    return built_once(tmp_path_factory, "mirrored_run", lambda folder: train_reverse(
+        folder, data={"train_lines": 400}, train={"distribution": "mirrored", "epochs": 1}))
 
 
 @pytest.fixture(scope="session")
 def rough_model(tmp_path_factory):
     """A model after one short epoch on the reverse task: unsure, as real models are on hard
     sentences, so searches of different widths disagree. Returns (model, test sources)."""
-    run = train_reverse(tmp_path_factory.mktemp("rough_run"))
+    run = built_once(tmp_path_factory, "rough_run", train_reverse)
     from nmt.data import batching
     from nmt.storage import modeldir
     loaded = modeldir.load_model(run)
     sources = [batching.source_ids(loaded.src_tokenizer, s) for s, _ in reverse_pairs(60, seed=9)]
     return loaded.model, sources
+
+
+@pytest.fixture(scope="session")
+def kept_run(tmp_path_factory) -> Path:
+    """Four epochs on 300 pairs keeping the 2 best and 3 last epochs, averaging the 2 best into
+    `average-best-2/` and tuning on a small grid at the end. Tests must not modify it."""
+    def build(root: Path) -> Path:
+        from nmt.training.train import train
+        corpus = make_reverse_corpus(root / "reverse", train=300)
+        recipe = write_recipe(root / "recipe", tiny_recipe_dict(
+            corpus, train={"epochs": 4, "keep_best": 2, "keep_last": 3, "average_best": 2,
+                           "patience": 10},
+            eval={"tune_beams": [1, 2], "tune_alphas": [0.0, 1.0]}))
+        train(recipe, root / "run", verbose=0)
+        return root / "run"
+    return built_once(tmp_path_factory, "kept_run", build)
 
 
 @pytest.fixture

@@ -10,21 +10,6 @@ from tests.helpers import tiny_recipe_dict, write_recipe
 from nmt import cli
 
 
-@pytest.fixture(scope="module")
-def kept_run(tmp_path_factory):
-    from tests.helpers import make_reverse_corpus
-
-    from nmt.training.train import train
-    root = tmp_path_factory.mktemp("kept")
-    corpus = make_reverse_corpus(root / "reverse", train=300)
-    recipe = write_recipe(root / "recipe", tiny_recipe_dict(
-        corpus, train={"epochs": 4, "keep_best": 2, "keep_last": 3, "average_best": 2,
-                       "patience": 10},
-        eval={"tune_beams": [1, 2], "tune_alphas": [0.0, 1.0]}))
-    train(recipe, root / "run", verbose=0)
-    return root / "run"
-
-
 def weights_of(run, path):
     from nmt.storage import modeldir, weights
     model = modeldir.load_model(run).model

@@ -191,18 +191,16 @@ def test_export_of_a_model_trained_under_tf_distribute(mirrored_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_of_an_ensemble_and_of_averaged_weights(reverse_run, tmp_path):
-    from nmt.translation.averaging import average_run
+def test_export_of_an_ensemble_and_of_averaged_weights(reverse_run, reverse_run_bfloat16,
+                                                      kept_run, tmp_path):
     from nmt.translation.translate import Translator
-    # The corpus of `reverse_run` (3000 pairs), so that both share the target vocabulary.
-    run = train_reverse(tmp_path / "second", pairs=3000,
-                        train={"epochs": 2, "seed": 7, "keep_best": 2})
-    ensemble = cut_small(Translator([reverse_run, run], beam_size=3))
+    # Two models trained on the same corpus (so with one target vocabulary), in two precisions;
+    # the first member's decode settings (float32) apply.
+    ensemble = cut_small(Translator([reverse_run, reverse_run_bfloat16], beam_size=3))
     export_and_compare(ensemble, ODD_LINES, [("1 2 3", "3 2 1"), ("", "4")], tmp_path / "e",
                        nbest=2)
-    averaged = average_run(run, best=2)
-    export_and_compare(Translator(averaged, beam_size=2), ODD_LINES, [("1 2", "2 1")],
-                       tmp_path / "a", nbest=1)
+    export_and_compare(Translator(kept_run / "average-best-2", beam_size=2), ODD_LINES,
+                       [("1 2", "2 1")], tmp_path / "a", nbest=1)
 
 
 @pytest.mark.slow
@@ -275,7 +273,7 @@ def quick_recipe(tmp_path: Path, corpus: Path, splits: dict, vocab: dict, lines:
                   "decoder_units": 64, "attention_units": 32, "dropout": 0.0},
         "train": {"batch_size": 64, "epochs": 1, "learning_rate": 0.005, "seed": 1},
         "decode": {"beam_size": 5, "alpha": 1.0},
-        "eval": {"tokenize": "none", "beam_sweep": [1]}})
+        "eval": {"tokenize": "none", "beam_sweep": [1], "tune_beams": []}})
 
 
 def real_test_set(corpus: Path, name: str, src: str, tgt: str):

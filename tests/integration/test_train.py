@@ -95,7 +95,8 @@ def test_a_run_directory_refuses_other_settings(recipe, tmp_path):
 def test_sentencepiece_vocabulary_and_gru(tmp_path, reverse_corpus):
     from nmt.training.train import train
     recipe = write_recipe(tmp_path / "r", tiny_recipe_dict(
-        reverse_corpus, vocab={"kind": "sentencepiece", "size": 30, "model_type": "bpe"},
+        reverse_corpus, data={"train_lines": 300},
+        vocab={"kind": "sentencepiece", "size": 30, "model_type": "bpe"},
         model={"cell": "gru", "encoder_layers": 2}))
     train(recipe, tmp_path / "run", verbose=0)
     assert (tmp_path / "run" / "vocab" / "tgt.spm.model").is_file()
