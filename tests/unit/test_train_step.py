@@ -109,3 +109,46 @@ def test_warmup_ramps_the_learning_rate_then_the_plateau_decay_takes_over(tf):
     assert float(optimizer.learning_rate) == pytest.approx(0.05)
     assert float(np.mean(before - weight.numpy())) == pytest.approx(0.05, rel=1e-4)
     assert adam(TrainConfig(adam_epsilon=1e-8), [weight]).epsilon == 1e-8
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_accumulating_k_token_batches_is_one_k_times_larger_batch(tf, weight_decay):
+    """train.accumulate: 3 batches of a 30-token budget per update give the weights of one update
+    on the 3 batches joined, under a 90-token budget (Adam, clipping, warm-up and decay alike);
+    and the optimizer counts updates, not batches."""
+    import keras
+
+    from nmt.config.options import ModelConfig, TrainConfig
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.training.optimizers import adam
+    from nmt.training.train_step import Seq2SeqTrainer
+    rng = np.random.default_rng(4)
+    batches = []
+    for _ in range(6):  # two updates of three batches
+        source = rng.integers(4, 20, size=(4, 5)).astype("int32")
+        target = np.concatenate([np.full((4, 1), 2), rng.integers(4, 20, size=(4, 3)),
+                                 np.full((4, 1), 3)], axis=1).astype("int32")
+        batches.append(({"source": source, "target_in": target[:, :-1]}, target[:, 1:]))
+
+    def joined(group):
+        return ({key: np.concatenate([b[0][key] for b in group]) for key in group[0][0]},
+                np.concatenate([b[1] for b in group]))
+    config = ModelConfig(embedding_dim=8, encoder_units=8, encoder_layers=1, decoder_units=16,
+                         attention_units=8, dropout=0.0)
+    results = []
+    for accumulate, budget, feed in ((3, 30, batches), (1, 90, [joined(batches[:3]),
+                                                               joined(batches[3:])])):
+        keras.utils.set_random_seed(3)
+        model = Seq2Seq(config, 20, 20)
+        settings = TrainConfig(learning_rate=0.01, clip_norm=1.0, warmup_steps=2,
+                               weight_decay=weight_decay, accumulate=accumulate)
+        trainer = Seq2SeqTrainer(model, token_budget=budget)
+        trainer.compile(optimizer=adam(settings, model.trainable_variables))
+        start = [w.numpy() for w in model.trainable_weights]
+        for batch in feed:
+            trainer.train_on_batch(*batch)
+        assert int(trainer.optimizer.iterations) == 2
+        results.append([w.numpy() for w in model.trainable_weights])
+    for accumulated, large, initial in zip(*results, start):
+        assert not np.allclose(accumulated, initial)
+        np.testing.assert_allclose(accumulated, large, atol=2e-6)
