@@ -259,4 +259,9 @@ RULES = (
          lambda r: r.train.average_best > r.train.keep_best,
          "train.average_best ({recipe.train.average_best}) needs train.keep_best >= it, not "
          "{recipe.train.keep_best}"),
+    # Keras 3.15's accumulation fails inside tf.distribute replicas (a merge_call under its cond).
+    Rule("train.accumulate", "train.distribution",
+         lambda r: r.train.accumulate > 1 and r.train.distribution != "default",
+         "train.accumulate > 1 runs without tf.distribute for now (Keras's accumulation fails "
+         "under a strategy): set train.distribution: default or train.accumulate: 1"),
 )

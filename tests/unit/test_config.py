@@ -151,7 +151,9 @@ def test_every_rule_between_options_is_blamed_on_its_line(tmp_path, rule):
                                            "  freeze_embeddings: true\n",
                 "model.tie": "vocab:\n  joint: false\nmodel:\n  tie: all\n",
                 "vocab.sampling_alpha": "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n",
-                "train.average_best": "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n"}
+                "train.average_best": "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n",
+                "train.accumulate": "train:\n  distribution: mirrored\n  epochs: 3\n"
+                                    "  accumulate: 2\n"}
     path = tmp_path / "r.yaml"
     path.write_text(breaking[rule.option])
     with pytest.raises(ConfigError) as caught:
