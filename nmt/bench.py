@@ -48,7 +48,9 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
 
     Reports real (non-pad) target tokens per second in the steady state (median over rounds),
     sentences per second derived from it with the corpus's mean target length, the seconds from
-    `started` (process start) to the end of the first step, and the peak resident memory.
+    `started` (process start) to the end of the first step, the peak resident memory, and the
+    roofline (`training_roofline`): the GFLOP/s achieved against the matrix products' rate at
+    the model's shapes, measured after the training rounds.
     With several `precisions` (default: the recipe's), one model per precision, from the same
     initial weights, trains in turn, a round each: a neighbour's load drifts over all alike.
     Every round starts the data over, so each precision and round times the same batches.
@@ -112,7 +114,10 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             **versus,
             "time_to_first_step_s": round(first_step, 2), "peak_rss_mib": round(peak_rss_mib()),
             **_machine(runtime.thread_count())})
-    return results
+    roofline = training_roofline(recipe, len(tokenizers[1]), stats, list(runs),
+                                 {r["precision"]: r["target_tokens_per_sec"] for r in results},
+                                 threads)
+    return [{**result, **roofline[result["precision"]]} for result in results]
 
 
 def bench_translate(model_dir, source: str, beam_size: int | None = None,
@@ -178,26 +183,19 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
 MATMUL_SHAPES = ((320, 512, 8000), (2048, 512, 2048), (64, 1024, 2048), (64, 512, 8000))
 
 
-def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
-                 threads: int | None = None) -> list[dict]:
-    """GFLOP/s of `tf.matmul` in float32 and bfloat16, one `tf.function` per shape and dtype,
-    best round of `repeats` products, the dtypes alternating round by round.
-
-    What the CPU's bfloat16 instructions give before any model overhead: the ceiling of what
-    bfloat16 can bring to training and translation here. Also per CPU-second of the process
-    (`*_per_cpu_s`, `cpu_ratio`): steadier where other processes share the cores.
-    """
+def matmul_seconds(products, repeats: int = 20, rounds: int = 5, threads: int | None = None
+                   ) -> dict:
+    """The best round's (wall, CPU) seconds of one `tf.matmul` for each ((m, k, n), dtype name)
+    in `products`: one `tf.function` each, traced outside the timing, `repeats` products a
+    round, the products alternating round by round so a neighbour's load drifts over all."""
     tf = runtime.import_tensorflow(threads)
-    dtypes = (tf.float32, tf.bfloat16)
     runs = {}
-    for shape in shapes:
-        m, k, n = shape
-        for dtype in dtypes:
-            a = tf.cast(tf.random.normal((m, k)), dtype)
-            b = tf.cast(tf.random.normal((k, n)), dtype)
-            product = tf.function(tf.matmul)
-            product(a, b).numpy()  # traced outside the timing
-            runs[shape, dtype.name] = product, a, b, []
+    for (m, k, n), dtype in products:
+        a = tf.cast(tf.random.normal((m, k)), dtype)
+        b = tf.cast(tf.random.normal((k, n)), dtype)
+        product = tf.function(tf.matmul)
+        product(a, b).numpy()
+        runs[(m, k, n), dtype] = product, a, b, []
     for _ in range(rounds):
         for product, a, b, seconds in runs.values():
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -206,13 +204,26 @@ def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
             out.numpy()
             seconds.append(((time.perf_counter() - start) / repeats,
                             (time.process_time() - cpu_start) / repeats))
+    return {key: tuple(min(s[i] for s in run[3]) for i in (0, 1)) for key, run in runs.items()}
+
+
+def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
+                 threads: int | None = None) -> list[dict]:
+    """GFLOP/s of `tf.matmul` in float32 and bfloat16 (`matmul_seconds`).
+
+    What the CPU's bfloat16 instructions give before any model overhead: the ceiling of what
+    bfloat16 can bring to training and translation here. Also per CPU-second of the process
+    (`*_per_cpu_s`, `cpu_ratio`): steadier where other processes share the cores.
+    """
+    dtypes = ("float32", "bfloat16")
+    seconds = matmul_seconds([(shape, dtype) for shape in shapes for dtype in dtypes], repeats,
+                             rounds, threads)
     results = []
     for m, k, n in shapes:
         found = {}
         for dtype in dtypes:
-            seconds = runs[(m, k, n), dtype.name][3]
             for clock, index in (("", 0), ("_per_cpu_s", 1)):
-                found[dtype.name + clock] = 2 * m * k * n / min(s[index] for s in seconds) / 1e9
+                found[dtype + clock] = 2 * m * k * n / seconds[(m, k, n), dtype][index] / 1e9
         results.append({"bench": "matmul", "m_k_n": [m, k, n],
                         **{f"{name.replace('_per', '_gflops_per')}" if "cpu" in name
                            else f"{name}_gflops": round(rate, 1) for name, rate in found.items()},
@@ -221,6 +232,54 @@ def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
                                            found["float32_per_cpu_s"], 2),
                         **_machine(runtime.thread_count())})
     return results
+
+
+# The dtype of a training precision's matrix products.
+PRODUCT_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
+                      tokens_per_sec: dict, threads: int | None) -> dict:
+    """How far each precision's training runs from the matrix-product rate of this machine at
+    the model's own shapes, measured now.
+
+    The model's useful FLOPs per target token come from its config (`nmt.model.flops`: the
+    products at the corpus's mean lengths, no padding). The limit is the time those products
+    take at the rate `tf.matmul` reaches on each part's shape (rows: a batch's sentences, times
+    the positions of the parts computed for all positions at once): FLOPs over the sum of the
+    parts' times. The element-wise work is not counted, so the limit cannot be reached.
+    """
+    from nmt.model import flops
+    target_len = stats.target_tokens / max(stats.kept, 1)
+    source_len = stats.source_tokens / max(stats.kept, 1)
+    sentences = (recipe.train.batch_tokens / target_len if recipe.train.batch_type == "tokens"
+                 else recipe.train.batch_size)
+    parts = flops.products(recipe.model, tgt_vocab_size, source_len, target_len)
+    shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
+              for name, part in parts.items()}
+    dtypes = {name: PRODUCT_DTYPES[name] for name in names}
+    seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
+                              for dtype in set(dtypes.values())], threads=threads)
+    per_token = flops.training_flops_per_target_token(recipe.model, tgt_vocab_size,
+                                                      source_len / target_len, target_len)
+    figures = {}
+    for name, dtype in dtypes.items():
+        # Seconds per target token at the limit: each part's FLOPs at its shape's rate.
+        limit_seconds = sum(
+            2 * flops.TRAINING_PASSES * part.multiply_adds / target_len
+            / (2 * shapes[key][0] * shapes[key][1] * shapes[key][2]
+               / seconds[shapes[key], dtype][0])
+            for key, part in parts.items())
+        achieved = per_token * tokens_per_sec[name] / 1e9
+        limit = per_token / limit_seconds / 1e9
+        figures[name] = {"target_vocab_size": tgt_vocab_size,
+                         "mean_target_length": round(target_len, 3),
+                         "source_per_target_token": round(source_len / target_len, 3),
+                         "model_mflop_per_target_token": round(per_token / 1e6, 3),
+                         "achieved_gflops": round(achieved, 3),
+                         "matmul_limit_gflops": round(limit, 1),
+                         "fraction_of_limit": round(achieved / limit, 4)}
+    return figures
 
 
 def bench_export(export_dir, source: str, rounds: int = 3, threads: int | None = None,

@@ -23,6 +23,7 @@ class CorpusStats:
     kept: int = 0
     dropped_too_long: int = 0
     target_tokens: int = 0  # of kept pairs, EOS included: the tokens one epoch trains on
+    source_tokens: int = 0  # of kept pairs, EOS included
 
 
 def source_ids(tokenizer, line: str) -> list[int]:
@@ -48,6 +49,7 @@ def encode_pairs(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
         if stats is not None:
             stats.kept += 1
             stats.target_tokens += len(tgt_ids) + 1
+            stats.source_tokens += len(src_ids)
         yield (np.asarray(src_ids, dtype=np.int32),
                np.asarray([BOS] + tgt_ids + [EOS], dtype=np.int32))
 

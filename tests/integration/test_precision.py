@@ -156,3 +156,20 @@ def test_float16_on_a_cpu_warns_once(monkeypatch, caplog):
         precision.warn_if_slow("mixed_float16")
     assert len(caplog.records) == 1
     assert "mixed_float16 on a CPU is slow" in caplog.records[0].getMessage()
+
+
+def test_bench_train_reports_how_far_from_the_matrix_product_limit(tiny_recipe):
+    from nmt import bench
+    from nmt.config import recipes
+    from nmt.model import flops
+    [result] = bench.bench_train(tiny_recipe, steps=2, warmup=1, rounds=1, threads=1)
+    recipe = recipes.load_recipe(tiny_recipe)
+    assert result["model_mflop_per_target_token"] == pytest.approx(
+        flops.training_flops_per_target_token(recipe.model, result["target_vocab_size"],
+                                              result["source_per_target_token"],
+                                              result["mean_target_length"]) / 1e6, rel=1e-2)
+    assert result["achieved_gflops"] == pytest.approx(
+        result["model_mflop_per_target_token"] * result["target_tokens_per_sec"] / 1e3,
+        rel=0.02)
+    # A model this small spends its time outside the products: far below their rate.
+    assert 0 < result["fraction_of_limit"] < 1
