@@ -75,7 +75,7 @@ def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int
         trainer = setup.compiled_trainer(recipe, *map(len, tokenizers))
     _initialize_embeddings(trainer.seq2seq, pretrained)
     initial_epoch = 0
-    if base and base.weights and not resumed:
+    if base and base.weights:  # a resumed run has no base: it goes on from its own epoch
         initialization.initialize(trainer, base, recipe.train)
     if resumed:
         rundir.restore_resume_state(run, trainer, resumed)
