@@ -251,7 +251,7 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
     """
     from nmt.model import flops
     target_len = stats.target_tokens / max(stats.kept, 1)
-    source_len = stats.source_tokens / max(stats.kept, 1)
+    source_len = (stats.tokens[0] + stats.kept) / max(stats.kept, 1)  # EOS included
     sentences = (recipe.train.batch_tokens / target_len if recipe.train.batch_type == "tokens"
                  else recipe.train.batch_size)
     parts = flops.products(recipe.model, tgt_vocab_size, source_len, target_len)

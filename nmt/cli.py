@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import sys
 import time
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="output folder (default: runs/<recipe name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override a recipe key (repeatable)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help=f"{options.get('train.init_from').help} (the recipe's train.init_from)")
     _threads(p)
     p.set_defaults(run=_train)
 
@@ -331,7 +334,10 @@ def _penalty_list(text: str) -> tuple:
 
 def _train(args) -> int:
     from nmt.training.train import train
-    result = train(args.recipe, args.run_dir, args.overrides, threads=args.threads)
+    # The flag is the recipe key (quoted: a folder named "1" or "yes" stays a string).
+    overrides = args.overrides + ([f"train.init_from={json.dumps(args.init_from)}"]
+                                  if args.init_from else [])
+    result = train(args.recipe, args.run_dir, overrides, threads=args.threads)
     print(f"{result.run_dir}: {result.epochs} epochs, best dev BLEU {result.best_bleu:.2f}")
     return 0
 

@@ -74,6 +74,10 @@ class VocabConfig:
     joint: bool = option(False, "one vocabulary (and SentencePiece model) for both sides")
     sampling_alpha: float = option(0.0, "sentencepiece only: > 0 samples segmentations in "
                                    "training (Kudo 2018)", check=Interval("[0, 1]"))
+    from_model: str = option("", "a model folder or run directory whose vocabularies this run "
+                             "takes as they are (models that share them can be ensembled); its "
+                             "vocabulary settings replace this section's. '' = built from the "
+                             "training data")
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,9 @@ class ModelConfig:
         "the words they cover: {src: PATH, tgt: PATH}, either side or both; relative paths are "
         "under the data root. Read when a run starts, never when it resumes or a model folder "
         "is loaded", check=SidePaths(SIDES))
-    freeze_embeddings: bool = option(False, "keep the embeddings of sides given vectors fixed")
+    freeze_embeddings: bool = option(False, "keep the embeddings fixed: those of sides given "
+                                     "vectors, or all of a model started from train.init_from "
+                                     "(with tie, the tied output layer too)")
 
 
 # Model keys that only say how training initializes the weights: not arguments of the layers.
@@ -117,6 +123,18 @@ def architecture(model: ModelConfig) -> dict:
     """The model keys that define the layers (the arguments of `Seq2Seq`)."""
     return {key: value for key, value in dataclasses.asdict(model).items()
             if key not in INITIALIZATION_KEYS}
+
+
+# Layer arguments that shape no weight: a run started from another model's weights may set them
+# anew.
+WEIGHTLESS_KEYS = ("dropout", "embedding_init")
+
+
+def weight_shaping(model: ModelConfig) -> dict:
+    """The model keys that decide which weights a model has and their shapes: those a model
+    started from another's (`train.init_from`) must share with it."""
+    return {key: value for key, value in architecture(model).items()
+            if key not in WEIGHTLESS_KEYS}
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,13 @@ class TrainConfig:
                             check=positive)
     average_best: int = option(0, "> 1: at the end, average the weights of this many best "
                                "epochs into RUN/averaged (needs keep_best >= it); 0 = off")
+    init_from: str = option("", "a model folder or run directory (an averaged one too) to start "
+                            "from: its vocabularies and best weights, then training on this "
+                            "recipe's data (fine-tuning); '' = random weights")
+    init_optimizer: Literal["fresh", "keep"] = option(
+        "fresh", "with init_from: fresh = a new Adam | keep = the base run's Adam state (moments, "
+        "step count) and its last epoch's weights, from its backup/ (a run directory only); the "
+        "learning rate is this recipe's either way")
 
 
 @dataclass(frozen=True)
@@ -243,10 +268,29 @@ RULES = (
          lambda r: bool(r.model.pretrained_embeddings) and r.vocab.kind != "words",
          "model.pretrained_embeddings needs a word vocabulary (vocab.kind: words), not "
          "{recipe.vocab.kind}"),
-    Rule("model.freeze_embeddings", "model.pretrained_embeddings",
-         lambda r: r.model.freeze_embeddings and not r.model.pretrained_embeddings,
+    # With train as its second section: model.json's model section alone cannot break it.
+    Rule("model.freeze_embeddings", "train.init_from",
+         lambda r: (r.model.freeze_embeddings and not r.model.pretrained_embeddings
+                    and not r.train.init_from),
          "model.freeze_embeddings keeps pretrained vectors fixed: it needs "
-         "model.pretrained_embeddings"),
+         "model.pretrained_embeddings (or train.init_from)"),
+    Rule("model.pretrained_embeddings", "train.init_from",
+         lambda r: bool(r.model.pretrained_embeddings and r.train.init_from),
+         "model.pretrained_embeddings would overwrite the embeddings of train.init_from's model: "
+         "set one of them"),
+    Rule("train.init_optimizer", "train.init_from",
+         lambda r: r.train.init_optimizer == "keep" and not r.train.init_from,
+         "train.init_optimizer: keep takes the optimizer state of train.init_from's run: it needs "
+         "train.init_from"),
+    Rule("train.init_optimizer", "model.freeze_embeddings",
+         lambda r: r.train.init_optimizer == "keep" and r.model.freeze_embeddings,
+         "train.init_optimizer: keep needs the base run's trainable weights, which "
+         "model.freeze_embeddings changes: use init_optimizer: fresh"),
+    Rule("vocab.from_model", "train.init_from",
+         lambda r: bool(r.vocab.from_model and r.train.init_from
+                        and r.vocab.from_model != r.train.init_from),
+         "vocab.from_model ({recipe.vocab.from_model}) differs from train.init_from "
+         "({recipe.train.init_from}), whose vocabularies its weights need: leave it empty"),
     Rule("model.tie", "vocab.joint",
          lambda r: r.model.tie == "all" and not r.vocab.joint,
          "model.tie: all shares the source embeddings too, which needs one vocabulary for both "

@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from nmt.system import termination
-from vocab import BOS, EOS, PAD
+from vocab import BOS, EOS, PAD, UNK
 
 PairReader = Callable[[], Iterable[tuple[str, str]]]
 
@@ -23,7 +23,13 @@ class CorpusStats:
     kept: int = 0
     dropped_too_long: int = 0
     target_tokens: int = 0  # of kept pairs, EOS included: the tokens one epoch trains on
-    source_tokens: int = 0  # of kept pairs, EOS included
+    # Of kept pairs, per side (source, target): tokens or pieces (no EOS), and those the
+    # vocabulary maps to UNK.
+    tokens: list = dataclasses.field(default_factory=lambda: [0, 0])
+    unknown: list = dataclasses.field(default_factory=lambda: [0, 0])
+
+    def unknown_share(self, side: int) -> float:
+        return self.unknown[side] / max(self.tokens[side], 1)
 
 
 def source_ids(tokenizer, line: str) -> list[int]:
@@ -49,7 +55,9 @@ def encode_pairs(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
         if stats is not None:
             stats.kept += 1
             stats.target_tokens += len(tgt_ids) + 1
-            stats.source_tokens += len(src_ids)
+            for side, ids in enumerate((src_ids[:-1], tgt_ids)):
+                stats.tokens[side] += len(ids)
+                stats.unknown[side] += ids.count(UNK)
         yield (np.asarray(src_ids, dtype=np.int32),
                np.asarray([BOS] + tgt_ids + [EOS], dtype=np.int32))
 

@@ -13,6 +13,10 @@ from nmt.files import textio
 
 log = logging.getLogger("nmt")
 
+# Above this share of unknown tokens on a side, vocabularies taken from another model are a poor
+# fit for the corpus: a warning says so.
+UNKNOWN_WARNING = 0.05
+
 
 def checked_corpus(data_config: options.DataConfig):
     """(a function reading the training pairs, the dev pairs), both files checked completely.
@@ -37,9 +41,11 @@ def checked_corpus(data_config: options.DataConfig):
     return read_train, dev_pairs
 
 
-def log_training_data(data_config: options.DataConfig, tokenizers) -> None:
+def log_training_data(data_config: options.DataConfig, tokenizers, borrowed: str = "") -> None:
     """Logs what training reads of its corpus: pairs kept, and those left out or changed (each
-    reason with a count and the first line numbers), and the target tokens of an epoch."""
+    reason with a count and the first line numbers), the target tokens of an epoch, and the
+    share of unknown tokens per side; warns when it is high with the vocabularies of another
+    model (`borrowed`, its folder)."""
     files = corpus.split_files(data_config, "train")
     skipped, stats = textio.Skipped(), batching.CorpusStats()
     too_long = f"over data.max_len ({data_config.max_len} tokens after tokenization)"
@@ -54,6 +60,14 @@ def log_training_data(data_config: options.DataConfig, tokenizers) -> None:
     log.info("training data: %s lines read from %s, %s pairs kept; %s; %s target tokens per "
              "epoch", skipped.read, files[0], stats.kept, skipped.summary() or "nothing left out",
              stats.target_tokens)
+    shares = [stats.unknown_share(side) for side in (0, 1)]
+    log.info("unknown tokens (<unk>) in the kept pairs: source %.2f %%, target %.2f %%%s",
+             100 * shares[0], 100 * shares[1], f" (vocabularies of {borrowed})" if borrowed else "")
+    for path, share in zip(files, shares):
+        if borrowed and share > UNKNOWN_WARNING:
+            log.warning("nmt: warning: %s: %.1f %% of its tokens are unknown (<unk>) to the "
+                        "vocabulary of %s (over %g %%): a poor fit for this corpus", path,
+                        100 * share, borrowed, 100 * UNKNOWN_WARNING)
 
 
 def build_tokenizers(settings: options.VocabConfig, read_train):

@@ -100,6 +100,14 @@ def read_description(root: str | os.PathLike) -> dict:
     return description
 
 
+def read_recipe(folder: ModelDir) -> options.Recipe:
+    """The recipe that trained the model of a folder."""
+    try:
+        return recipes.load_recipe(folder.recipe, written_by_nmt=True)
+    except ConfigError as err:  # the message names recipe.yaml and the line
+        raise ModelDirError(str(err)) from None
+
+
 def load_model(root: str | os.PathLike, weights: str = "best",
                precision: str | None = None) -> LoadedModel:
     """Builds the model of a model folder and loads its `best` (or `last`) weights.
@@ -112,10 +120,7 @@ def load_model(root: str | os.PathLike, weights: str = "best",
 
     folder = ModelDir(root)
     description = read_description(root)
-    try:
-        recipe = recipes.load_recipe(folder.recipe, written_by_nmt=True)
-    except ConfigError as err:  # the message names recipe.yaml and the line
-        raise ModelDirError(str(err)) from None
+    recipe = read_recipe(folder)
     try:
         model_config = recipes.recipe_from_dict({"model": description["model"]}).model
         sizes = int(description["src_vocab_size"]), int(description["tgt_vocab_size"])

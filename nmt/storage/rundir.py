@@ -99,6 +99,23 @@ def locked(run: RunDir) -> Iterator[None]:
         yield
 
 
+def holder(folder: str | os.PathLike) -> str | None:
+    """The pid of the `nmt train` holding a run directory's lock, or None if none does.
+
+    Only reads: the lock file is opened read-only (never created) and tested with a shared lock.
+    """
+    try:
+        handle = open(RunDir(folder).lock, encoding="utf-8")
+    except OSError:  # no lock file: never trained into, or not a run directory
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "unknown"
+    return None
+
+
 def check_resumable(run: RunDir, recipe: options.Recipe) -> dict | None:
     """Refuses a folder that is not a run of this recipe; returns its committed state, if any.
 

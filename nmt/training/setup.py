@@ -21,7 +21,9 @@ def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
     with precision.dtype_policy(recipe.train.precision):
         model = Seq2Seq(recipe.model, src_size, tgt_size)
         if recipe.model.freeze_embeddings:
-            for side in recipe.model.pretrained_embeddings:
+            # The sides given vectors; a model started from another keeps all its embeddings.
+            frozen = options.SIDES if recipe.train.init_from else recipe.model.pretrained_embeddings
+            for side in frozen:
                 model.embedding_layer(side).trainable = False
         trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train))
         trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))

@@ -21,7 +21,7 @@ from nmt.evaluation import metrics
 from nmt.files import textio
 from nmt.storage import modeldir, rundir
 from nmt.system import distribute, runtime, termination
-from nmt.training import setup
+from nmt.training import initialization, setup
 
 log = logging.getLogger("nmt")
 
@@ -40,16 +40,18 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
 
     The chief holds the run directory's lock throughout: a second start on it fails at once.
     """
-    recipe = recipes.load_recipe(recipe_path, overrides)
+    recipe = initialization.with_absolute_paths(recipes.load_recipe(recipe_path, overrides))
     run = rundir.RunDir(run_dir or rundir.default_run_dir(recipe_path))
     chief = distribute.is_chief()
     rundir.refuse_foreign_folder(run)
+    # The model to start from is checked before the run directory is made or locked.
+    recipe, base = initialization.prepared(recipe, run, threads)
     with rundir.locked(run) if chief else contextlib.nullcontext():
-        return _train(recipe, run, chief, threads, verbose)
+        return _train(recipe, run, chief, threads, verbose, base)
 
 
 def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int | None,
-           verbose: int | None) -> TrainResult:
+           verbose: int | None, base: initialization.Base | None) -> TrainResult:
     _log_to(None)
     resumed = rundir.check_resumable(run, recipe)
     if resumed and rundir.finished(resumed, recipe.train):
@@ -61,7 +63,7 @@ def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int
 
     read_train, dev_pairs = prepare.checked_corpus(recipe.data)
     metrics.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
-    tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief)
+    tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief, base)
     # A resumed run has its weights: the vectors files are not needed (nor read) any more.
     pretrained = {} if resumed else read_pretrained(recipe.model, tokenizers)
 
@@ -73,6 +75,8 @@ def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int
         trainer = setup.compiled_trainer(recipe, *map(len, tokenizers))
     _initialize_embeddings(trainer.seq2seq, pretrained)
     initial_epoch = 0
+    if base and base.weights:  # a resumed run has no base: it goes on from its own epoch
+        initialization.initialize(trainer, base, recipe.train)
     if resumed:
         rundir.restore_resume_state(run, trainer, resumed)
         initial_epoch = resumed["epoch"]
@@ -143,8 +147,9 @@ def _tune_decoding(run: rundir.RunDir, recipe: options.Recipe) -> None:
 
 
 def _prepare_run_dir(run: rundir.RunDir, recipe: options.Recipe, read_train,
-                     resumed: dict | None, chief: bool):
-    """Creates or repairs the run directory; returns the (source, target) tokenizers."""
+                     resumed: dict | None, chief: bool, base: initialization.Base | None):
+    """Creates or repairs the run directory; returns the (source, target) tokenizers: its own,
+    or copied from the base folder, or trained on the data."""
     run.root.mkdir(parents=True, exist_ok=True)
     if chief:
         rundir.repair(run, resumed)
@@ -152,10 +157,11 @@ def _prepare_run_dir(run: rundir.RunDir, recipe: options.Recipe, read_train,
     if run.vocab_dir.is_dir():
         tokenizers = modeldir.load_tokenizers(run)
     else:
-        tokenizers = prepare.build_tokenizers(recipe.vocab, read_train)
+        tokenizers = (modeldir.load_tokenizers(modeldir.ModelDir(base.root)) if base else
+                      prepare.build_tokenizers(recipe.vocab, read_train))
         if chief:
             modeldir.save_tokenizers(run, *tokenizers)
-    prepare.log_training_data(recipe.data, tokenizers)
+    prepare.log_training_data(recipe.data, tokenizers, initialization.source(recipe))
     if chief:
         modeldir.save_description(run, recipe, *map(len, tokenizers))
     return tokenizers

@@ -421,3 +421,13 @@ def test_training_takes_corpora_as_published(reverse_corpus, tmp_path):
     assert "1 over data.max_len (20 tokens after tokenization) (line 13)" in summary
     words = (tmp_path / "run" / "vocab" / "src.words.txt").read_text(encoding="utf-8")
     assert "\ufeff" not in words and "\t" not in words
+
+
+# ---- issue 28: a model to start from ------------------------------------------------------------
+
+def test_init_from_a_folder_that_is_no_model_is_one_line(tiny_recipe, tmp_path):
+    """--init-from is train.init_from: checked before the run directory is made."""
+    code, _, err = run_nmt("train", tiny_recipe, "--run-dir", tmp_path / "run", "--init-from",
+                           tmp_path)
+    assert_one_line_error(code, err, f"nmt: error: {tmp_path}: not a model folder")
+    assert not (tmp_path / "run").exists()

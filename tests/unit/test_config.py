@@ -142,20 +142,32 @@ def test_an_option_checks_its_values(name, good, bad):
     assert caught.value.expected == found.check.expected and caught.value.value == bad
 
 
-@pytest.mark.parametrize("rule", options.RULES, ids=lambda rule: rule.option)
+@pytest.mark.parametrize("rule", options.RULES, ids=lambda rule: f"{rule.option}-{rule.needs}")
 def test_every_rule_between_options_is_blamed_on_its_line(tmp_path, rule):
     """One recipe per rule that breaks it; the error points at the option's line."""
-    breaking = {"model.pretrained_embeddings": "vocab:\n  kind: sentencepiece\nmodel:\n"
-                                               "  pretrained_embeddings: {src: v.txt}\n",
-                "model.freeze_embeddings": "vocab:\n  kind: words\nmodel:\n"
-                                           "  freeze_embeddings: true\n",
-                "model.tie": "vocab:\n  joint: false\nmodel:\n  tie: all\n",
-                "vocab.sampling_alpha": "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n",
-                "train.average_best": "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n",
-                "train.accumulate": "train:\n  distribution: mirrored\n  epochs: 3\n"
-                                    "  accumulate: 2\n"}
+    breaking = {
+        "model.pretrained_embeddings-vocab.kind":
+            "vocab:\n  kind: sentencepiece\nmodel:\n  pretrained_embeddings: {src: v.txt}\n",
+        "model.freeze_embeddings-train.init_from":
+            "vocab:\n  kind: words\nmodel:\n  freeze_embeddings: true\n",
+        "model.pretrained_embeddings-train.init_from":
+            "train:\n  init_from: base\nmodel:\n  pretrained_embeddings: {src: v.txt}\n",
+        "train.init_optimizer-train.init_from": "model:\n  cell: lstm\ntrain:\n"
+                                                "  init_optimizer: keep\n",
+        "train.init_optimizer-model.freeze_embeddings":
+            "model:\n  freeze_embeddings: true\ntrain:\n  init_optimizer: keep\n"
+            "  init_from: base\n",
+        "vocab.from_model-train.init_from":
+            "train:\n  init_from: base\nvocab:\n  from_model: other\n",
+        "model.tie-vocab.joint": "vocab:\n  joint: false\nmodel:\n  tie: all\n",
+        "vocab.sampling_alpha-vocab.kind":
+            "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n",
+        "train.average_best-train.keep_best":
+            "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n",
+        "train.accumulate-train.distribution":
+            "train:\n  distribution: mirrored\n  epochs: 3\n  accumulate: 2\n"}
     path = tmp_path / "r.yaml"
-    path.write_text(breaking[rule.option])
+    path.write_text(breaking[f"{rule.option}-{rule.needs}"])
     with pytest.raises(ConfigError) as caught:
         recipes.load_recipe(path)
     assert caught.value.line == 4 and str(caught.value).startswith(f"{path}:4: {rule.option}")
@@ -166,8 +178,10 @@ def test_a_model_description_alone_is_checked_by_its_own_section():
     assert recipes.recipe_from_dict({"model": {"tie": "all"}}).model.tie == "all"
     with pytest.raises(ConfigError, match="model.tie: all shares"):
         recipes.recipe_from_dict({"model": {"tie": "all"}, "vocab": {"joint": False}})
+    # Freezing needs vectors or a model to start from (train.init_from): not for model.json.
+    assert recipes.recipe_from_dict({"model": {"freeze_embeddings": True}}).model.freeze_embeddings
     with pytest.raises(ConfigError, match="model.freeze_embeddings keeps"):
-        recipes.recipe_from_dict({"model": {"freeze_embeddings": True}})
+        recipes.recipe_from_dict({"model": {"freeze_embeddings": True}, "train": {}})
 
 
 def test_data_root_and_paths(monkeypatch, tmp_path):
