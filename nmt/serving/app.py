@@ -47,7 +47,7 @@ class State:
 
 def make_app(state: State, max_body: int) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[_answered, _authorized])
-    app["state"] = state
+    app["state"], app["max_body"] = state, max_body
     app.router.add_get("/", _page)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_get("/health", _health)
@@ -71,8 +71,8 @@ async def _answered(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as err:  # aiohttp's own: 404, 405, 413 (body too large)
         message = {404: f"not found: {request.path}",
                    405: f"{request.method} is not allowed on {request.path}",
-                   413: f"body: larger than the limit of {request.app._client_max_size} "
-                        f"bytes"}.get(err.status, err.reason)
+                   413: f"body: larger than the limit of {request.app['max_body']} bytes"
+                   }.get(err.status, err.reason)
         response = _error(err.status, message, {"Allow": err.headers["Allow"]}
                           if "Allow" in err.headers else None)
     except asyncio.CancelledError:  # the client disconnected: nobody to answer
