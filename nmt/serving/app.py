@@ -45,9 +45,13 @@ class State:
     models: list = field(default_factory=list)
 
 
+STATE = web.AppKey("state", State)
+MAX_BODY = web.AppKey("max_body", int)
+
+
 def make_app(state: State, max_body: int) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[_answered, _authorized])
-    app["state"], app["max_body"] = state, max_body
+    app[STATE], app[MAX_BODY] = state, max_body
     app.router.add_get("/", _page)
     app.router.add_static("/static/", STATIC, append_version=False)
     app.router.add_get("/health", _health)
@@ -63,7 +67,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
 @web.middleware
 async def _answered(request: web.Request, handler) -> web.StreamResponse:
     """Turns every failure into a JSON error, logs it (one line), counts every answer."""
-    state: State = request.app["state"]
+    state: State = request.app[STATE]
     try:
         response = await handler(request)
     except protocol.Refused as refused:
@@ -71,7 +75,7 @@ async def _answered(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as err:  # aiohttp's own: 404, 405, 413 (body too large)
         message = {404: f"not found: {request.path}",
                    405: f"{request.method} is not allowed on {request.path}",
-                   413: f"body: larger than the limit of {request.app['max_body']} bytes"
+                   413: f"body: larger than the limit of {request.app[MAX_BODY]} bytes"
                    }.get(err.status, err.reason)
         response = _error(err.status, message, {"Allow": err.headers["Allow"]}
                           if "Allow" in err.headers else None)
@@ -84,7 +88,8 @@ async def _answered(request: web.Request, handler) -> web.StreamResponse:
         log.error("%s %s: 500: %s: %s", request.method, request.path, type(err).__name__,
                   str(err).splitlines()[0] if str(err) else "")
         response = _error(500, "internal error (logged on the server)")
-    if response.status >= 400 and request.path != "/health":  # a 503 there is a state, no error
+    # A 503 of /health is a state, not an error; a 500 has its line already.
+    if response.status >= 400 and response.status != 500 and request.path != "/health":
         log.warning("%s %s: %d: %s", request.method, request.path, response.status,
                     getattr(response, "text", "") or "")
     response.headers.update(SECURITY_HEADERS)
@@ -96,7 +101,7 @@ async def _answered(request: web.Request, handler) -> web.StreamResponse:
 
 @web.middleware
 async def _authorized(request: web.Request, handler) -> web.StreamResponse:
-    token = request.app["state"].token
+    token = request.app[STATE].token
     if token is not None and request.path in ("/translate", "/metrics"):
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if not (scheme.lower() == "bearer" and
@@ -111,7 +116,7 @@ async def _page(request: web.Request) -> web.FileResponse:
 
 
 async def _health(request: web.Request) -> web.Response:
-    state: State = request.app["state"]
+    state: State = request.app[STATE]
     body = {"status": state.status, "models": state.models}
     if state.status == "ready":
         body["decode"] = {"beam_size": state.model.translator.decode.beam_size,
@@ -122,13 +127,13 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    state: State = request.app["state"]
+    state: State = request.app[STATE]
     return web.Response(text=state.metrics.render(state.batcher.queued),
                         headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _translate(request: web.Request) -> web.Response:
-    state: State = request.app["state"]
+    state: State = request.app[STATE]
     if state.status != "ready":
         raise protocol.Refused(503, f"the server is {state.status}", {"Retry-After": RETRY_AFTER})
     start = time.perf_counter()

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import aiohttp
+
 from nmt.errors import NmtError
 
 
@@ -114,8 +116,6 @@ async def drive(url: str, lines: Sequence[str], clients: int, count: int,
                 token: str | None = None, keep: bool = False, timeout: float = 120) -> Driven:
     """`clients` concurrent clients send `count` requests in all to `url`/translate, each the
     next line of `lines` (cycling), one request at a time per client, on one connection each."""
-    import aiohttp
-
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     result, sent = Driven(0.0), iter(range(count))
 

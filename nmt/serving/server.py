@@ -83,8 +83,8 @@ async def _serve(settings: Settings) -> int:
         await web.TCPSite(runner, settings.host, settings.port).start()
     except OSError as err:
         await runner.cleanup()
-        raise NmtError(f"cannot listen on {settings.host}:{settings.port}: "
-                       f"{err.strerror or err}") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)  # not asyncio's long form
+        raise NmtError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
     if settings.token is None and not _loopback(settings.host):
         log.warning("warning: listening on %s without a token: anyone who reaches this port can "
                     "translate (set $%s or --token-file)", settings.host, TOKEN_VARIABLE)

@@ -217,3 +217,38 @@ def test_a_batch_waits_for_as_many_sentences_as_the_last_one_had():
 
     assert asyncio.run(scenario()) < 1
     assert batches == [["lone"], ["a", "b", "c"], ["d", "e", "f"]]
+
+
+def test_a_failure_inside_the_server_is_one_log_line_and_nothing_for_the_client(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from nmt.serving.app import State, make_app
+    from nmt.serving.model import Settings
+
+    class Broken:  # a model whose search fails
+        translator = SimpleNamespace(decode=SimpleNamespace(beam_size=2, alpha=0.5))
+
+        def default(self, **changes):
+            return Settings(2, 0.5, 1, False)
+
+        def translate(self, settings, lines):
+            raise RuntimeError("kernel failed\nwith a long story")
+
+    async def scenario():
+        batcher = Batcher(Broken().translate, 4, 0, 8)
+        state = State(Broken(), batcher, Metrics(), protocol.Limits(), 5.0, status="ready")
+        running = asyncio.create_task(batcher.run())
+        async with TestClient(TestServer(make_app(state, 1024))) as client:
+            answer = await client.post("/translate", json={"text": "a"})
+            found = answer.status, await answer.json()
+        running.cancel()
+        batcher.executor.shutdown()
+        return found
+
+    with caplog.at_level(logging.INFO, logger="nmt.serve"):
+        assert asyncio.run(scenario()) == (500, {"error": "internal error (logged on the server)"})
+    assert [r.getMessage() for r in caplog.records if r.name == "nmt.serve"] == [
+        "POST /translate: 500: RuntimeError: kernel failed"]
