@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sentences waiting for the model, 503 with Retry-After above "
                    "(default 1024)")
     p.add_argument("--batch-wait-ms", type=_non_negative, default=5,
-                   help="how long a decoding batch that is not full waits for more requests "
-                   "(default 5)")
+                   help="how long a decoding batch smaller than the last one waits for more "
+                   "requests (default 5)")
     p.add_argument("--timeout", type=_positive, default=60,
                    help="seconds a request may take, queueing included, 504 after (default 60)")
     _threads(p)
