@@ -1,4 +1,5 @@
-"""`nmt bench`: training and translation speed, printed as one JSON line per precision.
+"""`nmt bench`: training, translation and serving speed, printed as JSON lines (one per precision,
+per client count).
 
 Figures are medians over rounds run in one process, so a neighbour's load drifts over all of them
 alike; each line names the machine's core count, its CPU's bfloat16 instructions (`cpu_bf16`),
@@ -12,7 +13,7 @@ import platform
 import resource
 import statistics
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from nmt.config import recipes
 from nmt.data import batching, prepare
@@ -176,6 +177,112 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
             "time_to_load_s": round(time.perf_counter() - started - spent, 2),
             "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())})
     return results
+
+
+def bench_serve(model_dirs: Sequence, source: str, clients: Sequence[int] = (1, 8, 32),
+                requests: int = 20000, max_seconds: float = 600, threads: int | None = None,
+                decode: dict | None = None, rounds: int = 3) -> Iterator[dict]:
+    """`nmt serve` under load, against translating the same sentences as a file.
+
+    A server is started on a free loopback port with the same settings as a Translator in this
+    process; both are warmed up by one pass over the lines. Then, `rounds` times in turn (so that
+    a neighbour's load drifts over all alike): the file (`Translator.translate` on all the lines
+    at once, as `nmt translate` reads a file), and for each count of concurrent `clients` one
+    pass over the lines through the server, one sentence per request. Yields the file's speed
+    (median over rounds); per client count the sentences/s (median), `vs_file` (the median over
+    rounds of its speed over the file's in the same round), latency p50/p99 over all rounds,
+    answers by status and the mean batch size; last, the server's resident memory sampled ten
+    times over `requests` requests (the largest client count; stopped after `max_seconds`).
+    """
+    import asyncio
+
+    from nmt.serving import load
+
+    decode = {key: value for key, value in (decode or {}).items() if value is not None}
+    lines = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
+    args = [f"--model={folder}" for folder in model_dirs] + [
+        f"--{key.replace('_', '-')}={value}" for key, value in decode.items()] + (
+        [f"--threads={threads}"] if threads else []) + [f"--max-lines={max(1, len(lines))}"]
+    with load.ServerProcess(args) as server:  # starts while this process loads its model
+        runtime.import_tensorflow(threads)
+        from nmt.translation.translate import Translator
+        translator = Translator(list(model_dirs), **decode)
+        translator.translate(lines)
+        settings = {"model": " + ".join(map(str, model_dirs)), "input": str(source),
+                    "sentences": len(lines),
+                    **{key: getattr(translator.decode, key)
+                       for key in ("beam_size", "alpha", "length_penalty", "batch_size",
+                                   "precision")}, **_machine(runtime.thread_count())}
+        server.wait_ready()
+        asyncio.run(load.drive(server.url, lines, max(clients), len(lines)))
+        files, passes = [], {count: [] for count in clients}
+        for _ in range(rounds):
+            start = time.perf_counter()
+            translator.translate(lines)
+            files.append(time.perf_counter() - start)
+            for count in clients:
+                before = server.metrics()
+                driven = asyncio.run(load.drive(server.url, lines, count, len(lines)))
+                passes[count].append((driven, before, server.metrics()))
+        del translator
+        yield {"bench": "serve", "what": "file",
+               "sentences_per_sec": round(len(lines) / statistics.median(files), 1),
+               "rounds_seconds": [round(t, 3) for t in files], **settings}
+        for count, found in passes.items():
+            yield _serve_pass(count, found, files, len(lines), settings)
+        if requests:
+            yield _serve_memory(server, lines, max(clients), requests, max_seconds, settings)
+        stopped = server.stop()
+    if stopped != 0:
+        raise NmtError(f"nmt serve exited with status {stopped} at SIGTERM")
+
+
+def _serve_pass(count: int, found: list, files: list, sentences: int, settings: dict) -> dict:
+    from nmt.serving import load
+
+    latencies = [t for driven, _, _ in found for t in driven.latencies]
+    statuses: dict = {}
+    for driven, _, _ in found:
+        for status, number in driven.statuses.items():
+            statuses[status] = statuses.get(status, 0) + number
+
+    def grew(name):
+        return sum(after[name] - before[name] for _, before, after in found)
+
+    return {"bench": "serve", "what": "clients", "clients": count,
+            "sentences_per_sec": round(statistics.median(
+                sentences / driven.seconds for driven, _, _ in found), 1),
+            "vs_file": round(statistics.median(
+                file / driven.seconds for (driven, _, _), file in zip(found, files)), 3),
+            "rounds_seconds": [round(driven.seconds, 3) for driven, _, _ in found],
+            "p50_ms": round(1000 * load.percentile(latencies, 0.5), 1),
+            "p99_ms": round(1000 * load.percentile(latencies, 0.99), 1),
+            "statuses": statuses, "mean_batch_sentences": round(
+                grew("nmt_batch_sentences_sum") / max(grew("nmt_batch_sentences_count"), 1), 1),
+            **settings}
+
+
+def _serve_memory(server, lines: list, clients: int, requests: int, max_seconds: float,
+                  settings: dict) -> dict:
+    import asyncio
+
+    from nmt.serving import load
+
+    start, done, samples, statuses = time.perf_counter(), 0, [server.memory_mib()[0]], {}
+    step = max(1, -(-requests // 10))
+    while done < requests and time.perf_counter() - start < max_seconds:
+        count = min(step, requests - done)
+        driven = asyncio.run(load.drive(server.url, lines, clients, count))
+        done += count
+        for status, found in driven.statuses.items():
+            statuses[status] = statuses.get(status, 0) + found
+        samples.append(server.memory_mib()[0])
+    seconds = time.perf_counter() - start
+    return {"bench": "serve", "what": "memory", "clients": clients, "requests": done,
+            "requests_asked": requests, "seconds": round(seconds, 1),
+            "sentences_per_sec": round(done / seconds, 1), "statuses": statuses,
+            "rss_mib_samples": [round(s) for s in samples],
+            "peak_rss_mib": round(server.memory_mib()[1]), **settings}
 
 
 # (m, k, n): the beam-5 output layer (64 sentences x 5 hypotheses), a large square-ish

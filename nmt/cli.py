@@ -16,6 +16,7 @@ import nmt
 from nmt.config import options
 from nmt.errors import NmtError
 from nmt.config import penalties
+from nmt.serving.protocol import Limits
 from nmt.system import termination
 
 STARTED = time.perf_counter()
@@ -79,6 +80,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append '<TAB>src-tgt ...' links (argmax attention)")
     _threads(p)
     p.set_defaults(run=_translate)
+
+    p = verbs.add_parser("serve", help="a translation server: JSON API, metrics and a web page",
+                         description="Serve a model over HTTP (aiohttp): POST /translate (JSON), "
+                         "GET /health, GET /metrics (Prometheus) and a web page at /. Concurrent "
+                         "requests are merged into decoding batches. An access token, if wanted, "
+                         "comes from $NMT_SERVE_TOKEN or --token-file, never the command line. "
+                         "SIGTERM finishes the requests in flight and exits 0.")
+    _model(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
+    p.add_argument("--token-file", metavar="FILE", help="require 'Authorization: Bearer TOKEN' "
+                   "with the token in FILE (default: $NMT_SERVE_TOKEN if set, else no token)")
+    _search(p)
+    _precision(p, "decode")
+    limits = Limits()
+    p.add_argument("--max-lines", type=_positive, default=limits.max_lines,
+                   help=f"lines per request, 413 above (default {limits.max_lines})")
+    p.add_argument("--max-line-chars", type=_positive, default=limits.max_line_chars,
+                   help=f"characters per line, 413 above (default {limits.max_line_chars}); "
+                   "lines longer than decode.max_input_len tokens are cut as nmt translate cuts "
+                   "them")
+    p.add_argument("--max-body-kb", type=_positive, default=1024,
+                   help="request body size in KiB, 413 above (default 1024)")
+    p.add_argument("--max-queue", type=_positive, default=1024,
+                   help="sentences waiting for the model, 503 with Retry-After above "
+                   "(default 1024)")
+    p.add_argument("--batch-wait-ms", type=_non_negative, default=5,
+                   help="how long a decoding batch smaller than the last one waits for more "
+                   "requests (default 5)")
+    p.add_argument("--timeout", type=_positive, default=60,
+                   help="seconds a request may take, queueing included, 504 after (default 60)")
+    _threads(p)
+    p.set_defaults(run=_serve)
 
     p = verbs.add_parser("bleu", help="BLEU, chrF and TER of hypotheses against references",
                          description="Corpus BLEU, chrF and TER through sacrebleu, each with its "
@@ -228,6 +263,23 @@ def build_parser() -> argparse.ArgumentParser:
     _threads(b)
     b.set_defaults(run=_bench_export)
 
+    b = kinds.add_parser("serve", help="throughput and latency of nmt serve under concurrent "
+                         "clients, against translating the file; memory over many requests")
+    _model(b)
+    b.add_argument("-i", "--input", required=True, help="source file: one sentence per request")
+    _search(b)
+    b.add_argument("--clients", type=_beam_list, default=(1, 8, 32), metavar="N,N,...",
+                   help="concurrent clients of each round (default 1,8,32)")
+    b.add_argument("--requests", type=_non_negative, default=20000,
+                   help="requests sent to measure the server's memory (default 20000; 0: skip)")
+    b.add_argument("--max-seconds", type=_positive, default=600,
+                   help="time limit of the memory measurement (default 600)")
+    b.add_argument("--rounds", type=_positive, default=3,
+                   help="passes over the file, alternating with passes through the server "
+                   "(default 3)")
+    _threads(b)
+    b.set_defaults(run=_bench_serve)
+
     b = kinds.add_parser("matmul", help="tf.matmul GFLOP/s in float32 and bfloat16 (what "
                          "this CPU's bfloat16 instructions give)")
     _threads(b)
@@ -287,6 +339,13 @@ def _threads(p):
 
 def _positive(text: str) -> int:
     return _integer(text, 1, "a positive integer")
+
+
+def _port(text: str) -> int:
+    value = _integer(text, 1, "a port from 1 to 65535")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return value
 
 
 def _non_negative(text: str) -> int:
@@ -365,6 +424,25 @@ def _translator(args, precision: str | None = None):
     return Translator(args.model, beam_size=args.beam_size, alpha=args.alpha,
                       length_penalty=args.length_penalty, batch_size=args.batch_size,
                       precision=precision or args.precision)
+
+
+def _serve(args) -> int:
+    from nmt.serving import server
+    from nmt.storage import modeldir
+    for folder in args.model:
+        modeldir.read_description(folder)  # not a model folder: one line, before listening
+    settings = server.Settings(
+        models=tuple(args.model), host=args.host, port=args.port, threads=args.threads,
+        token=server.read_token(args.token_file),
+        decode={k: v for k, v in (("beam_size", args.beam_size), ("alpha", args.alpha),
+                                  ("length_penalty", args.length_penalty),
+                                  ("batch_size", args.batch_size), ("precision", args.precision))
+                if v is not None},
+        limits=Limits(args.max_lines, args.max_line_chars), max_body=args.max_body_kb * 1024,
+        batch_wait=args.batch_wait_ms / 1000, max_queue=args.max_queue, timeout=args.timeout)
+    code = server.serve(settings)
+    gc.freeze()  # exit at once (see main): the collector would walk every TensorFlow object
+    return code
 
 
 def _score(args) -> int:
@@ -522,6 +600,17 @@ def _bench_export(args) -> int:
     from nmt import bench
     bench.print_json(bench.bench_export(args.export_dir, args.input, args.rounds, args.threads,
                                         started=STARTED))
+    return 0
+
+
+def _bench_serve(args) -> int:
+    from nmt import bench
+    for result in bench.bench_serve(args.model, args.input, args.clients, args.requests,
+                                    args.max_seconds, args.threads,
+                                    {"beam_size": args.beam_size, "alpha": args.alpha,
+                                     "length_penalty": args.length_penalty,
+                                     "batch_size": args.batch_size}, args.rounds):
+        bench.print_json(result)
     return 0
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (make_reverse_corpus, reverse_pairs, tiny_recipe_dict, train_reverse,
-                           train_reverse_run, write_recipe)
+from tests.helpers import (SERVER_TOKEN, make_reverse_corpus, reverse_pairs, tiny_recipe_dict,
+                           train_reverse, train_reverse_run, write_recipe)
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
@@ -84,6 +84,47 @@ def kept_run(tmp_path_factory) -> Path:
         train(recipe, root / "run", verbose=0)
         return root / "run"
     return built_once(tmp_path_factory, "kept_run", build)
+
+
+@pytest.fixture(scope="session")
+def reverse_translator(reverse_run):
+    """A Translator of `reverse_run` with its recipe's settings: what `nmt translate --model
+    reverse_run` translates with, for tests that compare other paths to it."""
+    from nmt.translation.translate import Translator
+    return Translator(reverse_run)
+
+
+@pytest.fixture(scope="session")
+def _servers(reverse_run):
+    """Both test servers, started together so that their start-ups (TensorFlow, loading,
+    warm-up: half a minute each on a loaded core) overlap."""
+    from nmt.serving.load import ServerProcess
+    single = ServerProcess(["--model", reverse_run, "--max-lines", 16, "--max-line-chars", 200,
+                            "--max-body-kb", 4, "--max-queue", 24])
+    ensemble = ServerProcess(["--model", reverse_run, "--model", reverse_run,
+                              "--batch-wait-ms", 200, "--threads", 1],
+                             env=dict(os.environ, NMT_SERVE_TOKEN=SERVER_TOKEN))
+    with single, ensemble:
+        yield single, ensemble
+
+
+@pytest.fixture(scope="session")
+def reverse_server(_servers):
+    """`nmt serve --model reverse_run` on a free loopback port, ready, with small limits that
+    the tests reach: 16 lines a request, 200 characters a line, a 4 KiB body, 24 sentences
+    queued. Tests must not stop it."""
+    _servers[0].wait_ready()
+    return _servers[0]
+
+
+@pytest.fixture(scope="session")
+def ensemble_server(_servers):
+    """`nmt serve` of the ensemble reverse_run + reverse_run (whose answers are reverse_run's:
+    the mean of two equal log-probabilities is the same), requiring the token SERVER_TOKEN from
+    $NMT_SERVE_TOKEN; a batch waits 200 ms for more requests. tests/system/test_serve.py's last
+    test stops it."""
+    _servers[1].wait_ready()
+    return _servers[1]
 
 
 @pytest.fixture

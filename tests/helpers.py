@@ -123,6 +123,18 @@ def run_nmt(*args, stdin=None):
     return done.returncode, done.stdout, done.stderr
 
 
+def nmt_translate(translator, folder: Path, lines, **options) -> list[str]:
+    """The lines `nmt translate` writes for `lines` with `translator`'s settings and `options`
+    (nbest, scores, alignments): its function, in this process."""
+    from nmt.translation.translate import translate_file
+    source = write_lines(folder / "source.txt", lines)
+    translate_file(translator, str(source), str(folder / "out.txt"), **options)
+    return (folder / "out.txt").read_text(encoding="utf-8").splitlines()
+
+
+SERVER_TOKEN = "s3cret-token-0123456789"  # what the test ensemble server requires
+
+
 def assert_one_line_error(code, err, *fragments):
     assert code == 1, err
     assert err.startswith("nmt: error: ") and err.count("\n") == 1, err

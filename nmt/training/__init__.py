@@ -3,5 +3,6 @@
 (`optimizers`) and the callbacks (`callbacks`).
 
 May import everything below it, `nmt.translation` included (tuning and averaging at the end of a
-run). Nothing imports it but the command line and the benchmarks.
+run; `nmt.serving` too, though it needs nothing of it). Nothing imports it but the command line
+and the benchmarks.
 """

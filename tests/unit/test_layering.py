@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # Lowest first, as the README's Layout and each package's __init__ docstring say.
 LAYERS = ("nmt.errors", "vocab", "nmt.config", "nmt.files", "nmt.system", "nmt.model", "nmt.data",
-          "nmt.search", "nmt.evaluation", "nmt.storage", "nmt.translation", "nmt.training",
+          "nmt.search", "nmt.evaluation", "nmt.storage", "nmt.translation", "nmt.serving",
+          "nmt.training",
           "nmt.bench", "nmt.cli", "nmt.__main__")
 # Modules the model takes its settings from: importing them must not reach these.
 MODEL_SETTINGS = ("nmt.config.options", "nmt.config.checks", "nmt.config.penalties")
