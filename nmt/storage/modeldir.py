@@ -6,6 +6,8 @@ read by everything that uses a trained model.
     DIR/vocab/src.*, tgt.*   the tokenizers
     DIR/best.weights.h5      weights with the best dev BLEU (an average: the mean weights)
     DIR/last.weights.h5      weights after the last finished epoch (a run directory only)
+    DIR/manifest.json        those files' sizes and sha256, checked when the folder loads
+                             (see `manifest`; a folder written before it loads unchecked)
 
 A run directory (`rundir.RunDir`) is a model folder with more files. Loading one runs no code
 from it: JSON, safe YAML, a SentencePiece model or word list, and HDF5 arrays.
@@ -22,9 +24,12 @@ import vocab
 from nmt.config import options, recipes
 from nmt.errors import ConfigError, ModelDirError
 from nmt.files.textio import atomic_folder, atomic_write
+from nmt.storage import manifest
 from nmt.storage.weights import load_weights
 
 FORMAT_VERSION = 1
+# What a model folder's manifest lists (those present); recipe.yaml is left out (see manifest).
+MODEL_FILES = ["model.json", "vocab", "best.weights.h5", "last.weights.h5"]
 
 
 class ModelDir:
@@ -112,6 +117,7 @@ def load_model(root: str | os.PathLike, weights: str = "best",
 
     folder = ModelDir(root)
     description = read_description(root)
+    manifest.check(folder.root)  # sizes; hashes of what changed since they were last checked
     try:
         recipe = recipes.load_recipe(folder.recipe, written_by_nmt=True)
     except ConfigError as err:  # the message names recipe.yaml and the line

@@ -44,8 +44,15 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     run = rundir.RunDir(run_dir or rundir.default_run_dir(recipe_path))
     chief = distribute.is_chief()
     rundir.refuse_foreign_folder(run)
-    with rundir.locked(run) if chief else contextlib.nullcontext():
-        return _train(recipe, run, chief, threads, verbose)
+    done = rundir.finished_read_only(run, recipe) if chief else None
+    if done:  # a read-only copy of a finished run: nothing to write, so no lock to take
+        _log_to(None)
+        log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
+                 run.root, done["epoch"], done["best"])
+        return TrainResult(run.root, done["epoch"], done["best"])
+    with rundir.new_folder_removed_on_failure(run) if chief else contextlib.nullcontext():
+        with rundir.locked(run) if chief else contextlib.nullcontext():
+            return _train(recipe, run, chief, threads, verbose)
 
 
 def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int | None,
