@@ -58,7 +58,7 @@ class LoadedModel(NamedTuple):
 
 def save_description(folder: ModelDir, recipe: options.Recipe, src_size: int,
                      tgt_size: int) -> None:
-    """Writes recipe.yaml and model.json (atomically)."""
+    """Writes recipe.yaml and model.json (atomically), and the manifest anew if there is one."""
     with atomic_write(folder.recipe) as handle:
         handle.write(recipes.dump_recipe(recipe))
     description = {"format_version": FORMAT_VERSION, "nmt_version": nmt.__version__,
@@ -67,6 +67,8 @@ def save_description(folder: ModelDir, recipe: options.Recipe, src_size: int,
     with atomic_write(folder.model_json) as handle:
         json.dump(description, handle, indent=2)
         handle.write("\n")
+    if (folder.root / manifest.NAME).is_file():  # a resumed run: the folder loads meanwhile
+        manifest.write(folder.root, MODEL_FILES)
 
 
 def save_tokenizers(folder: ModelDir, src_tokenizer, tgt_tokenizer) -> None:
