@@ -314,3 +314,27 @@ def test_a_finished_run_on_a_read_only_disk_has_finished(reverse_run, tmp_path, 
                          str(run)]) == 0
     captured = capsys.readouterr()
     assert "already finished (5 epochs" in captured.err and "cannot write" not in captured.err
+
+
+def test_resume_refuses_other_settings_and_what_cannot_be_continued(tmp_path, capsys):
+    from nmt import cli
+    from nmt.errors import OutputError
+    from nmt.translation.resume import Progress
+    src = write_lines(tmp_path / "src.txt", ["1 2"])
+    for args in (["-i", str(src)], ["-i", str(src), "-o", "-"], ["-o", str(tmp_path / "o")],
+                 ["-i", "/dev/stdin", "-o", str(tmp_path / "o")]):
+        assert cli.main(["translate", "--model", "no-model", "--resume", *args]) == 1
+        assert_one_line_error(1, capsys.readouterr().err, "nmt: error: --resume needs")
+    out = tmp_path / "out.txt"
+    settings = {"decode": {"beam_size": 5, "alpha": 1.0}, "input": {"sha256": "a"}}
+    first = Progress(out, settings)
+    assert first.start() == 0
+    with open(out, "a") as handle:
+        handle.write("one\ntwo\nthree, half a chunk")
+    first.advance(64, len("one\ntwo\n"))
+    assert Progress(out, settings).start() == 64 and out.read_text() == "one\ntwo\n"
+    with pytest.raises(OutputError, match=f"{out}: an unfinished translation with other "
+                                          r"settings \(decode.beam_size, input changed\)"):
+        Progress(out, {**settings, "decode": {"beam_size": 4, "alpha": 1.0},
+                       "input": {"sha256": "b"}}).start()
+    assert out.read_text() == "one\ntwo\n"
