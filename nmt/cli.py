@@ -16,6 +16,7 @@ import nmt
 from nmt.config import options
 from nmt.errors import NmtError
 from nmt.config import penalties
+from nmt.files import textio
 from nmt.serving.protocol import Limits
 from nmt.system import termination
 
@@ -44,6 +45,11 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `nmt translate ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except OSError as err:  # a write error no command turned into its own message
+        if err.errno not in textio.WRITE_ERRNOS or not err.filename:
+            raise
+        print(f"nmt: error: {err.filename}: cannot write ({err.strerror})", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", action="store_true", help="prefix each line with 'score<TAB>'")
     p.add_argument("--alignments", action="store_true",
                    help="append '<TAB>src-tgt ...' links (argmax attention)")
+    p.add_argument("--resume", action="store_true",
+                   help="write -o in place and continue an interrupted run of the same command "
+                   "after its last complete chunk (needs -i and -o files)")
     _threads(p)
     p.set_defaults(run=_translate)
 
@@ -233,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K: translations returned per line, best first (default 1)")
     _threads(p)
     p.set_defaults(run=_export)
+
+    p = verbs.add_parser("verify", help="check a model folder or export against its manifest",
+                         description="Hash every file that the folder's manifest.json lists "
+                         "(sizes and sha256), then load a model folder's weights (found "
+                         "complete and finite). Loading any model checks the sizes, and the "
+                         "hashes of files changed or copied since they were last checked.")
+    p.add_argument("model", metavar="DIR", help="model folder, run directory or export")
+    _threads(p)
+    p.set_defaults(run=_verify)
 
     p = verbs.add_parser("bench", help="measure training or translation speed (one JSON line)")
     kinds = p.add_subparsers(title="what", metavar="WHAT")
@@ -404,6 +422,9 @@ def _train(args) -> int:
 def _translate(args) -> int:
     from nmt.files import textio
     textio.check_readable(args.input)
+    if args.resume:
+        from nmt.translation import resume
+        resume.check_paths(args.input, args.output)
     if args.output not in (None, "-"):
         textio.check_writable(args.output)
     if args.alignments and args.nbest > 1:
@@ -415,7 +436,8 @@ def _translate(args) -> int:
     if args.nbest > translator.decode.beam_size:
         raise NmtError(f"--nbest {args.nbest} is larger than the beam size "
                        f"{translator.decode.beam_size}")
-    translate_file(translator, args.input, args.output, args.nbest, args.scores, args.alignments)
+    translate_file(translator, args.input, args.output, args.nbest, args.scores, args.alignments,
+                   args.resume)
     return 0
 
 
@@ -518,10 +540,11 @@ def _evaluate(args) -> int:
     from nmt.system import runtime
     textio.check_readable(args.src)
     textio.check_readable(args.ref)
+    out = Path(args.out or Path(args.model[0]) / f"report-{Path(args.src).name}")
+    textio.check_writable(out, folder=True)  # before TensorFlow starts and the model loads
     runtime.import_tensorflow(args.threads)
     from nmt.evaluation import report
-    out = Path(args.out or Path(args.model[0]) / f"report-{Path(args.src).name}")
-    report.check_report_folder(out)  # before the model loads and the test set is decoded
+    report.check_report_folder(out)  # and it holds no file of the user's
     translator = _translator(args)
     result = report.run_evaluation(
         translator, args.src, args.ref, out,
@@ -577,6 +600,28 @@ def _export(args) -> int:
     for name, size in result.files:
         print(f"  {size:>12,}  {name}")
     print(f"  {sum(size for _, size in result.files):>12,}  bytes in all")
+    return 0
+
+
+def _verify(args) -> int:
+    from pathlib import Path
+
+    from nmt.errors import ModelDirError
+    from nmt.storage import manifest, modeldir
+    folder = Path(args.model)
+    if not folder.is_dir():
+        raise ModelDirError("no such folder", str(folder))
+    count = manifest.check(folder, hashes=True)
+    found = (f"{count} files match {manifest.NAME} (sizes and sha256)" if count is not None
+             else f"no {manifest.NAME} (written before nmt wrote manifests): files not hashed")
+    if (folder / "saved_model.pb").is_file():
+        print(f"{folder}: {found}")
+        return 0
+    from nmt.system import runtime
+    runtime.import_tensorflow(args.threads)
+    for weights in ("best", "last") if modeldir.ModelDir(folder).last.is_file() else ("best",):
+        modeldir.load_model(folder, weights)
+    print(f"{folder}: {found}; the weights load and are finite")
     return 0
 
 

@@ -52,10 +52,11 @@ def sentence_bleu(hypothesis: str, reference: str, tokenize: str = "13a") -> flo
 
 
 def check_lengths(hypotheses: Sequence[str], references: Sequence[str], hyp_name: str,
-                  ref_name: str) -> None:
-    """One hypothesis per reference line, and at least one line."""
+                  ref_name: str, ref_role: str = "the reference") -> None:
+    """One hypothesis per reference line, and at least one line; `ref_role` names the second
+    file in the message (e.g. "the source" for `nmt score`)."""
     if not references:
         raise DataError("empty file", ref_name)
     if len(hypotheses) != len(references):
-        raise DataError(f"{len(hypotheses)} lines, but the reference {ref_name} has "
+        raise DataError(f"{len(hypotheses)} lines, but {ref_role} {ref_name} has "
                         f"{len(references)}", hyp_name)

@@ -242,7 +242,7 @@ _UMASK = _current_umask()
 NEW_FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp's 0600 would make it private
 NEW_FOLDER_MODE = 0o777 & ~_UMASK
 # Errors that mean "this cannot be written", as opposed to a bug in what writes.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                  errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
                  errno.ENAMETOOLONG}
 
@@ -276,8 +276,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with reported_as_output_error(path):
             yield path
         return
-    with reported_as_output_error(path):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    with reported_as_output_error(path), made_folders(target.parent):
         _remove_stale_temporaries(target)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-",
                                    suffix=".tmp" + suffix)
@@ -307,8 +306,7 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     the block writes inside the temporary folder meets them.
     """
     path = Path(path)
-    with reported_as_output_error(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with reported_as_output_error(path), made_folders(path.parent):
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         try:
             os.chmod(tmp, NEW_FOLDER_MODE)
@@ -327,7 +325,9 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
 
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
     """Raises OutputError now if `path` (a file, or a folder if `folder`) could not be written
-    later: found before a model is loaded or an epoch is spent, not after."""
+    later: found before a model is loaded or an epoch is spent, not after. The one check of every
+    command's destination: a file where a folder is needed (or the reverse), permissions, a
+    read-only filesystem, and a disk without a free block."""
     path = Path(path)
     if path.is_dir() != folder and path.exists():
         raise OutputError("is a folder; a file name is expected" if path.is_dir()
@@ -345,6 +345,9 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
         fd, probe = tempfile.mkstemp(dir=where, prefix=".nmt-write-test.")
         os.close(fd)
         os.unlink(probe)
+        disk = os.statvfs(where)  # an empty file fits on a full disk; a byte does not
+        if disk.f_bavail == 0 and disk.f_blocks:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
 
 
 def check_folder_writable(path: str | os.PathLike) -> None:
@@ -357,6 +360,35 @@ def check_folder_writable(path: str | os.PathLike) -> None:
         check_writable(path.parent, folder=True)
     except OutputError as err:
         raise OutputError(err.reason, str(path)) from None
+
+
+@contextlib.contextmanager
+def made_folders(folder: Path) -> Iterator[None]:
+    """Creates `folder` and its missing parents; if the block raises (a failed download, a
+    Ctrl-C), removes those it created that are still empty, so a failure leaves no trace."""
+    missing = missing_folders(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        remove_empty(missing)
+        raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Removes those of `folders` (deepest first) that are empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def make_folder(path: str | os.PathLike) -> Path:
@@ -410,7 +442,7 @@ def reported_as_output_error(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if err.errno not in _WRITE_ERRNOS:
+        if err.errno not in WRITE_ERRNOS:
             raise
         reason = os.strerror(err.errno)
         _release_frames(err)

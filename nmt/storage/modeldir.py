@@ -6,6 +6,8 @@ read by everything that uses a trained model.
     DIR/vocab/src.*, tgt.*   the tokenizers
     DIR/best.weights.h5      weights with the best dev BLEU (an average: the mean weights)
     DIR/last.weights.h5      weights after the last finished epoch (a run directory only)
+    DIR/manifest.json        those files' sizes and sha256, checked when the folder loads
+                             (see `manifest`; a folder written before it loads unchecked)
 
 A run directory (`rundir.RunDir`) is a model folder with more files. Loading one runs no code
 from it: JSON, safe YAML, a SentencePiece model or word list, and HDF5 arrays.
@@ -22,9 +24,12 @@ import vocab
 from nmt.config import options, recipes
 from nmt.errors import ConfigError, ModelDirError
 from nmt.files.textio import atomic_folder, atomic_write
+from nmt.storage import manifest
 from nmt.storage.weights import load_weights
 
 FORMAT_VERSION = 1
+# What a model folder's manifest lists (those present); recipe.yaml is left out (see manifest).
+MODEL_FILES = ["model.json", "vocab", "best.weights.h5", "last.weights.h5"]
 
 
 class ModelDir:
@@ -53,7 +58,7 @@ class LoadedModel(NamedTuple):
 
 def save_description(folder: ModelDir, recipe: options.Recipe, src_size: int,
                      tgt_size: int) -> None:
-    """Writes recipe.yaml and model.json (atomically)."""
+    """Writes recipe.yaml and model.json (atomically), and the manifest anew if there is one."""
     with atomic_write(folder.recipe) as handle:
         handle.write(recipes.dump_recipe(recipe))
     description = {"format_version": FORMAT_VERSION, "nmt_version": nmt.__version__,
@@ -62,6 +67,8 @@ def save_description(folder: ModelDir, recipe: options.Recipe, src_size: int,
     with atomic_write(folder.model_json) as handle:
         json.dump(description, handle, indent=2)
         handle.write("\n")
+    if (folder.root / manifest.NAME).is_file():  # a resumed run: the folder loads meanwhile
+        manifest.write(folder.root, MODEL_FILES)
 
 
 def save_tokenizers(folder: ModelDir, src_tokenizer, tgt_tokenizer) -> None:
@@ -120,6 +127,7 @@ def load_model(root: str | os.PathLike, weights: str = "best",
 
     folder = ModelDir(root)
     description = read_description(root)
+    manifest.check(folder.root)  # sizes; hashes of what changed since they were last checked
     recipe = read_recipe(folder)
     try:
         model_config = recipes.recipe_from_dict({"model": description["model"]}).model

@@ -30,7 +30,8 @@ from nmt.config import options, recipes
 from nmt.errors import ConfigError, ModelDirError, OutputError
 from nmt.files import textio
 from nmt.files.textio import atomic_path, atomic_write, reported_as_output_error
-from nmt.storage.modeldir import ModelDir
+from nmt.storage import manifest
+from nmt.storage.modeldir import MODEL_FILES, ModelDir
 from nmt.storage.weights import load_weights, save_weights
 
 # What `commit_epoch` writes into state.json and resuming reads back.
@@ -114,6 +115,36 @@ def holder(folder: str | os.PathLike) -> str | None:
         except BlockingIOError:
             return handle.read().strip() or "unknown"
     return None
+
+
+@contextlib.contextmanager
+def new_folder_removed_on_failure(run: RunDir) -> Iterator[None]:
+    """A run directory this training creates (and the parents it creates) is removed again if
+    the training fails before it holds more than its lock (a corpus that cannot be downloaded,
+    a bad corpus)."""
+    made = textio.missing_folders(run.root)
+    try:
+        yield
+    except BaseException:
+        if made and run.root.is_dir() and {p.name for p in run.root.iterdir()} <= {".lock"}:
+            run.lock.unlink(missing_ok=True)
+            textio.remove_empty(made)
+        raise
+
+
+def finished_read_only(run: RunDir, recipe: options.Recipe) -> dict | None:
+    """The committed state of a finished run of `recipe` whose folder cannot be written (a
+    read-only copy): there is nothing to do, which is what to say rather than "cannot write".
+    None for any other folder."""
+    if not run.state.is_file():
+        return None
+    try:
+        textio.check_writable(run.root, folder=True)
+        return None
+    except OutputError:
+        pass
+    state = check_resumable(run, recipe)
+    return state if state and finished(state, recipe.train) else None
 
 
 def check_resumable(run: RunDir, recipe: options.Recipe) -> dict | None:
@@ -210,7 +241,8 @@ def kept_epochs(state: dict) -> list[dict]:
 
 
 def publish(run: RunDir, state: dict) -> None:
-    """Points RUN/best and RUN/last at the files state.json names; drops files it no longer names.
+    """Points RUN/best and RUN/last at the files state.json names, writes the manifest of the
+    model folder the run directory now is, and drops files state.json no longer names.
 
     Hard links replaced atomically: no copy, and never a half-written best or last.
     """
@@ -222,6 +254,7 @@ def publish(run: RunDir, state: dict) -> None:
         with atomic_path(target, suffix=".weights.h5") as tmp:
             tmp.unlink()
             os.link(source, tmp)
+    manifest.write(run.root, MODEL_FILES)
     named = {state["resume"], state["last"], state["best_weights"],
              *(entry["weights"] for entry in state.get("kept", [])), *state.get("recent", [])}
     for path in run.backup.glob("*.weights.h5"):

@@ -46,8 +46,15 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     rundir.refuse_foreign_folder(run)
     # The model to start from is checked before the run directory is made or locked.
     recipe, base = initialization.prepared(recipe, run, threads)
-    with rundir.locked(run) if chief else contextlib.nullcontext():
-        return _train(recipe, run, chief, threads, verbose, base)
+    done = rundir.finished_read_only(run, recipe) if chief else None
+    if done:  # a read-only copy of a finished run: nothing to write, so no lock to take
+        _log_to(None)
+        log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
+                 run.root, done["epoch"], done["best"])
+        return TrainResult(run.root, done["epoch"], done["best"])
+    with rundir.new_folder_removed_on_failure(run) if chief else contextlib.nullcontext():
+        with rundir.locked(run) if chief else contextlib.nullcontext():
+            return _train(recipe, run, chief, threads, verbose, base)
 
 
 def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int | None,

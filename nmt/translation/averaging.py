@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nmt.errors import ModelDirError
 from nmt.files import textio
-from nmt.storage import modeldir, rundir
+from nmt.storage import manifest, modeldir, rundir
 from nmt.storage.weights import load_weights, save_weights
 
 RECORD = "averaged.json"  # in an averaged model folder: which weights were averaged
@@ -84,4 +84,5 @@ def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int |
                   "chosen": f"best {best}" if best else f"last {last}",
                   "weights": [{"file": name, "dev_bleu": dev_bleu.get(name)} for name in names]}
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        manifest.write(tmp, [*modeldir.MODEL_FILES, RECORD])
     return out

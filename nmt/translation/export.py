@@ -33,6 +33,7 @@ from nmt.files import textio
 from nmt.search import rules
 from nmt.search.decoding import forced_log_prob, normalized_score, search_batch
 from nmt.search.inference import Ensemble
+from nmt.storage import manifest
 from nmt.translation.translate import Translator
 from vocab import BOS, EOS, PAD, UNK, subwords, words
 
@@ -278,8 +279,11 @@ class Exported(NamedTuple):
 def check_output(out: str | os.PathLike) -> Path:
     """The export folder: it must not exist yet, or be an empty folder."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise NmtError(f"{out}: exists and is not an empty folder; --out takes a new folder")
+    if out.exists() and not out.is_dir():
+        raise OutputError("is a file; --out takes a new folder", str(out))
+    if out.exists() and any(out.iterdir()):
+        raise OutputError("exists and is not an empty folder; --out takes a new folder",
+                          str(out))
     return out
 
 
@@ -309,6 +313,7 @@ def export(translator: Translator, out: str | os.PathLike, nbest: int = 1) -> Ex
             (tmp / SETTINGS_FILE).parent.mkdir(exist_ok=True)
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
                                              encoding="utf-8")
+            manifest.write(tmp, ["."])
     files = sorted((str(p.relative_to(out)), p.stat().st_size) for p in out.rglob("*")
                    if p.is_file())
     return Exported(out, settings, files)

@@ -20,7 +20,7 @@ def score_files(translator, source: str, target: str, output: str | None = None,
     Returns the number of pairs."""
     sources = list(textio.read_lines(source, allow_blank=True, allow_tab=True))
     targets = list(textio.read_lines(target, allow_blank=True, allow_tab=True))
-    metrics.check_lengths(targets, sources, target, source)
+    metrics.check_lengths(targets, sources, target, source, "the source")
     chunk = 16 * translator.decode.batch_size
 
     def write_all(out: TextIO) -> None:

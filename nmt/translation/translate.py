@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
@@ -20,6 +22,8 @@ from nmt.search import rules
 from nmt.search.decoding import Searcher, normalized_score, score_all, search_all
 from nmt.search.inference import Ensemble
 from nmt.storage import modeldir
+from nmt.system import termination
+from nmt.translation import resume as resume_output
 from vocab import EOS
 
 log = logging.getLogger("nmt")
@@ -231,13 +235,21 @@ def check_same_target_vocabulary(dirs: Sequence, tokenizers: Sequence) -> None:
 
 
 def translate_file(translator: Translator, source: str | None, output: str | None,
-                   nbest: int = 1, scores: bool = False, alignments: bool = False) -> int:
+                   nbest: int = 1, scores: bool = False, alignments: bool = False,
+                   resume: bool = False) -> int:
     """`nmt translate`: lines from a file or stdin to a file (written atomically) or stdout.
 
     Output: one line per input line; with `nbest` > 1, that many lines "index ||| text ||| score"
     each; `scores` prefixes "score<TAB>"; `alignments` appends "<TAB>src-tgt ..." (argmax
-    attention, 0-based token positions). Returns the number of input lines.
+    attention, 0-based token positions). `resume`: the output file is written in place and an
+    interrupted run's is continued (`nmt.translation.resume`). Returns the number of input
+    lines.
     """
+    progress = None
+    if resume:
+        progress = resume_output.Progress(output, resume_output.settings(
+            translator, source, nbest, scores, alignments))
+        skipped = progress.start()
     handle, name = textio.open_input(source)
     from_file = source not in (None, "-")
     # Only a regular file can be read twice (to count its lines); a pipe is read once.
@@ -245,10 +257,15 @@ def translate_file(translator: Translator, source: str | None, output: str | Non
     stream = textio.InputLines(handle)
     lines = textio.validate_lines(stream, name, allow_blank=True, allow_tab=True)
     start, done = time.perf_counter(), 0
+    if progress:  # the lines of complete chunks: read (and checked) again, not translated
+        done = sum(1 for _ in itertools.islice(lines, skipped))
 
     def write_all(out: TextIO) -> None:
         nonlocal done
         for chunk in translator.chunks(lines, would_wait=stream.would_wait):
+            # A stop that came while TensorFlow ran (its handler defers raising there, and
+            # a busy search can stay there for seconds): here, between chunks.
+            termination.raise_if_stop_requested()
             found = translator.translate(chunk, nbest)
             weights = translator.attention(chunk, [t[0] for t in found]) if alignments else None
             for offset, translations in enumerate(found):
@@ -256,12 +273,20 @@ def translate_file(translator: Translator, source: str | None, output: str | Non
                 out.write(_format(done + offset, translations, nbest, scores, links))
             out.flush()
             done += len(chunk)
+            if progress:
+                os.fsync(out.fileno())  # the bytes are on disk before the record counts them
+                progress.advance(done, os.fstat(out.fileno()).st_size)
             if total:
                 _progress(done, total, start)
 
     try:
         if output in (None, "-"):
             write_all(sys.stdout)
+        elif progress:
+            with textio.reported_as_output_error(Path(output)):
+                with open(output, "a", encoding="utf-8") as out:
+                    write_all(out)
+            progress.finish()
         else:
             with textio.atomic_write(output) as out:
                 write_all(out)
@@ -293,8 +318,12 @@ def _links(weights) -> str:
 
 
 def _count_lines(path: str) -> int:
+    """Lines as they are read: a last line without a newline counts too."""
+    count, last = 0, b"\n"
     with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            count, last = count + chunk.count(b"\n"), chunk[-1:]
+    return count + (last != b"\n")
 
 
 def _progress(done: int, total: int | None, start: float, final: bool = False) -> None:

@@ -199,8 +199,11 @@ def test_export_of_an_ensemble_and_of_averaged_weights(reverse_run, reverse_run_
     ensemble = cut_small(Translator([reverse_run, reverse_run_bfloat16], beam_size=3))
     export_and_compare(ensemble, ODD_LINES, [("1 2 3", "3 2 1"), ("", "4")], tmp_path / "e",
                        nbest=2)
-    export_and_compare(Translator(kept_run / "average-best-2", beam_size=2), ODD_LINES,
-                       [("1 2", "2 1")], tmp_path / "a", nbest=1)
+    averaged = kept_run / "average-best-2"
+    from nmt.storage import manifest  # the average knows its files
+    assert manifest.check(averaged, hashes=True) == 5  # model.json, vocab (2), best, record
+    export_and_compare(Translator(averaged, beam_size=2), ODD_LINES, [("1 2", "2 1")],
+                       tmp_path / "a", nbest=1)
 
 
 @pytest.mark.slow
@@ -245,6 +248,9 @@ def test_cli_export_prints_signatures_and_files_and_checks_its_output(reverse_ru
     settings = json.loads((out / "assets.extra" / "nmt.json").read_text())
     assert settings["decode"]["beam_size"] == 4 and settings["decode"]["alpha"] == 0.5
     assert settings["nbest"] == 2 and (out / "saved_model.pb").is_file()
+    code, stdout_verify, stderr = run_nmt("verify", out)  # its manifest, every file hashed
+    assert code == 0 and "files match manifest.json (sizes and sha256)" in stdout_verify, stderr
+    assert "saved_model.pb" in json.loads((out / "manifest.json").read_text())["files"]
     # The signatures printed are those TensorFlow's own tool lists.
     listed = subprocess.run([Path(sys.executable).parent / "saved_model_cli", "show", "--dir", out,
                              "--all"], capture_output=True, text=True, timeout=300).stdout

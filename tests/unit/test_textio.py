@@ -118,3 +118,17 @@ def test_atomic_folder_in_an_unwritable_place_names_the_target(tmp_path):
         with textio.atomic_folder(target):
             pass
     assert str(err.value).startswith(f"{target}: cannot write")
+
+
+def test_an_interrupted_folder_write_leaves_no_parents_behind(tmp_path):
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during `nmt export --out a/b/1`
+        with textio.atomic_folder(tmp_path / "a" / "b" / "1") as tmp:
+            (tmp / "half").write_text("written")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with textio.atomic_write(tmp_path / "kept" / "new" / "f.txt") as handle:
+            handle.write("half")
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
