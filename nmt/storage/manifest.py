@@ -61,10 +61,11 @@ def entries(folder: Path, files: list[str]) -> dict:
                                       "sha256": sha256_file(folder / name)} for name in listed}
 
 
-def check(folder: str | os.PathLike, hashes: bool = False) -> int | None:
+def check(folder: str | os.PathLike, hashes: bool = False, record: bool = True) -> int | None:
     """Raises ModelDirError naming the first file of the manifest that is missing, of another
     size, or (hashed if `hashes` or changed since last hashed) of another sha256. Returns the
-    number of files listed; None if the folder has no manifest."""
+    number of files listed; None if the folder has no manifest. `record`: note the files hashed
+    in the folder's stamp (not for a folder that must only be read, as a fine-tuning base)."""
     folder = Path(folder)
     listed = read(folder)
     if listed is None:
@@ -86,7 +87,7 @@ def check(folder: str | os.PathLike, hashes: bool = False) -> int | None:
                 raise ModelDirError(f"damaged: its sha256 differs from that in {NAME} (bit rot "
                                     f"or a changed file)", str(path))
             hashed.append(name)
-    if hashed:
+    if hashed and record:
         # A read-only folder is hashed again next time.
         with contextlib.suppress(OSError, OutputError):
             _write_stamp(folder, list(listed), stamp)

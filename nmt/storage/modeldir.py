@@ -116,18 +116,20 @@ def read_recipe(folder: ModelDir) -> options.Recipe:
 
 
 def load_model(root: str | os.PathLike, weights: str = "best",
-               precision: str | None = None) -> LoadedModel:
+               precision: str | None = None, read_only: bool = False) -> LoadedModel:
     """Builds the model of a model folder and loads its `best` (or `last`) weights.
 
     precision: "float32" or "bfloat16" (the weights are cast once, as they are loaded); None:
     the recipe's `decode.precision`.
+    read_only: write nothing into the folder, not even the record of its files' hashes.
     """
     from nmt.model.seq2seq import Seq2Seq
     from nmt.system import precision as precisions
 
     folder = ModelDir(root)
     description = read_description(root)
-    manifest.check(folder.root)  # sizes; hashes of what changed since they were last checked
+    # Sizes; hashes of what changed since they were last checked (noted unless `read_only`).
+    manifest.check(folder.root, record=not read_only)
     recipe = read_recipe(folder)
     try:
         model_config = recipes.recipe_from_dict({"model": description["model"]}).model

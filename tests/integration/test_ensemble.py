@@ -69,6 +69,7 @@ def test_translator_and_cli_ensembles(reverse_run, tmp_path, capsys):
     tokens = vocab.read_text().splitlines()
     tokens[4], tokens[5] = tokens[5], tokens[4]
     vocab.write_text("".join(t + "\n" for t in tokens))
+    (other / "manifest.json").unlink()  # another model, not a damaged one
     source = tmp_path / "in.txt"
     source.write_text("1 2\n")
     code = cli.main(["translate", "--model", str(reverse_run), "--model", str(other), "-i",
