@@ -131,3 +131,6 @@ def test_vocabularies_from_another_model(reverse_run, tmp_path):
     assert vocab_files(run.root) == vocab_files(reverse_run)
     assert recipes.load_recipe(run.recipe).vocab.size == 100  # the base's settings, recorded
     assert "(vocabularies of " in run.log.read_text()
+    # What the shared vocabularies are for: the two models translate as one ensemble.
+    from nmt.translation.translate import Translator
+    assert len(Translator([reverse_run, run.root]).translate(["1 2 3", ""])) == 2
