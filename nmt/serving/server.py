@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -83,7 +84,9 @@ async def _serve(settings: Settings) -> int:
         await web.TCPSite(runner, settings.host, settings.port).start()
     except OSError as err:
         await runner.cleanup()
-        reason = os.strerror(err.errno) if err.errno else str(err)  # not asyncio's long form
+        # Not asyncio's long form; a host name not found has a negative errno of its own.
+        reason = (err.strerror if isinstance(err, socket.gaierror) else
+                  os.strerror(err.errno) if err.errno else str(err))
         raise NmtError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
     if settings.token is None and not _loopback(settings.host):
         log.warning("warning: listening on %s without a token: anyone who reaches this port can "
