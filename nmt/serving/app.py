@@ -138,7 +138,7 @@ async def _translate(request: web.Request) -> web.Response:
         raise protocol.Refused(503, f"the server is {state.status}", {"Retry-After": RETRY_AFTER})
     start = time.perf_counter()
     model = state.model
-    asked = protocol.parse(await request.read(), state.limits,
+    asked = protocol.parse(await _body(request), state.limits,
                            model.translator.decode.beam_size)
     settings = model.default(beam_size=asked.beam_size, alpha=asked.alpha, nbest=asked.nbest,
                              attention=asked.attention)
@@ -157,3 +157,14 @@ async def _translate(request: web.Request) -> web.Response:
     return web.json_response({"translations": [
         protocol.translation_json(r.found, asked, r.attention, r.source_tokens, r.target_tokens)
         for r in results]}, dumps=dumps)
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.RequestPayloadError as err:  # a Content-Encoding that fails, a broken chunk
+        # aiohttp would read the rest of the body again after the answer, and log the same
+        # error with a traceback: there is no rest to read.
+        request.content.feed_eof()
+        reason = str(err.__cause__ or err).strip().splitlines()[-1].strip()
+        raise protocol.Refused(400, f"body: cannot be decoded ({reason})") from None
