@@ -66,6 +66,7 @@ def read_token(token_file: str | None) -> str | None:
 def serve(settings: Settings) -> int:
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
                         level=logging.INFO)
+    logging.getLogger("aiohttp.server").addFilter(_one_line)
     return asyncio.run(_serve(settings))
 
 
@@ -120,6 +121,16 @@ async def _serve(settings: Settings) -> int:
     log.info("stopped")
     return 0
 
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot parse (a bad chunk, a body it cannot decode) with a
+    traceback: here it is one line, as every other error."""
+    if record.exc_info and record.exc_info[1] is not None:
+        err = record.exc_info[1]
+        words = " ".join(line.strip() for line in str(err).splitlines() if line.strip(" ^"))
+        record.msg, record.args = f"{record.getMessage()}: {type(err).__name__}: {words}", None
+        record.exc_info = record.exc_text = None
+    return True
 
 def _loopback(host: str) -> bool:
     if host == "localhost":
