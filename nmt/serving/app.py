@@ -105,7 +105,9 @@ async def _authorized(request: web.Request, handler) -> web.StreamResponse:
     if token is not None and request.path in ("/translate", "/metrics"):
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if not (scheme.lower() == "bearer" and
-                hmac.compare_digest(given.strip().encode(), token.encode())):
+                # A header's bytes that are not UTF-8 come as surrogates: no token, not a 500.
+                hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"),
+                                    token.encode())):
             raise protocol.Refused(401, "missing or wrong token (send 'Authorization: Bearer "
                                    "TOKEN')", {"WWW-Authenticate": "Bearer"})
     return await handler(request)
