@@ -100,7 +100,7 @@ def checked_base(recipe: options.Recipe, run: rundir.RunDir, threads: int | None
                               f"train.init_optimizer: fresh")
     which = "best" if folder.best.is_file() else "last"
     runtime.import_tensorflow(threads)
-    modeldir.load_model(root, weights=which, precision="float32")  # every check of a model
+    modeldir.load_model(root, weights=which, precision="float32", stamp=False)  # every check
     return Base(root, base_recipe, folder.best if which == "best" else folder.last, state)
 
 
