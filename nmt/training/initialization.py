@@ -92,6 +92,11 @@ def checked_base(recipe: options.Recipe, run: rundir.RunDir, threads: int | None
                               f"model of train.init_from ({root}): the model keys that shape "
                               f"the weights must match")
     state = None
+    if recipe.train.init_optimizer == "keep" and base_recipe.model.freeze_embeddings:
+        # Its Adam state has no moments for the embeddings, and Keras would skip it silently.
+        raise ConfigError(f"train.init_optimizer: keep, but the model of {root} was trained "
+                          f"with model.freeze_embeddings, so its optimizer state does not cover "
+                          f"the weights this run trains; use train.init_optimizer: fresh")
     if recipe.train.init_optimizer == "keep":
         state = rundir.read_resume_state(rundir.RunDir(root))
         if state is None or not (rundir.RunDir(root).backup / state["resume"]).is_file():

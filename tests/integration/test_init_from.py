@@ -100,15 +100,22 @@ def test_bad_bases_are_refused_in_one_line_before_any_work(reverse_run, tmp_path
     averaged = shutil.copytree(reverse_run, tmp_path / "averaged",
                                ignore=shutil.ignore_patterns("backup"))
     busy = shutil.copytree(reverse_run, tmp_path / "busy")
+    # A base that froze its embeddings: its Adam state has no moments for them.
+    frozen = shutil.copytree(reverse_run, tmp_path / "frozen")
+    (frozen / "recipe.yaml").write_text((frozen / "recipe.yaml").read_text().replace(
+        "freeze_embeddings: false", "freeze_embeddings: true").replace(
+        "init_from: ''", f"init_from: {reverse_run}"))
     cases = [
         ([f"train.init_from={tmp_path / 'missing'}"], "no such model folder"),
         ([f"train.init_from={tmp_path / 'recipe-corpus'}"], "not a model folder"),
-        ([f"train.init_from={damaged}"], "cannot load weights, the file is truncated"),
+        ([f"train.init_from={damaged}"], "best.weights.h5: damaged: 18 bytes, but manifest.json"),
         ([f"train.init_from={reverse_run}", "model.encoder_units=48"],
          "model.encoder_units is 48 here but 32 in the model of train.init_from"),
         ([f"train.init_from={averaged}", "train.init_optimizer=keep"],
          "train.init_optimizer: keep, but"),
         ([f"train.init_from={busy}"], "a run directory still being trained (nmt train, pid"),
+        ([f"train.init_from={frozen}", "train.init_optimizer=keep"],
+         "train.init_optimizer: keep, but the model of"),
         ([f"vocab.from_model={busy}"], "still being trained"),
     ]
     with rundir.locked(rundir.RunDir(busy)):
