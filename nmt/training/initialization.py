@@ -119,6 +119,10 @@ def initialize(trainer, base: Base, train: options.TrainConfig) -> None:
         log.info("initialized from %s (%s); a fresh optimizer", base.root, base.weights.name)
         return
     rundir.restore_resume_state(rundir.RunDir(base.root), trainer, base.state)
+    if int(trainer.optimizer.iterations.numpy()) == 0:  # Keras skips a state that does not fit
+        raise ConfigError(f"train.init_optimizer: keep, but the optimizer state of {base.root} "
+                          f"does not fit this run's optimizer (train.accumulate differs?); use "
+                          f"train.init_optimizer: fresh")
     trainer.optimizer.learning_rate = train.learning_rate  # this recipe's rate, not the base's
     log.info("initialized from %s: the weights and optimizer state of its epoch %d "
              "(train.init_optimizer: keep; %d updates so far)", base.root, base.state["epoch"],

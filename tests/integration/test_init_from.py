@@ -88,6 +88,17 @@ def test_the_optimizer_state_of_the_base_run_can_be_kept(reverse_run, tmp_path):
     initialization.initialize(trainer, base, recipe.train)
     assert int(trainer.optimizer.iterations.numpy()) > 0  # the base run's updates
     assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(0.0005)
+    # An optimizer of another make (accumulating gradients) cannot take that state: Keras would
+    # skip it without a word.
+    accumulating = initialization.with_absolute_paths(recipes.load_recipe(
+        fine_tune_recipe(tmp_path, name="accumulating", train={
+            "init_from": str(reverse_run), "init_optimizer": "keep", "accumulate": 2})))
+    accumulating, base = initialization.prepared(accumulating, rundir.RunDir(tmp_path / "run"),
+                                                 None)
+    trainer = setup.compiled_trainer(accumulating, *map(len, modeldir.load_tokenizers(
+        modeldir.ModelDir(reverse_run))))
+    with pytest.raises(NmtError, match="train.init_optimizer: keep, but the optimizer state of"):
+        initialization.initialize(trainer, base, accumulating.train)
 
 
 def test_bad_bases_are_refused_in_one_line_before_any_work(reverse_run, tmp_path):
