@@ -105,7 +105,9 @@ async def _authorized(request: web.Request, handler) -> web.StreamResponse:
     if token is not None and request.path in ("/translate", "/metrics"):
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if not (scheme.lower() == "bearer" and
-                hmac.compare_digest(given.strip().encode(), token.encode())):
+                # A header's bytes that are not UTF-8 come as surrogates: no token, not a 500.
+                hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"),
+                                    token.encode())):
             raise protocol.Refused(401, "missing or wrong token (send 'Authorization: Bearer "
                                    "TOKEN')", {"WWW-Authenticate": "Bearer"})
     return await handler(request)
@@ -138,7 +140,7 @@ async def _translate(request: web.Request) -> web.Response:
         raise protocol.Refused(503, f"the server is {state.status}", {"Retry-After": RETRY_AFTER})
     start = time.perf_counter()
     model = state.model
-    asked = protocol.parse(await request.read(), state.limits,
+    asked = protocol.parse(await _body(request), state.limits,
                            model.translator.decode.beam_size)
     settings = model.default(beam_size=asked.beam_size, alpha=asked.alpha, nbest=asked.nbest,
                              attention=asked.attention)
@@ -157,3 +159,14 @@ async def _translate(request: web.Request) -> web.Response:
     return web.json_response({"translations": [
         protocol.translation_json(r.found, asked, r.attention, r.source_tokens, r.target_tokens)
         for r in results]}, dumps=dumps)
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.RequestPayloadError as err:  # a Content-Encoding that fails, a broken chunk
+        # aiohttp would read the rest of the body again after the answer, and log the same
+        # error with a traceback: there is no rest to read.
+        request.content.feed_eof()
+        reason = str(err.__cause__ or err).strip().splitlines()[-1].strip()
+        raise protocol.Refused(400, f"body: cannot be decoded ({reason})") from None

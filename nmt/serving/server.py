@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -65,6 +66,7 @@ def read_token(token_file: str | None) -> str | None:
 def serve(settings: Settings) -> int:
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
                         level=logging.INFO)
+    logging.getLogger("aiohttp.server").addFilter(_one_line)
     return asyncio.run(_serve(settings))
 
 
@@ -83,7 +85,9 @@ async def _serve(settings: Settings) -> int:
         await web.TCPSite(runner, settings.host, settings.port).start()
     except OSError as err:
         await runner.cleanup()
-        reason = os.strerror(err.errno) if err.errno else str(err)  # not asyncio's long form
+        # Not asyncio's long form; a host name not found has a negative errno of its own.
+        reason = (err.strerror if isinstance(err, socket.gaierror) else
+                  os.strerror(err.errno) if err.errno else str(err))
         raise NmtError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
     if settings.token is None and not _loopback(settings.host):
         log.warning("warning: listening on %s without a token: anyone who reaches this port can "
@@ -117,6 +121,16 @@ async def _serve(settings: Settings) -> int:
     log.info("stopped")
     return 0
 
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot parse (a bad chunk, a body it cannot decode) with a
+    traceback: here it is one line, as every other error."""
+    if record.exc_info and record.exc_info[1] is not None:
+        err = record.exc_info[1]
+        words = " ".join(line.strip() for line in str(err).splitlines() if line.strip(" ^"))
+        record.msg, record.args = f"{record.getMessage()}: {type(err).__name__}: {words}", None
+        record.exc_info = record.exc_text = None
+    return True
 
 def _loopback(host: str) -> bool:
     if host == "localhost":

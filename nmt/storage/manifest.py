@@ -61,16 +61,16 @@ def entries(folder: Path, files: list[str]) -> dict:
                                       "sha256": sha256_file(folder / name)} for name in listed}
 
 
-def check(folder: str | os.PathLike, hashes: bool = False, record: bool = True) -> int | None:
+def check(folder: str | os.PathLike, hashes: bool = False, stamp: bool = True) -> int | None:
     """Raises ModelDirError naming the first file of the manifest that is missing, of another
     size, or (hashed if `hashes` or changed since last hashed) of another sha256. Returns the
-    number of files listed; None if the folder has no manifest. `record`: note the files hashed
-    in the folder's stamp (not for a folder that must only be read, as a fine-tuning base)."""
+    number of files listed; None if the folder has no manifest. `stamp`: False writes no
+    .verified.json (a folder that must only be read)."""
     folder = Path(folder)
     listed = read(folder)
     if listed is None:
         return None
-    stamp = _read_stamp(folder)
+    verified = _read_stamp(folder)
     hashed = []
     for name, entry in listed.items():
         path = folder / name
@@ -82,15 +82,15 @@ def check(folder: str | os.PathLike, hashes: bool = False, record: bool = True) 
         if found.st_size != entry["size"]:
             raise ModelDirError(f"damaged: {found.st_size} bytes, but {NAME} says "
                                 f"{entry['size']} (truncated or overwritten)", str(path))
-        if hashes or stamp.get(name) != _identity(found):
+        if hashes or verified.get(name) != _identity(found):
             if sha256_file(path) != entry["sha256"]:
                 raise ModelDirError(f"damaged: its sha256 differs from that in {NAME} (bit rot "
                                     f"or a changed file)", str(path))
             hashed.append(name)
-    if hashed and record:
+    if hashed and stamp:
         # A read-only folder is hashed again next time.
         with contextlib.suppress(OSError, OutputError):
-            _write_stamp(folder, list(listed), stamp)
+            _write_stamp(folder, list(listed), verified)
     return len(listed)
 
 

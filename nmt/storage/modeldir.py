@@ -116,20 +116,19 @@ def read_recipe(folder: ModelDir) -> options.Recipe:
 
 
 def load_model(root: str | os.PathLike, weights: str = "best",
-               precision: str | None = None, read_only: bool = False) -> LoadedModel:
+               precision: str | None = None, stamp: bool = True) -> LoadedModel:
     """Builds the model of a model folder and loads its `best` (or `last`) weights.
 
     precision: "float32" or "bfloat16" (the weights are cast once, as they are loaded); None:
-    the recipe's `decode.precision`.
-    read_only: write nothing into the folder, not even the record of its files' hashes.
+    the recipe's `decode.precision`. stamp: False leaves the folder unwritten (no
+    .verified.json: the base of train.init_from is only read).
     """
     from nmt.model.seq2seq import Seq2Seq
     from nmt.system import precision as precisions
 
     folder = ModelDir(root)
     description = read_description(root)
-    # Sizes; hashes of what changed since they were last checked (noted unless `read_only`).
-    manifest.check(folder.root, record=not read_only)
+    manifest.check(folder.root, stamp=stamp)  # sizes; hashes of what changed since last checked
     recipe = read_recipe(folder)
     try:
         model_config = recipes.recipe_from_dict({"model": description["model"]}).model

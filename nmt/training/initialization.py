@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,6 +93,18 @@ def checked_base(recipe: options.Recipe, run: rundir.RunDir, threads: int | None
                               f"model of train.init_from ({root}): the model keys that shape "
                               f"the weights must match")
     state = None
+    if recipe.train.init_optimizer == "keep" and base_recipe.model.freeze_embeddings:
+        # Its Adam state has no moments for the embeddings, and Keras would skip it silently.
+        raise ConfigError(f"train.init_optimizer: keep, but the model of {root} was trained "
+                          f"with model.freeze_embeddings, so its optimizer state does not cover "
+                          f"the weights this run trains; use train.init_optimizer: fresh")
+    if recipe.train.init_optimizer == "keep" and (
+            (base_recipe.train.accumulate > 1) != (recipe.train.accumulate > 1)):
+        # Gradient accumulation adds optimizer variables: the state would not fit either.
+        raise ConfigError(f"train.init_optimizer: keep, but train.accumulate is "
+                          f"{recipe.train.accumulate} here and {base_recipe.train.accumulate} in "
+                          f"the run of {root}: its optimizer state does not fit; use "
+                          f"train.init_optimizer: fresh")
     if recipe.train.init_optimizer == "keep":
         state = rundir.read_resume_state(rundir.RunDir(root))
         if state is None or not (rundir.RunDir(root).backup / state["resume"]).is_file():
@@ -100,8 +113,7 @@ def checked_base(recipe: options.Recipe, run: rundir.RunDir, threads: int | None
                               f"train.init_optimizer: fresh")
     which = "best" if folder.best.is_file() else "last"
     runtime.import_tensorflow(threads)
-    # Every check of a model; the base is only read (no hash record written into it).
-    modeldir.load_model(root, weights=which, precision="float32", read_only=True)
+    modeldir.load_model(root, weights=which, precision="float32", stamp=False)  # every check
     return Base(root, base_recipe, folder.best if which == "best" else folder.last, state)
 
 
@@ -114,7 +126,12 @@ def initialize(trainer, base: Base, train: options.TrainConfig) -> None:
         load_weights(trainer.seq2seq, base.weights)
         log.info("initialized from %s (%s); a fresh optimizer", base.root, base.weights.name)
         return
-    rundir.restore_resume_state(rundir.RunDir(base.root), trainer, base.state)
+    with warnings.catch_warnings():  # a state that does not fit: Keras only warns, so we check
+        warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        rundir.restore_resume_state(rundir.RunDir(base.root), trainer, base.state)
+    if int(trainer.optimizer.iterations.numpy()) == 0:
+        raise ConfigError(f"train.init_optimizer: keep, but the optimizer state of {base.root} "
+                          f"does not fit this run's optimizer; use train.init_optimizer: fresh")
     trainer.optimizer.learning_rate = train.learning_rate  # this recipe's rate, not the base's
     log.info("initialized from %s: the weights and optimizer state of its epoch %d "
              "(train.init_optimizer: keep; %d updates so far)", base.root, base.state["epoch"],

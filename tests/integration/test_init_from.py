@@ -88,6 +88,17 @@ def test_the_optimizer_state_of_the_base_run_can_be_kept(reverse_run, tmp_path):
     initialization.initialize(trainer, base, recipe.train)
     assert int(trainer.optimizer.iterations.numpy()) > 0  # the base run's updates
     assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(0.0005)
+    # An optimizer of another make (accumulating gradients) cannot take that state: Keras would
+    # skip it with a mere warning. Refused before any work; and, were it not, at the restore.
+    accumulating = initialization.with_absolute_paths(recipes.load_recipe(
+        fine_tune_recipe(tmp_path, name="accumulating", train={
+            "init_from": str(reverse_run), "init_optimizer": "keep", "accumulate": 2})))
+    with pytest.raises(NmtError, match="keep, but train.accumulate is 2 here and 1 in the run"):
+        initialization.prepared(accumulating, rundir.RunDir(tmp_path / "run"), None)
+    trainer = setup.compiled_trainer(accumulating, *map(len, modeldir.load_tokenizers(
+        modeldir.ModelDir(reverse_run))))
+    with pytest.raises(NmtError, match="train.init_optimizer: keep, but the optimizer state of"):
+        initialization.initialize(trainer, base, accumulating.train)
 
 
 def test_bad_bases_are_refused_in_one_line_before_any_work(reverse_run, tmp_path):
@@ -100,15 +111,22 @@ def test_bad_bases_are_refused_in_one_line_before_any_work(reverse_run, tmp_path
     averaged = shutil.copytree(reverse_run, tmp_path / "averaged",
                                ignore=shutil.ignore_patterns("backup"))
     busy = shutil.copytree(reverse_run, tmp_path / "busy")
+    # A base that froze its embeddings: its Adam state has no moments for them.
+    frozen = shutil.copytree(reverse_run, tmp_path / "frozen")
+    (frozen / "recipe.yaml").write_text((frozen / "recipe.yaml").read_text().replace(
+        "freeze_embeddings: false", "freeze_embeddings: true").replace(
+        "init_from: ''", f"init_from: {reverse_run}"))
     cases = [
         ([f"train.init_from={tmp_path / 'missing'}"], "no such model folder"),
         ([f"train.init_from={tmp_path / 'recipe-corpus'}"], "not a model folder"),
-        ([f"train.init_from={damaged}"], "best.weights.h5: damaged: 18 bytes, but manifest"),
+        ([f"train.init_from={damaged}"], "best.weights.h5: damaged: 18 bytes, but manifest.json"),
         ([f"train.init_from={reverse_run}", "model.encoder_units=48"],
          "model.encoder_units is 48 here but 32 in the model of train.init_from"),
         ([f"train.init_from={averaged}", "train.init_optimizer=keep"],
          "train.init_optimizer: keep, but"),
         ([f"train.init_from={busy}"], "a run directory still being trained (nmt train, pid"),
+        ([f"train.init_from={frozen}", "train.init_optimizer=keep"],
+         "train.init_optimizer: keep, but the model of"),
         ([f"vocab.from_model={busy}"], "still being trained"),
     ]
     with rundir.locked(rundir.RunDir(busy)):

@@ -113,6 +113,31 @@ def test_every_bad_request_gets_one_line_naming_its_field(reverse_server):
                    for line in log.splitlines()) >= 1, message
 
 
+def test_a_body_that_cannot_be_decoded_is_400_and_one_log_line(reverse_server):
+    # Content-Encoding: gzip on a body that is not gzip: aiohttp fails while reading it.
+    before = reverse_server.log().count("\n")
+    found, headers, answer = call(reverse_server, "/translate", b'{"text": "1 2"}',
+                                  {"Content-Encoding": "gzip"})
+    assert (found, answer["error"]) == (400, "body: cannot be decoded (Can not decode "
+                                             "content-encoding: gzip)")
+    time.sleep(0.5)  # anything aiohttp would log after answering
+    added = reverse_server.log().splitlines()[before:]
+    assert "Traceback" not in "\n".join(added)
+    assert [line for line in added if "POST /translate" in line] == [
+        line for line in added if "400: " in line] and len(added) == 1, added
+    assert call(reverse_server, "/translate", {"text": "1 2"})[0] == 200  # the server goes on
+
+def test_a_malformed_http_request_is_one_log_line(reverse_server):
+    before = reverse_server.log().count("\n")
+    with socket.create_connection(("127.0.0.1", reverse_server.port), timeout=30) as connection:
+        connection.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                           b"\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n")
+        assert connection.recv(100).startswith(b"HTTP/1.0 400 ")  # aiohttp's own answer
+    time.sleep(0.5)
+    added = reverse_server.log().splitlines()[before:]
+    assert len(added) == 1 and "Invalid character in chunk size" in added[0], added
+    assert call(reverse_server, "/translate", {"text": "1 2"})[0] == 200
+
 def test_health_and_metrics(reverse_server, reverse_run):
     status, _, health = call(reverse_server, "/health")
     assert status == 200 and health["status"] == "ready"

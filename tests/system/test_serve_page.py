@@ -4,6 +4,7 @@ it never tries to download one."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -78,3 +79,36 @@ def test_the_page_translates_as_you_type_with_nbest_and_attention(
         "return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(url.startswith(reverse_server.url + "/") for url in loaded)
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_a_cleared_box_stays_empty_and_a_cut_request_says_so(browser, reverse_server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(reverse_server.url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda _: "Model:" in browser.find_element(By.ID, "model").text)
+    # A slow server: every translation answers 1.5 s late.
+    browser.execute_script("""
+        const original = window.fetch;
+        window.fetch = async (url, options) => {
+          const reply = await original(url, options);
+          if (url === "/translate") await new Promise((done) => setTimeout(done, 1500));
+          return reply;
+        };""")
+
+    def typed(text):
+        browser.execute_script("const box = document.getElementById('source'); box.value = "
+                               "arguments[0]; box.dispatchEvent(new Event('input'));", text)
+
+    def results():
+        return browser.find_elements(By.CSS_SELECTOR, "#results li")
+
+    typed("1 2 3")
+    time.sleep(0.8)  # the request has left (300 ms debounce) and is not answered yet
+    typed("")
+    time.sleep(2.5)  # its answer has come back meanwhile: the box is empty, so are the results
+    assert results() == []
+    typed("\n".join(["4 5"] * 17))  # one more than the server's --max-lines 16
+    wait.until(lambda _: len(results()) == 16)
+    assert browser.find_element(By.ID, "status").text == "Only the first 16 lines are translated."

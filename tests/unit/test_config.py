@@ -268,3 +268,14 @@ def test_flags_that_override_an_option_show_its_help_and_choices(verb, flag, nam
     found = options.get(name)
     assert action.help == f"{found.help} (default: the recipe's {name})"
     assert action.choices == found.choices
+
+
+def test_vocab_from_model_may_name_the_init_from_folder_another_way(tmp_path, monkeypatch):
+    """The same folder, relative in one key and absolute in the other, is no difference."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "r.yaml"
+    path.write_text(f"train:\n  init_from: base\nvocab:\n  from_model: {tmp_path / 'base'}/\n")
+    assert recipes.load_recipe(path).train.init_from == "base"
+    path.write_text("train:\n  init_from: base\nvocab:\n  from_model: other\n")
+    with pytest.raises(ConfigError, match="differs from train.init_from"):
+        recipes.load_recipe(path)

@@ -252,3 +252,39 @@ def test_a_failure_inside_the_server_is_one_log_line_and_nothing_for_the_client(
         assert asyncio.run(scenario()) == (500, {"error": "internal error (logged on the server)"})
     assert [r.getMessage() for r in caplog.records if r.name == "nmt.serve"] == [
         "POST /translate: 500: RuntimeError: kernel failed"]
+
+
+def test_a_host_name_not_found_is_named_in_one_line(monkeypatch):
+    import socket
+
+    from nmt.errors import NmtError
+    from nmt.serving import server
+
+    def not_found(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", not_found)
+    settings = server.Settings(models=("unused",), host="no-such-host.invalid", port=8080)
+    with pytest.raises(NmtError, match=r"^cannot listen on no-such-host.invalid:8080: "
+                                       r"Name or service not known$"):
+        asyncio.run(server._serve(settings))
+
+
+def test_a_token_that_is_not_utf8_is_a_wrong_token():
+    from aiohttp.test_utils import TestServer
+
+    from nmt.serving.app import State, make_app
+
+    async def scenario():
+        state = State(None, None, Metrics(), protocol.Limits(), 5.0, token="t" * 16,
+                      status="ready")
+        async with TestServer(make_app(state, 1024)) as server:
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b"POST /translate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe"
+                         b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            answer = await reader.read()
+            writer.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 401 ") and b'"missing or wrong token' in answer

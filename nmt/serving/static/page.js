@@ -43,17 +43,20 @@ function schedule(delay) {
 async function translate() {
   const lines = $("source").value.split("\n");
   while (lines.length && !lines[lines.length - 1].trim()) lines.pop();
+  const id = ++sent;  // an empty box too: a request still in flight must not fill it again
   if (!lines.length) {
+    shown = id;
     answer = null;
     render([]);
     $("status").textContent = "";
     return;
   }
-  if (lines.length > settings.max_lines) {
-    $("status").textContent = `Only the first ${settings.max_lines} lines are translated.`;
+  const cut = lines.length > settings.max_lines;
+  const note = cut ? `Only the first ${settings.max_lines} lines are translated.` : "";
+  if (cut) {
+    $("status").textContent = note;
     lines.length = settings.max_lines;
   }
-  const id = ++sent;
   const headers = {"Content-Type": "application/json"};
   const token = $("token").value.trim();
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -77,7 +80,7 @@ async function translate() {
     $("status").textContent = `Not translated: ${body.error}`;
     return;
   }
-  if (lines.length <= settings.max_lines) $("status").textContent = "";
+  $("status").textContent = note;
   answer = body.translations;
   chosen = Math.min(chosen, answer.length - 1);
   render(answer);
