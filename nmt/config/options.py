@@ -249,9 +249,10 @@ def get(name: str) -> Option:
     return OPTIONS[section][key]
 
 
-def _folder(path: str) -> str:
+def absolute_folder(path: str) -> str:
     """A folder named in a recipe, absolute: "base" and "/here/base/" are the same one."""
     return os.path.abspath(os.path.expanduser(path))
+
 
 class Rule(NamedTuple):
     """Two options valid alone but not together: `option` as set needs `needs` to agree.
@@ -292,8 +293,8 @@ RULES = (
          "train.init_optimizer: keep needs the base run's trainable weights, which "
          "model.freeze_embeddings changes: use init_optimizer: fresh"),
     Rule("vocab.from_model", "train.init_from",
-         lambda r: bool(r.vocab.from_model and r.train.init_from
-                        and _folder(r.vocab.from_model) != _folder(r.train.init_from)),
+         lambda r: bool(r.vocab.from_model and r.train.init_from and absolute_folder(
+             r.vocab.from_model) != absolute_folder(r.train.init_from)),
          "vocab.from_model ({recipe.vocab.from_model}) differs from train.init_from "
          "({recipe.train.init_from}), whose vocabularies its weights need: leave it empty"),
     Rule("model.tie", "vocab.joint",

@@ -9,7 +9,6 @@ in its recipe); a resumed run goes on from its own committed epoch and does not 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -44,7 +43,7 @@ def with_absolute_paths(recipe: options.Recipe) -> options.Recipe:
     values = recipes.to_dict(recipe)
     for section, key in (("train", "init_from"), ("vocab", "from_model")):
         if values[section][key]:
-            values[section][key] = os.path.abspath(Path(values[section][key]).expanduser())
+            values[section][key] = options.absolute_folder(values[section][key])
     return recipes.recipe_from_dict(values)
 
 
