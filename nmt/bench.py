@@ -7,24 +7,22 @@ the threads used, and the peak memory of the whole process.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
-import resource
+import tempfile
 import statistics
 import time
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from nmt.config import recipes
-from nmt.data import batching, prepare
 from nmt.errors import NmtError
 from nmt.files import textio
 from nmt.system import precision, runtime
-from nmt.training import setup
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from nmt.storage import prepared
+from nmt.training import initialization, setup
 
 
 def _machine(threads: int) -> dict:
@@ -60,16 +58,35 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     process's CPU seconds: a fairer clock where other processes share the cores).
     """
     started = started or time.perf_counter()
-    recipe = recipes.load_recipe(recipe_path, overrides)
-    read, _ = prepare.checked_corpus(recipe.data)
-    tokenizers = prepare.build_tokenizers(recipe.vocab, read)
-    stats = batching.corpus_stats(read(), *tokenizers, recipe.data.max_len)
-    runtime.import_tensorflow(threads)
+    recipe = initialization.with_absolute_paths(recipes.load_recipe(recipe_path, overrides))
+    with contextlib.ExitStack() as stack:
+        data = _prepared(recipe, stack)
+        tokenizers, stats = data.tokenizers(), data.stats()
+        runtime.import_tensorflow(threads)
+        dataset, steps_per_epoch = setup.training_dataset(recipe, data, tokenizers,
+                                                          recipe.train.seed)
+        return _bench_train(recipe_path, recipe, dataset if steps_per_epoch else dataset.repeat(),
+                            tokenizers, stats, steps, warmup, rounds, threads, precisions,
+                            started)
+
+
+def _prepared(recipe, stack: contextlib.ExitStack) -> prepared.Prepared:
+    """The recipe's prepared data (`data.prepared`), else the corpus prepared into a temporary
+    folder (its time counts in the time to the first step, as in a training)."""
+    if recipe.data.prepared:
+        data = prepared.Prepared(recipe.data.prepared)
+        data.check_matches(recipe)
+        return data
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nmt-bench-")))
+    return prepared.prepare_data(recipe, folder / "prepared")
+
+
+def _bench_train(recipe_path, recipe, dataset, tokenizers, stats, steps: int, warmup: int,
+                 rounds: int, threads: int | None, precisions, started: float) -> list[dict]:
     import keras
 
     from nmt.training.callbacks import StepTimer
 
-    dataset = setup.training_dataset(recipe, read, *tokenizers, recipe.train.seed).repeat()
     runs = {}
     for name in precisions or (recipe.train.precision,):
         keras.utils.set_random_seed(recipe.train.seed)
@@ -113,7 +130,8 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             "rounds_target_tokens_per_sec": [round(r[0], 1) for r in per_round],
             "target_tokens_per_cpu_sec": round(statistics.median(r[3] for r in per_round), 1),
             **versus,
-            "time_to_first_step_s": round(first_step, 2), "peak_rss_mib": round(peak_rss_mib()),
+            "time_to_first_step_s": round(first_step, 2),
+            "peak_rss_mib": round(runtime.peak_rss_mib()),
             **_machine(runtime.thread_count())})
     roofline = training_roofline(recipe, len(tokenizers[1]), stats, list(runs),
                                  {r["precision"]: r["target_tokens_per_sec"] for r in results},
@@ -175,7 +193,7 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
                                            1), **versus,
             "first_round_s": round(timings[0], 2), "load_s": round(run["load_s"], 2),
             "time_to_load_s": round(time.perf_counter() - started - spent, 2),
-            "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())})
+            "peak_rss_mib": round(runtime.peak_rss_mib()), **_machine(runtime.thread_count())})
     return results
 
 
@@ -427,7 +445,7 @@ def bench_export(export_dir, source: str, rounds: int = 3, threads: int | None =
             "rounds_seconds": [round(t, 3) for t in timings],
             "first_round_s": round(timings[0], 2), "load_s": round(load_seconds, 2),
             "time_to_load_s": round(time.perf_counter() - started - sum(timings), 2),
-            "size_mib": round(size / 2**20, 1), "peak_rss_mib": round(peak_rss_mib()),
+            "size_mib": round(size / 2**20, 1), "peak_rss_mib": round(runtime.peak_rss_mib()),
             **_machine(runtime.thread_count())}
 
 

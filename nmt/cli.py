@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import math
 import sys
 import time
@@ -70,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{options.get('train.init_from').help} (the recipe's train.init_from)")
     _threads(p)
     p.set_defaults(run=_train)
+
+    p = verbs.add_parser("prepare", help="tokenize a recipe's training corpus once into shuffled "
+                         "shards of token ids, for `nmt train --set data.prepared=DIR`",
+                         description="Tokenize the training corpus of a recipe in parallel into "
+                         "shuffled shards of token ids, with the vocabularies (trained on a "
+                         "sample of the corpus unless the recipe takes another model's).")
+    p.add_argument("recipe", metavar="RECIPE", help="recipe folder or its recipe.yaml")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder for the shards")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a recipe key (repeatable)")
+    p.add_argument("--jobs", type=_positive, help="processes that tokenize (default: one per "
+                   "200,000 lines, at most one per core)")
+    p.set_defaults(run=_prepare)
 
     p = verbs.add_parser("translate", help="translate lines (stdin to stdout by default)",
                          description="Translate one sentence per line, streaming in batches; "
@@ -416,6 +430,21 @@ def _train(args) -> int:
                                   if args.init_from else [])
     result = train(args.recipe, args.run_dir, overrides, threads=args.threads)
     print(f"{result.run_dir}: {result.epochs} epochs, best dev BLEU {result.best_bleu:.2f}")
+    return 0
+
+
+def _prepare(args) -> int:
+    from nmt.config import recipes
+    from nmt.storage import prepared
+    from nmt.training import initialization
+
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    logging.getLogger("nmt").setLevel(logging.INFO)
+    recipe = initialization.with_absolute_paths(recipes.load_recipe(args.recipe, args.overrides))
+    recipe, tokenizers = initialization.borrowed_vocabularies(recipe)
+    data = prepared.prepare_data(recipe, args.out, args.jobs, tokenizers)
+    print(f"{data.root}: {data.info['kept']} pairs in {len(data.shard_paths)} shards; train "
+          f"with --set data.prepared={data.root}")
     return 0
 
 

@@ -56,6 +56,8 @@ class DataConfig:
     max_line_tokens: int = option(1000, "pairs with a longer line (an unsplit document) are "
                                   "dropped", check=positive)
     train_lines: int = option(0, "use only the first N training pairs (0 = all)")
+    prepared: str = option("", "a folder of `nmt prepare` to train from (the corpus as token-id "
+                           "shards); '' = prepared into RUN/prepared before the first epoch")
     download_url: str = option("", "base URL the corpus files can be fetched from, if missing "
                                "locally")
     download_names: dict = option({}, "local file name -> name under the URL")

@@ -28,6 +28,13 @@ class CorpusStats:
     tokens: list = dataclasses.field(default_factory=lambda: [0, 0])
     unknown: list = dataclasses.field(default_factory=lambda: [0, 0])
 
+    def add(self, other: "CorpusStats") -> None:
+        for field in ("pairs", "kept", "dropped_too_long", "target_tokens"):
+            setattr(self, field, getattr(self, field) + getattr(other, field))
+        for side in (0, 1):
+            self.tokens[side] += other.tokens[side]
+            self.unknown[side] += other.unknown[side]
+
     def unknown_share(self, side: int) -> float:
         return self.unknown[side] / max(self.tokens[side], 1)
 
@@ -37,29 +44,35 @@ def source_ids(tokenizer, line: str) -> list[int]:
     return tokenizer.encode(line) + [EOS]
 
 
+def encode_pair(src: str, tgt: str, src_tokenizer, tgt_tokenizer, max_len: int | None = None,
+                stats: CorpusStats | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(source ids + EOS, BOS + target ids + EOS) as int32 arrays, or None for a pair with more
+    than `max_len` tokens on either side (counted in `stats`, as the pairs kept are)."""
+    src_ids, tgt_ids = source_ids(src_tokenizer, src), tgt_tokenizer.encode(tgt)
+    if stats is not None:
+        stats.pairs += 1
+    if max_len is not None and (len(src_ids) - 1 > max_len or len(tgt_ids) > max_len):
+        if stats is not None:
+            stats.dropped_too_long += 1
+        return None
+    if stats is not None:
+        stats.kept += 1
+        stats.target_tokens += len(tgt_ids) + 1
+        for side, ids in enumerate((src_ids[:-1], tgt_ids)):
+            stats.tokens[side] += len(ids)
+            stats.unknown[side] += ids.count(UNK)
+    return (np.asarray(src_ids, dtype=np.int32),
+            np.asarray([BOS] + tgt_ids + [EOS], dtype=np.int32))
+
+
 def encode_pairs(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
                  max_len: int | None = None,
                  stats: CorpusStats | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields (source ids + EOS, BOS + target ids + EOS) as int32 arrays.
-
-    Pairs with more than `max_len` tokens on either side are dropped (and counted in `stats`).
-    """
+    """The pairs encoded by `encode_pair`, those too long left out."""
     for src, tgt in pairs:
-        src_ids, tgt_ids = source_ids(src_tokenizer, src), tgt_tokenizer.encode(tgt)
-        if stats is not None:
-            stats.pairs += 1
-        if max_len is not None and (len(src_ids) - 1 > max_len or len(tgt_ids) > max_len):
-            if stats is not None:
-                stats.dropped_too_long += 1
-            continue
-        if stats is not None:
-            stats.kept += 1
-            stats.target_tokens += len(tgt_ids) + 1
-            for side, ids in enumerate((src_ids[:-1], tgt_ids)):
-                stats.tokens[side] += len(ids)
-                stats.unknown[side] += ids.count(UNK)
-        yield (np.asarray(src_ids, dtype=np.int32),
-               np.asarray([BOS] + tgt_ids + [EOS], dtype=np.int32))
+        encoded = encode_pair(src, tgt, src_tokenizer, tgt_tokenizer, max_len, stats)
+        if encoded is not None:
+            yield encoded
 
 
 def corpus_stats(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
@@ -95,19 +108,17 @@ def bucket_boundaries(longest: int, width: int = 1) -> list[int]:
     return boundaries
 
 
-def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, batch_size: int,
-                     max_len: int | None, shuffle_buffer: int = 0, seed: int = 0,
-                     max_bucket_len: int = 0, batch_tokens: int = 0, bucket_width: int = 1):
-    """A streaming, bucketed tf.data pipeline of ({"source", "target_in"}, target_out) batches.
+def bucket_plan(max_len: int | None, batch_size: int, batch_tokens: int = 0,
+                bucket_width: int = 1, max_bucket_len: int = 0) -> tuple[list[int], list[int]]:
+    """(bucket boundaries, sentences per batch of each bucket) of the training batches."""
+    boundaries = bucket_boundaries((max_len or max_bucket_len or 100) + 2, bucket_width)
+    return boundaries, bucket_batch_sizes(boundaries, batch_size, batch_tokens)
 
-    `read_pairs` is called once per epoch and yields (source line, target line); nothing is held
-    in memory but the shuffle buffer and the partly filled buckets. Batches group pairs of the
-    same target length (the decoder is the expensive part), so target padding is nearly zero.
-    `batch_tokens` > 0 fills batches up to that many target tokens instead of `batch_size`
-    sentences, so every update sees about as many tokens (see `bucket_batch_sizes`).
-    `bucket_width` > 1 puts that many target lengths in a bucket (mixed lengths, padded; as wide
-    as the longest target: random batches). `shuffle_buffer` 0 keeps corpus order (dev data).
-    """
+
+def streamed_pairs(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, max_len: int | None,
+                   shuffle_buffer: int = 0, seed: int = 0):
+    """A tf.data pipeline of (source ids, target ids) encoding the pairs `read_pairs()` yields
+    (called once per epoch), in a shuffle buffer of `shuffle_buffer` pairs (0: corpus order)."""
     import tensorflow as tf
 
     spec = tf.TensorSpec([None], tf.int32)
@@ -120,15 +131,39 @@ def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, ba
     dataset = tf.data.Dataset.from_generator(encoded_pairs, output_signature=(spec, spec))
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    longest = (max_len or max_bucket_len or 100) + 2
-    boundaries = bucket_boundaries(longest, bucket_width)
-    dataset = dataset.bucket_by_sequence_length(
-        lambda src, tgt: tf.shape(tgt)[0], boundaries,
-        bucket_batch_sizes(boundaries, batch_size, batch_tokens),
+    return dataset
+
+
+def bucketed_batches(pairs, boundaries: list[int], sizes: list[int]):
+    """({"source", "target_in"}, target_out) batches of pairs of the same bucket of target
+    lengths (see `bucket_plan`; the decoder is the expensive part, so target padding is nearly
+    zero with one length per bucket)."""
+    import tensorflow as tf
+
+    dataset = pairs.bucket_by_sequence_length(
+        lambda src, tgt: tf.shape(tgt)[0], boundaries, sizes,
         padded_shapes=([None], [None]), padding_values=(PAD, PAD))
     dataset = dataset.map(lambda src, tgt: ({"source": src, "target_in": tgt[:, :-1]}, tgt[:, 1:]),
                           num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def training_dataset(read_pairs: PairReader, src_tokenizer, tgt_tokenizer, *, batch_size: int,
+                     max_len: int | None, shuffle_buffer: int = 0, seed: int = 0,
+                     max_bucket_len: int = 0, batch_tokens: int = 0, bucket_width: int = 1):
+    """A streaming, bucketed tf.data pipeline of ({"source", "target_in"}, target_out) batches.
+
+    `read_pairs` is called once per epoch and yields (source line, target line); nothing is held
+    in memory but the shuffle buffer and the partly filled buckets. `batch_tokens` > 0 fills
+    batches up to that many target tokens instead of `batch_size` sentences, so every update
+    sees about as many tokens (see `bucket_batch_sizes`). `bucket_width` > 1 puts that many
+    target lengths in a bucket (mixed lengths, padded; as wide as the longest target: random
+    batches). `shuffle_buffer` 0 keeps corpus order (dev data).
+    """
+    pairs = streamed_pairs(read_pairs, src_tokenizer, tgt_tokenizer, max_len=max_len,
+                           shuffle_buffer=shuffle_buffer, seed=seed)
+    return bucketed_batches(pairs, *bucket_plan(max_len, batch_size, batch_tokens, bucket_width,
+                                                max_bucket_len))
 
 
 def pad_batch(sequences: Sequence, dtype=np.int32) -> np.ndarray:

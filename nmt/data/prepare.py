@@ -25,20 +25,26 @@ def checked_corpus(data_config: options.DataConfig):
     of its files is checked (alignment, UTF-8), whatever part `data.train_lines` uses.
     """
     train_files = corpus.split_files(data_config, "train")
-    dev_files = corpus.split_files(data_config, "dev")
 
     def read_train():
         return textio.read_parallel(*train_files, max_tokens=data_config.max_line_tokens,
                                     limit=data_config.train_lines)
 
+    dev_pairs = read_dev(data_config)
+    # The whole training corpus is checked before anything is printed or written.
+    textio.check_parallel(*train_files, max_tokens=data_config.max_line_tokens)
+    return read_train, dev_pairs
+
+
+def read_dev(data_config: options.DataConfig) -> list:
+    """The dev pairs, their files checked completely."""
+    dev_files = corpus.split_files(data_config, "dev")
     skipped = textio.Skipped()
     dev_pairs = list(textio.read_parallel(*dev_files, max_tokens=data_config.max_line_tokens,
                                           skipped=skipped))
     if skipped.counts:
         log.info("dev data: %d pairs used; %s", len(dev_pairs), skipped.summary())
-    # The whole training corpus is checked before anything is printed or written.
-    textio.check_parallel(*train_files, max_tokens=data_config.max_line_tokens)
-    return read_train, dev_pairs
+    return dev_pairs
 
 
 def log_training_data(data_config: options.DataConfig, tokenizers, borrowed: str = "") -> None:
@@ -48,18 +54,25 @@ def log_training_data(data_config: options.DataConfig, tokenizers, borrowed: str
     model (`borrowed`, its folder)."""
     files = corpus.split_files(data_config, "train")
     skipped, stats = textio.Skipped(), batching.CorpusStats()
-    too_long = f"over data.max_len ({data_config.max_len} tokens after tokenization)"
     for number, src, tgt in textio.numbered_pairs(*files, max_tokens=data_config.max_line_tokens,
                                                   limit=data_config.train_lines,
                                                   skipped=skipped):
-        dropped = stats.dropped_too_long
-        for _ in batching.encode_pairs([(src, tgt)], *tokenizers, data_config.max_len, stats):
-            pass
-        if stats.dropped_too_long > dropped:
-            skipped.add(too_long, number)
+        if batching.encode_pair(src, tgt, *tokenizers, data_config.max_len, stats) is None:
+            skipped.add(too_long(data_config), number)
     log.info("training data: %s lines read from %s, %s pairs kept; %s; %s target tokens per "
              "epoch", skipped.read, files[0], stats.kept, skipped.summary() or "nothing left out",
              stats.target_tokens)
+    log_unknown_shares(stats, files, borrowed)
+
+
+def too_long(data_config: options.DataConfig) -> str:
+    """The reason logged for the pairs dropped by `data.max_len`."""
+    return f"over data.max_len ({data_config.max_len} tokens after tokenization)"
+
+
+def log_unknown_shares(stats: batching.CorpusStats, files, borrowed: str) -> None:
+    """Logs the share of unknown tokens per side; warns when it is high with the vocabularies
+    of another model (`borrowed`, its folder)."""
     shares = [stats.unknown_share(side) for side in (0, 1)]
     log.info("unknown tokens (<unk>) in the kept pairs: source %.2f %%, target %.2f %%%s",
              100 * shares[0], 100 * shares[1], f" (vocabularies of {borrowed})" if borrowed else "")

@@ -10,6 +10,8 @@ the checks that decide whether a training starts, resumes or has finished.
                              ("recent"); kept after the end, so that a run can be extended by
                              more epochs and averaged (`nmt average`)
     RUN/metrics.csv          one row per epoch; RUN/tensorboard/ event files; RUN/train.log
+    RUN/prepared/            the corpus as token-id shards (`prepared`), unless the recipe's
+                             data.prepared names a folder of `nmt prepare`
     RUN/.lock                held (flock) by the `nmt train` using the folder; names its pid
 
 An epoch is committed when state.json is replaced; best/last in RUN are then hard links to the
@@ -54,6 +56,7 @@ class RunDir(ModelDir):
         self.tensorboard = self.root / "tensorboard"
         self.log = self.root / "train.log"
         self.lock = self.root / ".lock"
+        self.prepared = self.root / "prepared"
 
 
 def default_run_dir(recipe_path: str | os.PathLike) -> Path:

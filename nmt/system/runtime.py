@@ -45,3 +45,22 @@ def thread_count() -> int:
     """The intra-op threads TensorFlow uses (0 = its default: all cores)."""
     import tensorflow as tf
     return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
+
+
+def seconds_since_start() -> float | None:
+    """Seconds since this process started (from Linux's /proc: the command's start, before the
+    interpreter loaded), or None where that is not known."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            fields = handle.read().rpartition(")")[2].split()  # the name may hold spaces
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_mib() -> float:
+    """The most memory this process has held (resident), in MiB."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -18,7 +18,7 @@ import keras
 from nmt.evaluation import metrics
 from nmt.search.decoding import Searcher, search_all
 from nmt.storage import rundir
-from nmt.system import termination
+from nmt.system import runtime, termination
 
 log = logging.getLogger("nmt")
 
@@ -88,6 +88,17 @@ class DevBleu(keras.callbacks.Callback):
 class EpochSummary(keras.callbacks.Callback):
     """Adds tokens/s (training time only), perplexities, the learning rate and the epoch's
     wall-clock seconds (dev evaluation included: callbacks listed before this one) to the logs."""
+
+    def on_train_begin(self, logs=None):
+        self.first_update = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.first_update:  # what starting costs: vocabularies, data, model, tracing
+            self.first_update = False
+            since = runtime.seconds_since_start()
+            log.info("first update %s; peak memory %.0f MiB so far",
+                     f"{since:.1f} s after the command started" if since else "done",
+                     runtime.peak_rss_mib())
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.train_seconds = time.perf_counter(), None

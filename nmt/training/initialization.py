@@ -38,10 +38,10 @@ def source(recipe: options.Recipe) -> str:
 
 
 def with_absolute_paths(recipe: options.Recipe) -> options.Recipe:
-    """The base folders made absolute: the run records them so, and a resume from another
-    working directory names the same base."""
+    """The base folders (and the prepared data's) made absolute: the run records them so, and a
+    resume from another working directory names the same folders."""
     values = recipes.to_dict(recipe)
-    for section, key in (("train", "init_from"), ("vocab", "from_model")):
+    for section, key in (("train", "init_from"), ("vocab", "from_model"), ("data", "prepared")):
         if values[section][key]:
             values[section][key] = options.absolute_folder(values[section][key])
     return recipes.recipe_from_dict(values)
@@ -57,6 +57,17 @@ def prepared(recipe: options.Recipe, run: rundir.RunDir,
         return _with_vocabulary_of(recipe, modeldir.read_recipe(run)), None
     base = checked_base(recipe, run, threads)
     return _with_vocabulary_of(recipe, base.recipe), base
+
+
+def borrowed_vocabularies(recipe: options.Recipe):
+    """(the recipe with the vocabulary settings of the folder it takes its vocabularies from,
+    that folder's (source, target) tokenizers), or (the recipe, None) when it takes none."""
+    if not source(recipe):
+        return recipe, None
+    folder = modeldir.ModelDir(source(recipe))
+    modeldir.read_description(folder.root)
+    return (_with_vocabulary_of(recipe, modeldir.read_recipe(folder)),
+            modeldir.load_tokenizers(folder))
 
 
 def _with_vocabulary_of(recipe: options.Recipe, base: options.Recipe) -> options.Recipe:

@@ -30,14 +30,26 @@ def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
     return trainer
 
 
-def training_dataset(recipe: options.Recipe, read_train, src_tokenizer, tgt_tokenizer,
-                     seed: int):
-    """The shuffled, bucketed batches of an epoch of the pairs `read_train()` yields, as the
-    recipe's data and train sections ask."""
-    return batching.training_dataset(
-        read_train, src_tokenizer, tgt_tokenizer, batch_size=recipe.train.batch_size,
-        max_len=recipe.data.max_len, shuffle_buffer=recipe.train.shuffle_buffer, seed=seed,
-        batch_tokens=token_budget(recipe.train), bucket_width=recipe.train.bucket_width)
+def training_dataset(recipe: options.Recipe, source, tokenizers, seed: int):
+    """(the shuffled, bucketed training batches, the batches of an epoch or None), as the
+    recipe's data and train sections ask.
+
+    `source`: a `prepared.Prepared` folder of shards (read again each epoch; the dataset repeats
+    and an epoch's batch count is known, so progress shows an ETA), or a function yielding the
+    text pairs of an epoch, encoded with `tokenizers` as they stream (segmentations sampled
+    anew each epoch; the length of an epoch unknown). A multi-worker run's data is split among
+    the workers by tf.distribute: its epochs end when the data does.
+    """
+    plan = batching.bucket_plan(recipe.data.max_len, recipe.train.batch_size,
+                                token_budget(recipe.train), recipe.train.bucket_width)
+    if callable(source):
+        pairs = batching.streamed_pairs(source, *tokenizers, max_len=recipe.data.max_len,
+                                        shuffle_buffer=recipe.train.shuffle_buffer, seed=seed)
+        return batching.bucketed_batches(pairs, *plan), None
+    batches = batching.bucketed_batches(source.dataset(seed, recipe.train.shuffle_buffer), *plan)
+    if recipe.train.distribution == "multi_worker":
+        return batches, None
+    return batches.repeat(), source.batches_per_epoch(*plan)
 
 
 def dev_dataset(recipe: options.Recipe, dev_pairs, src_tokenizer, tgt_tokenizer):

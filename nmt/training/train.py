@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from nmt.config import options, recipes
 from nmt.data import batching, corpus, prepare, vectors
 from nmt.evaluation import metrics
 from nmt.files import textio
-from nmt.storage import modeldir, rundir
+from nmt.storage import modeldir, prepared, rundir
 from nmt.system import distribute, runtime, termination
 from nmt.training import initialization, setup
 
@@ -68,9 +69,9 @@ def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int
             _after_training(run, recipe, threads, only_missing=True)
         return TrainResult(run.root, resumed["epoch"], resumed["best"])
 
-    read_train, dev_pairs = prepare.checked_corpus(recipe.data)
+    dev_pairs = prepare.read_dev(recipe.data)
     metrics.bleu_metric(recipe.eval.tokenize)  # dev BLEU must work before an epoch is spent
-    tokenizers = _prepare_run_dir(run, recipe, read_train, resumed, chief, base)
+    tokenizers, source = _prepare_run_dir(run, recipe, resumed, chief, base)
     # A resumed run has its weights: the vectors files are not needed (nor read) any more.
     pretrained = {} if resumed else read_pretrained(recipe.model, tokenizers)
 
@@ -96,14 +97,15 @@ def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int
 
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
     seed = recipe.train.seed + initial_epoch
-    train_set = setup.training_dataset(
-        recipe, read_train, *prepare.training_tokenizers(recipe.vocab, tokenizers, seed), seed)
+    train_set, steps = setup.training_dataset(
+        recipe, source, prepare.training_tokenizers(recipe.vocab, tokenizers, seed), seed)
     dev_set = setup.dev_dataset(recipe, dev_pairs, *tokenizers)
-    # The streaming dataset's length is unknown until the first epoch ends; Keras warns about it.
+    # A streamed dataset's length is unknown until the first epoch ends; Keras warns about it.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     with termination.polled():  # a stop ends fit at a batch or after a committed epoch
         trainer.fit(train_set, validation_data=dev_set, epochs=recipe.train.epochs,
-                    initial_epoch=initial_epoch, shuffle=False,  # the dataset shuffles itself
+                    initial_epoch=initial_epoch, steps_per_epoch=steps,
+                    shuffle=False,  # the dataset shuffles itself
                     callbacks=_callbacks(run, recipe, dev_pairs, tokenizers, resumed, chief),
                     verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose)
     termination.raise_if_stop_requested()
@@ -153,25 +155,52 @@ def _tune_decoding(run: rundir.RunDir, recipe: options.Recipe) -> None:
              signature, run.root / "tune" / "tune.md")
 
 
-def _prepare_run_dir(run: rundir.RunDir, recipe: options.Recipe, read_train,
-                     resumed: dict | None, chief: bool, base: initialization.Base | None):
-    """Creates or repairs the run directory; returns the (source, target) tokenizers: its own,
-    or copied from the base folder, or trained on the data."""
+def _prepare_run_dir(run: rundir.RunDir, recipe: options.Recipe, resumed: dict | None,
+                     chief: bool, base: initialization.Base | None):
+    """Creates or repairs the run directory; returns the (source, target) tokenizers and what
+    the training batches come from (see `setup.training_dataset`).
+
+    The tokenizers are the run's own (resumed), or the base folder's, or those the corpus was
+    prepared with (trained on it by `nmt prepare`). With sampled segmentations the text is
+    encoded anew each epoch: it streams, and the tokenizers are trained here.
+    """
     run.root.mkdir(parents=True, exist_ok=True)
     if chief:
         rundir.repair(run, resumed)
-    _log_to(run.log if chief else None)
-    if run.vocab_dir.is_dir():
-        tokenizers = modeldir.load_tokenizers(run)
+    # The corpus is read (and checked) before train.log is opened: a bad corpus leaves the run
+    # directory as it was.
+    own = modeldir.load_tokenizers(run) if run.vocab_dir.is_dir() else None
+    given = own or (modeldir.load_tokenizers(modeldir.ModelDir(base.root)) if base else None)
+    if recipe.vocab.sampling_alpha:
+        source, _ = prepare.checked_corpus(recipe.data)
+        tokenizers = given or prepare.build_tokenizers(recipe.vocab, source)
     else:
-        tokenizers = (modeldir.load_tokenizers(modeldir.ModelDir(base.root)) if base else
-                      prepare.build_tokenizers(recipe.vocab, read_train))
-        if chief:
-            modeldir.save_tokenizers(run, *tokenizers)
-    prepare.log_training_data(recipe.data, tokenizers, initialization.source(recipe))
+        source = _prepared_data(run, recipe, given)
+        if own or base:
+            source.check_vocabularies(run.root if own else base.root)
+        tokenizers = given or source.tokenizers()
+    _log_to(run.log if chief else None)
+    if recipe.vocab.sampling_alpha:
+        prepare.log_training_data(recipe.data, tokenizers, initialization.source(recipe))
+    else:
+        source.log_training_data(initialization.source(recipe))
+    if chief and not own:
+        modeldir.save_tokenizers(run, *tokenizers)
     if chief:
         modeldir.save_description(run, recipe, *map(len, tokenizers))
-    return tokenizers
+    return tokenizers, source
+
+
+def _prepared_data(run: rundir.RunDir, recipe: options.Recipe, tokenizers) -> prepared.Prepared:
+    """The recipe's prepared data (`data.prepared`), or the run's own, prepared now if need be
+    (with `tokenizers` if given), checked against the recipe."""
+    folder = Path(recipe.data.prepared) if recipe.data.prepared else run.prepared
+    if not recipe.data.prepared and not (folder / prepared.INFO).is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # what a killed prepare left
+        prepared.prepare_data(recipe, folder, tokenizers=tokenizers)
+    data = prepared.Prepared(folder)
+    data.check_matches(recipe)
+    return data
 
 
 def read_pretrained(model: options.ModelConfig, tokenizers) -> dict:

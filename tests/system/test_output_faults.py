@@ -113,12 +113,25 @@ def test_export_checks_its_output_first_and_names_it_on_a_full_disk(reverse_run,
         assert list(disk.iterdir()) == []
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_prepare_meeting_a_full_disk_says_so_and_leaves_nothing(jobs, tmp_path, capsys):
+    from nmt import cli
+    with small_disk(tmp_path / "disk", "1m") as disk:  # the vocabularies fit, the shards not
+        code = cli.main(["prepare", str(Path(__file__).parents[2] / "recipes" / "ja-en-tiny"),
+                         "--out", str(disk / "prepared"),
+                         "--jobs", str(jobs)])
+        assert_one_line_error(code, capsys.readouterr().err,
+                              f"nmt: error: {disk / 'prepared'}: cannot write (No space left")
+        assert list(disk.iterdir()) == []
+
+
 # ---- one rule for outputs: every writing command, an unwritable and a full destination --------
 
 # Each writing command, DEST its destination; the model (or run) does not exist, so that an
 # error naming DEST shows the destination was checked before any model loads or work starts.
 WRITERS = {
     "train": ["train", "RECIPE", "--run-dir", "DEST"],
+    "prepare": ["prepare", "RECIPE", "--out", "DEST"],
     "translate": ["translate", "--model", "NO-MODEL", "-i", "SRC", "-o", "DEST"],
     "translate --resume": ["translate", "--model", "NO-MODEL", "-i", "SRC", "-o", "DEST",
                            "--resume"],
