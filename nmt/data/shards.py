@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from nmt.data import batching
-from nmt.errors import DataError, NmtError, OutputError
+from nmt.errors import DataError, NmtError
 
 HEADER = 3
 DTYPE = np.dtype("<i4")
@@ -186,9 +186,9 @@ def _encode_in_processes(numbered_pairs: Iterable, settings: _Settings, jobs: in
         worker.start()
     try:
         for chunk in _chunks(numbered_pairs):
-            _put(work, chunk, workers)
+            _put(work, chunk, workers, results)
         for _ in workers:
-            _put(work, None, workers)
+            _put(work, None, workers, results)
         found = [_result(results, workers) for _ in workers]
         for worker in workers:
             worker.join()
@@ -199,17 +199,22 @@ def _encode_in_processes(numbered_pairs: Iterable, settings: _Settings, jobs: in
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()
+        # Chunks still queued for a process that stopped must not hold this one at its exit.
+        work.cancel_join_thread()
     return found, counts
 
 
-def _put(work, item, workers) -> None:
-    """Queues a chunk, noticing a process that died (it would never take it)."""
+def _put(work, item, workers, results) -> None:
+    """Queues a chunk, noticing a process that stopped (it would never take it): one that
+    failed sent its error."""
     while True:
         try:
             work.put(item, timeout=1)
             return
         except queue.Full:
-            _check_alive(workers)
+            if any(worker.exitcode is not None for worker in workers):
+                _result(results, workers)  # raises the error sent
+                raise NmtError("an encoding process ended before the corpus did")
 
 
 def _result(results, workers):
@@ -217,17 +222,16 @@ def _result(results, workers):
         try:
             kind, value = results.get(timeout=1)
         except queue.Empty:
-            _check_alive(workers)
+            for worker in workers:
+                if worker.exitcode not in (None, 0):
+                    raise NmtError(f"an encoding process ended with exit code "
+                                   f"{worker.exitcode}") from None
             continue
+        if kind == "os_error":
+            raise OSError(*value)
         if kind == "error":
-            raise value
+            raise NmtError(value)
         return value
-
-
-def _check_alive(workers) -> None:
-    for worker in workers:
-        if worker.exitcode not in (None, 0):
-            raise NmtError(f"an encoding process ended with exit code {worker.exitcode}")
 
 
 def _ignore_interrupts() -> None:
@@ -283,11 +287,10 @@ def _encode_worker(number: int, settings: _Settings, work, results) -> None:
         while (chunk := work.get()) is not None:
             encoder.encode(chunk)
         results.put(("done", encoder.finish()))
-    except OSError as err:
-        results.put(("error", OutputError(f"cannot write ({err.strerror or err})",
-                                          str(Path(settings.folder).parent))))
+    except OSError as err:  # a full disk: the main process names its folder
+        results.put(("os_error", (err.errno, err.strerror)))
     except Exception as err:  # noqa: BLE001 - sent to the main process, which raises it
-        results.put(("error", NmtError(f"encoding the corpus failed: {err}")))
+        results.put(("error", f"encoding the corpus failed: {err}"))
 
 
 def _write_shard_from_pieces(settings: _Settings, shard: int, workers: int) -> int:

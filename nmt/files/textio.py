@@ -307,7 +307,9 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     with reported_as_output_error(path), made_folders(path.parent):
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        _remove_stale_temporaries(path)  # a folder left by a killed process can be large
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
+                                    suffix=".tmp"))
         try:
             os.chmod(tmp, NEW_FOLDER_MODE)
             try:
@@ -414,7 +416,8 @@ def _replaced_file(path: Path) -> Path | None:
 
 
 def _remove_stale_temporaries(target: Path) -> None:
-    """Deletes `.NAME.PID-*.tmp*` beside `target` whose writing process no longer exists."""
+    """Deletes `.NAME.PID-*.tmp*` (files, and folders of `atomic_folder`) beside `target` whose
+    writing process no longer exists."""
     prefix = f".{target.name}."
     for tmp in target.parent.iterdir():
         name = tmp.name
@@ -422,8 +425,11 @@ def _remove_stale_temporaries(target: Path) -> None:
             continue
         pid = name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and not _process_exists(int(pid)):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                tmp.unlink()
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
 
 def _process_exists(pid: int) -> bool:

@@ -57,6 +57,8 @@ def prepare_data(recipe: options.Recipe, out: str | os.PathLike, jobs: int | Non
     textio.check_writable(out, folder=True)
     files = corpus.split_files(recipe.data, "train")
     started = time.monotonic()
+    if recipe.data.train_lines:  # the rest of the files is checked too, though not used
+        textio.check_parallel(*files, max_tokens=recipe.data.max_line_tokens)
     with textio.atomic_folder(out) as tmp:
         if tokenizers is None:
             sample = vocabulary_sample(recipe.data, files, VOCAB_SAMPLE_PAIRS,

@@ -69,7 +69,8 @@ def refuse_foreign_folder(run: RunDir) -> None:
     """A folder that holds files but no run of nmt is not ours to write into."""
     if not run.root.is_dir():
         return
-    ours = run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
+    ours = (run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
+            or (run.prepared / "prepared.json").is_file())  # killed after preparing its data
     if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
         raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
                           "another --run-dir", str(run.root))

@@ -8,6 +8,7 @@ decode tuning the recipe asks for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -171,19 +172,18 @@ def _prepare_run_dir(run: rundir.RunDir, recipe: options.Recipe, resumed: dict |
     # directory as it was.
     own = modeldir.load_tokenizers(run) if run.vocab_dir.is_dir() else None
     given = own or (modeldir.load_tokenizers(modeldir.ModelDir(base.root)) if base else None)
-    if recipe.vocab.sampling_alpha:
+    if recipe.vocab.sampling_alpha:  # segmentations sampled anew each epoch: the text streams
         source, _ = prepare.checked_corpus(recipe.data)
         tokenizers = given or prepare.build_tokenizers(recipe.vocab, source)
+        log_data = functools.partial(prepare.log_training_data, recipe.data, tokenizers)
     else:
         source = _prepared_data(run, recipe, given)
         if own or base:
             source.check_vocabularies(run.root if own else base.root)
         tokenizers = given or source.tokenizers()
+        log_data = source.log_training_data
     _log_to(run.log if chief else None)
-    if recipe.vocab.sampling_alpha:
-        prepare.log_training_data(recipe.data, tokenizers, initialization.source(recipe))
-    else:
-        source.log_training_data(initialization.source(recipe))
+    log_data(initialization.source(recipe))
     if chief and not own:
         modeldir.save_tokenizers(run, *tokenizers)
     if chief:

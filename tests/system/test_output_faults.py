@@ -125,6 +125,45 @@ def test_prepare_meeting_a_full_disk_says_so_and_leaves_nothing(jobs, tmp_path, 
         assert list(disk.iterdir()) == []
 
 
+def big_corpus(folder: Path, pairs: int) -> Path:
+    """The reverse task's 2,000 training pairs repeated to `pairs` (a corpus that takes seconds
+    to prepare with two processes)."""
+    from tests.helpers import make_reverse_corpus
+    make_reverse_corpus(folder)
+    for side in ("src", "tgt"):
+        lines = (folder / f"train.{side}").read_text()
+        (folder / f"train.{side}").write_text(lines * (pairs // 2000))
+    return folder
+
+
+@pytest.mark.slow  # three nmt prepare processes over 200,000 pairs
+def test_prepare_stopped_or_killed_leaves_nothing_a_training_would_take(tmp_path):
+    import signal
+    import subprocess
+    corpus = big_corpus(tmp_path / "corpus", 200_000)
+    recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(corpus))
+    out = tmp_path / "data" / "prepared"
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        process = subprocess.Popen([*NMT, "prepare", str(recipe), "--out", str(out), "--jobs",
+                                    "2"], stderr=subprocess.PIPE, text=True)
+        for line in process.stderr:
+            if "preparing" in line:  # the vocabularies are made, the encoding starts
+                break
+        time.sleep(1)
+        process.send_signal(stop)
+        err = process.stderr.read()
+        assert process.wait(timeout=60) == (143 if stop == signal.SIGTERM else -9), err
+        assert not out.exists()
+        if stop == signal.SIGTERM:
+            assert err.strip() == "nmt: terminated (SIGTERM)" and not os.listdir(out.parent)
+    # SIGKILL left its temporary folder; the next prepare removes it and finishes.
+    assert len(os.listdir(out.parent)) == 1
+    code, _, err = run_nmt("prepare", recipe, "--out", out, "--jobs", "2")
+    assert code == 0, err
+    assert sorted(os.listdir(out.parent)) == ["prepared"]
+    assert json.loads((out / "prepared.json").read_text())["kept"] == 200_000
+
+
 # ---- one rule for outputs: every writing command, an unwritable and a full destination --------
 
 # Each writing command, DEST its destination; the model (or run) does not exist, so that an
@@ -302,7 +341,7 @@ def test_a_failed_download_leaves_no_folder_behind(tmp_path, monkeypatch, capsys
         "fetched", data={"corpus": "fetched", "src": "src", "tgt": "tgt",
                          "download_url": (tmp_path / "nowhere").as_uri()}))
     assert cli.main(["train", str(recipe), "--run-dir", str(tmp_path / "runs" / "r")]) == 1
-    assert_one_line_error(1, capsys.readouterr().err, "train.src: missing, and downloading")
+    assert_one_line_error(1, capsys.readouterr().err, "dev.src: missing, and downloading")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "recipe"]
     assert list((tmp_path / "data").iterdir()) == []
 

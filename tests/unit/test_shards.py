@@ -134,3 +134,14 @@ def test_the_record_says_what_was_read_and_kept(tmp_path):
     assert info["left_out"] == "1 blank on one side or both (line 2)"
     assert sum(info["target_lengths"].values()) == 400 == sum(info["shards"])
     assert info["target_tokens"] == sum(int(k) * v for k, v in info["target_lengths"].items()) - 400
+
+
+def test_a_run_killed_after_preparing_its_data_is_still_a_run_directory(tmp_path):
+    from nmt.storage import rundir
+    run = rundir.RunDir(tmp_path / "run")
+    (run.prepared).mkdir(parents=True)
+    (run.root / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a run directory"):
+        rundir.refuse_foreign_folder(run)
+    (run.prepared / prepared.INFO).write_text("{}")
+    rundir.refuse_foreign_folder(run)

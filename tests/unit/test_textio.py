@@ -1,3 +1,6 @@
+import os
+import subprocess
+
 import pytest
 
 from nmt.errors import DataError, OutputError
@@ -109,6 +112,23 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
         (tmp / "new").write_text("y")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "plain"]
     assert [p.name for p in out.iterdir()] == ["new"]
+
+
+def test_a_folder_left_by_a_killed_writer_is_removed_by_the_next_one(tmp_path):
+    left = tmp_path / f".data.{_pid_of_ended()}-abc.tmp"
+    (left / "shards").mkdir(parents=True)
+    (left / "shards" / "big").write_bytes(b"x" * 1000)
+    alive = tmp_path / f".data.{os.getpid()}-def.tmp"  # a writer still at work: kept
+    alive.mkdir()
+    with textio.atomic_folder(tmp_path / "data") as tmp:
+        (tmp / "whole").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data", alive.name])
+
+
+def _pid_of_ended() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_atomic_folder_in_an_unwritable_place_names_the_target(tmp_path):
