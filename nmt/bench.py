@@ -129,6 +129,7 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     """Translates a file `rounds` times; reports the median of the rounds after the first.
 
     The first round includes tracing the search graph; model load time is reported apart.
+    Also the roofline of the search (`decoding_roofline`), measured after the rounds.
     With several `precisions` (default: the recipe's decode.precision), the same weights are
     loaded in each and the rounds alternate between them. One result per precision, with
     `vs_first` after the first (speed relative to the first precision, as in `bench_train`).
@@ -176,7 +177,12 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
             "first_round_s": round(timings[0], 2), "load_s": round(run["load_s"], 2),
             "time_to_load_s": round(time.perf_counter() - started - spent, 2),
             "peak_rss_mib": round(peak_rss_mib()), **_machine(runtime.thread_count())})
-    return results
+    roofline = decoding_roofline(
+        runs[0]["translator"], lines,
+        {run["translator"].decode.precision: run["output_tokens"] for run in runs},
+        {run["translator"].decode.precision: len(lines) / statistics.median(run["timings"][1:])
+         for run in runs}, threads)
+    return [{**result, **roofline[result["precision"]]} for result in results]
 
 
 def bench_serve(model_dirs: Sequence, source: str, clients: Sequence[int] = (1, 8, 32),
@@ -294,7 +300,9 @@ def matmul_seconds(products, repeats: int = 20, rounds: int = 5, threads: int | 
                    ) -> dict:
     """The best round's (wall, CPU) seconds of one `tf.matmul` for each ((m, k, n), dtype name)
     in `products`: one `tf.function` each, traced outside the timing, `repeats` products a
-    round, the products alternating round by round so a neighbour's load drifts over all."""
+    round, the products alternating round by round so a neighbour's load drifts over all.
+    Each product is a call of its own: its fixed cost (some microseconds) dominates only tiny
+    shapes, far below a real model's."""
     tf = runtime.import_tensorflow(threads)
     runs = {}
     for (m, k, n), dtype in products:
@@ -341,8 +349,31 @@ def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
     return results
 
 
-# The dtype of a training precision's matrix products.
-PRODUCT_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+# The dtype of a precision's matrix products (training's and decoding's names).
+PRODUCT_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16",
+                  "bfloat16": "bfloat16"}
+
+
+def matmul_limit(parts: dict, sentences: float, dtypes, threads: int | None) -> dict:
+    """GFLOP/s of each dtype at the rate `tf.matmul` reaches now on each part's own shape, for
+    `parts` (`nmt.model.flops.Product`s of one sentence) computed `sentences` at a time: the
+    parts' FLOPs over the sum of their times. Element-wise work is not counted, so no model
+    reaches it."""
+    shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
+              for name, part in parts.items()}
+    seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
+                              for dtype in set(dtypes)], threads=threads)
+    total = sum(part.multiply_adds for part in parts.values())
+    return {dtype: total / sum(part.multiply_adds * seconds[shapes[name], dtype][0]
+                               / (shapes[name][0] * shapes[name][1] * shapes[name][2])
+                               for name, part in parts.items()) * 2 / 1e9
+            for dtype in set(dtypes)}
+
+
+def _roofline_fields(per_unit_flops: float, units_per_sec: float, limit: float) -> dict:
+    achieved = per_unit_flops * units_per_sec / 1e9
+    return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit, 1),
+            "fraction_of_limit": round(achieved / limit, 4)}
 
 
 def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
@@ -351,10 +382,9 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
     the model's own shapes, measured now.
 
     The model's useful FLOPs per target token come from its config (`nmt.model.flops`: the
-    products at the corpus's mean lengths, no padding). The limit is the time those products
-    take at the rate `tf.matmul` reaches on each part's shape (rows: a batch's sentences, times
-    the positions of the parts computed for all positions at once): FLOPs over the sum of the
-    parts' times. The element-wise work is not counted, so the limit cannot be reached.
+    products at the corpus's mean lengths, no padding). The limit (`matmul_limit`) puts each
+    part's products at the rate `tf.matmul` reaches on its shape (rows: a batch's sentences,
+    times the positions of the parts computed for all positions at once).
     """
     from nmt.model import flops
     target_len = stats.target_tokens / max(stats.kept, 1)
@@ -362,30 +392,56 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
     sentences = (recipe.train.batch_tokens / target_len if recipe.train.batch_type == "tokens"
                  else recipe.train.batch_size)
     parts = flops.products(recipe.model, tgt_vocab_size, source_len, target_len)
-    shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
-              for name, part in parts.items()}
-    dtypes = {name: PRODUCT_DTYPES[name] for name in names}
-    seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
-                              for dtype in set(dtypes.values())], threads=threads)
+    limits = matmul_limit(parts, sentences, [PRODUCT_DTYPES[name] for name in names], threads)
     per_token = flops.training_flops_per_target_token(recipe.model, tgt_vocab_size,
                                                       source_len / target_len, target_len)
-    figures = {}
-    for name, dtype in dtypes.items():
-        # Seconds per target token at the limit: each part's FLOPs at its shape's rate.
-        limit_seconds = sum(
-            2 * flops.TRAINING_PASSES * part.multiply_adds / target_len
-            / (2 * shapes[key][0] * shapes[key][1] * shapes[key][2]
-               / seconds[shapes[key], dtype][0])
-            for key, part in parts.items())
-        achieved = per_token * tokens_per_sec[name] / 1e9
-        limit = per_token / limit_seconds / 1e9
-        figures[name] = {"target_vocab_size": tgt_vocab_size,
-                         "mean_target_length": round(target_len, 3),
-                         "source_per_target_token": round(source_len / target_len, 3),
-                         "model_mflop_per_target_token": round(per_token / 1e6, 3),
-                         "achieved_gflops": round(achieved, 3),
-                         "matmul_limit_gflops": round(limit, 1),
-                         "fraction_of_limit": round(achieved / limit, 4)}
+    return {name: {"target_vocab_size": tgt_vocab_size,
+                   "mean_target_length": round(target_len, 3),
+                   "source_per_target_token": round(source_len / target_len, 3),
+                   "model_mflop_per_target_token": round(per_token / 1e6, 3),
+                   **_roofline_fields(per_token, tokens_per_sec[name],
+                                      limits[PRODUCT_DTYPES[name]])}
+            for name in names}
+
+
+def decoding_roofline(translator, lines: Sequence[str], output_tokens: dict,
+                      sentences_per_sec: dict, threads: int | None) -> dict:
+    """`training_roofline` for translating `lines` with `translator`'s beam, per precision.
+
+    The FLOPs per sentence (`nmt.model.flops.decoding_products`, summed over an ensemble's
+    members) at the mean source length (EOS included) and the mean length of each precision's
+    outputs (`output_tokens`: their tokens, EOS excluded); the limit at the decoding shapes:
+    a decoding batch of sentences (as many as the lines, at most `decode.batch_size`) and the
+    beam's hypotheses per sentence in each step's products.
+    """
+    from nmt.model import flops
+    from nmt.search.inference import Ensemble
+    decode = translator.decode
+    members = (translator.model.members if isinstance(translator.model, Ensemble)
+               else (translator.model,))
+    sources = [translator.source_ids(line) for line in lines]
+    sentences = min(decode.batch_size, max(len(lines), 1))
+    source_lens = [sum(len(s if len(members) == 1 else s[index]) for s in sources)
+                   / max(len(lines), 1) for index in range(len(members))]
+    figures, per_sentence, limit_parts = {}, {}, {}
+    for name, tokens in output_tokens.items():
+        output_len = tokens / max(len(lines), 1) + 1
+        per_sentence[name] = 0.0
+        for index, (member, source_len) in enumerate(zip(members, source_lens)):
+            parts = flops.decoding_products(member.model_config, member.tgt_vocab_size,
+                                            source_len, output_len, decode.beam_size)
+            per_sentence[name] += 2 * sum(part.multiply_adds for part in parts.values())
+            if name == next(iter(output_tokens)):  # the first precision's shapes for all
+                limit_parts.update({f"{index}/{part}": value for part, value in parts.items()})
+        figures[name] = {"target_vocab_size": members[0].tgt_vocab_size,
+                         "mean_source_length": round(source_lens[0], 3),
+                         "mean_output_length": round(output_len, 3)}
+    limits = matmul_limit(limit_parts, sentences,
+                          [PRODUCT_DTYPES[name] for name in output_tokens], threads)
+    for name in output_tokens:
+        figures[name].update({"model_mflop_per_sentence": round(per_sentence[name] / 1e6, 3),
+                              **_roofline_fields(per_sentence[name], sentences_per_sec[name],
+                                                 limits[PRODUCT_DTYPES[name]])})
     return figures
 
 
