@@ -42,6 +42,18 @@ def _cpu_model() -> str:
         return ""
 
 
+def _training_data(recipe_path, overrides, threads: int | None):
+    """(recipe, tokenizers, corpus stats, the repeated training dataset, dev pairs) of a recipe,
+    TensorFlow started with `threads`."""
+    recipe = recipes.load_recipe(recipe_path, overrides)
+    read, dev_pairs = prepare.checked_corpus(recipe.data)
+    tokenizers = prepare.build_tokenizers(recipe.vocab, read)
+    stats = batching.corpus_stats(read(), *tokenizers, recipe.data.max_len)
+    runtime.import_tensorflow(threads)
+    dataset = setup.training_dataset(recipe, read, *tokenizers, recipe.train.seed).repeat()
+    return recipe, tokenizers, stats, dataset, dev_pairs
+
+
 def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3,
                 threads: int | None = None, overrides=(), precisions: Sequence[str] | None = None,
                 started: float | None = None) -> list[dict]:
@@ -54,22 +66,18 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     the model's shapes, measured after the training rounds.
     With several `precisions` (default: the recipe's), one model per precision, from the same
     initial weights, trains in turn, a round each: a neighbour's load drifts over all alike.
-    Every round starts the data over, so each precision and round times the same batches.
+    Every round starts the data over, so each precision and round times the same batches (its
+    first step, which waits for the new iterator, untimed).
     One result per precision; after the first, `vs_first` gives the median over rounds of its
     rate over the first precision's in the same round, by wall-clock and by CPU time (the
     process's CPU seconds: a fairer clock where other processes share the cores).
     """
     started = started or time.perf_counter()
-    recipe = recipes.load_recipe(recipe_path, overrides)
-    read, _ = prepare.checked_corpus(recipe.data)
-    tokenizers = prepare.build_tokenizers(recipe.vocab, read)
-    stats = batching.corpus_stats(read(), *tokenizers, recipe.data.max_len)
-    runtime.import_tensorflow(threads)
+    recipe, tokenizers, stats, dataset, _ = _training_data(recipe_path, overrides, threads)
     import keras
 
     from nmt.training.callbacks import StepTimer
 
-    dataset = setup.training_dataset(recipe, read, *tokenizers, recipe.train.seed).repeat()
     runs = {}
     for name in precisions or (recipe.train.precision,):
         keras.utils.set_random_seed(recipe.train.seed)
@@ -82,14 +90,17 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             first_step = runs[name][1].ends[0] - started
     for _ in range(rounds):
         for trainer, timer in runs.values():
-            trainer.fit(dataset, steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0,
-                        shuffle=False)
+            # One step more: a `fit`'s first step waits for its new iterator to start (the
+            # shuffle buffer: 2 s of CPU on multi30k), which an epoch's other steps do not.
+            trainer.fit(dataset, steps_per_epoch=1 + steps, epochs=1, callbacks=[timer],
+                        verbose=0, shuffle=False)
     tokens_per_sentence = stats.target_tokens / max(stats.kept, 1)
     results, first_rounds = [], None
     for name, (trainer, timer) in runs.items():
         per_round = []
         for r in range(rounds):
-            window = slice(1 + warmup + r * steps, 1 + warmup + (r + 1) * steps)
+            first = 1 + warmup + r * (1 + steps) + 1
+            window = slice(first, first + steps)
             seconds = sum(timer.seconds[window])
             tokens = sum(timer.tokens[window])
             per_round.append((tokens / seconds, tokens / tokens_per_sentence / seconds,
@@ -289,6 +300,59 @@ def _serve_memory(server, lines: list, clients: int, requests: int, max_seconds:
             "sentences_per_sec": round(done / seconds, 1), "statuses": statuses,
             "rss_mib_samples": [round(s) for s in samples],
             "peak_rss_mib": round(server.memory_mib()[1]), **settings}
+
+
+def bench_profile(recipe_path, steps: int = 10, warmup: int = 5, threads: int | None = None,
+                  overrides=(), model_dir=None, sentences: int = 64,
+                  beam_size: int | None = None) -> list[dict]:
+    """Where the time of training steps and of a search goes (`nmt.system.profiling`): the
+    recipe's model trains `warmup` steps (tracing), then `steps` under the profiler (one
+    `fit`, as in training: the iterator's start is in the warm-up); then the
+    first `sentences` dev sources are translated twice (tracing, then under the profiler) with
+    the recipe's decode settings, by the model of `model_dir` if given (in its recipe's decode
+    precision), else by the model just trained (whose outputs, after so few steps, run to the
+    length limit). One result each, with the milliseconds and shares by part.
+    """
+    recipe, tokenizers, _, dataset, dev_pairs = _training_data(recipe_path, overrides, threads)
+    import keras
+
+    from nmt.search.decoding import Searcher, search_all
+    from nmt.system import profiling
+    from nmt.training.callbacks import ProfiledSteps, StepTimer
+
+    keras.utils.set_random_seed(recipe.train.seed)
+    trainer = setup.compiled_trainer(recipe, len(tokenizers[0]), len(tokenizers[1]))
+    # One `fit`: its first steps wait for the input pipeline to start (shuffle buffer).
+    timer, profiled = StepTimer(), ProfiledSteps(warmup, steps)
+    trainer.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False,
+                callbacks=[profiled, timer])
+    found = profiled.found
+    machine = _machine(runtime.thread_count())
+    results = [{"bench": "profile", "what": "train", "recipe": str(recipe_path),
+                "precision": recipe.train.precision, "steps": steps,
+                "target_tokens": int(sum(timer.tokens[warmup:])),
+                "step_ms": round(1000 * found["seconds"] / steps, 1), **found, **machine}]
+    lines = [source for source, _ in dev_pairs[:sentences]]
+    if model_dir is not None:
+        from nmt.translation.translate import Translator
+        translator = Translator(model_dir, beam_size=beam_size)
+        searcher, decode = translator.searcher, translator.decode
+        sources = [translator.source_ids(line) for line in lines]
+    else:
+        searcher = Searcher(trainer.seq2seq)
+        decode = recipes.with_changes(recipe, "decode", **(
+            {"beam_size": beam_size} if beam_size else {})).decode
+        sources = [batching.source_ids(tokenizers[0], line) for line in lines]
+    search_all(searcher, sources, decode)
+    found = profiling.profile(lambda: search_all(searcher, sources, decode))
+    results.append({"bench": "profile", "what": "translate",
+                    "model": str(model_dir or f"{recipe_path} after {warmup + steps} steps"),
+                    "precision": decode.precision if model_dir is not None else
+                    recipe.train.precision, "beam_size": decode.beam_size,
+                    "batch_size": decode.batch_size, "sentences": len(sources),
+                    "sentence_ms": round(1000 * found["seconds"] / max(len(sources), 1), 2),
+                    **found, **machine})
+    return results
 
 
 # (m, k, n): the beam-5 output layer (64 sentences x 5 hypotheses), a large square-ish

@@ -159,7 +159,8 @@ class AttentionDecoder(keras.layers.Layer):
 
     def logits(self, attentional):
         """[.., U] attentional vectors -> [.., V] float32 logits (softmax and loss need them)."""
-        return self.output_head(attentional)
+        with tf.name_scope("output"):  # the scope `nmt bench profile` groups by
+            return self.output_head(attentional)
 
     def call(self, target_in, state, memory: Memory, training=False, return_attention=False):
         """Teacher-forced decoding of a whole target prefix.
@@ -195,8 +196,10 @@ class AttentionDecoder(keras.layers.Layer):
             return t + 1, state, outputs, weights
 
         # 4. the steps, in a while loop over target positions
+        # (maximum_iterations: XLA needs a bound on the loop's gradient accumulators)
         _, _, outputs, weights = tf.while_loop(lambda t, *_: t < steps, body,
-                                               (tf.constant(0), tuple(state), outputs, weights))
+                                               (tf.constant(0), tuple(state), outputs, weights),
+                                               maximum_iterations=steps)
         # 5. the logits of all positions at once, batch-major again
         logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
         if return_attention:
