@@ -196,10 +196,8 @@ class AttentionDecoder(keras.layers.Layer):
             return t + 1, state, outputs, weights
 
         # 4. the steps, in a while loop over target positions
-        # (maximum_iterations: XLA needs a bound on the loop's gradient accumulators)
         _, _, outputs, weights = tf.while_loop(lambda t, *_: t < steps, body,
-                                               (tf.constant(0), tuple(state), outputs, weights),
-                                               maximum_iterations=steps)
+                                               (tf.constant(0), tuple(state), outputs, weights))
         # 5. the logits of all positions at once, batch-major again
         logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
         if return_attention:
