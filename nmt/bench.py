@@ -127,8 +127,9 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
             "time_to_first_step_s": round(first_step, 2), "peak_rss_mib": round(peak_rss_mib()),
             **_machine(runtime.thread_count())})
     roofline = training_roofline(recipe, len(tokenizers[1]), stats, list(runs),
-                                 {r["precision"]: r["target_tokens_per_sec"] for r in results},
-                                 threads)
+                                 {r["precision"]: (r["target_tokens_per_sec"],
+                                                   r["target_tokens_per_cpu_sec"])
+                                  for r in results}, threads)
     return [{**result, **roofline[result["precision"]]} for result in results]
 
 
@@ -191,7 +192,8 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     roofline = decoding_roofline(
         runs[0]["translator"], lines,
         {run["translator"].decode.precision: run["output_tokens"] for run in runs},
-        {run["translator"].decode.precision: len(lines) / statistics.median(run["timings"][1:])
+        {run["translator"].decode.precision: tuple(
+            len(lines) / statistics.median(run[key][1:]) for key in ("timings", "cpu_timings"))
          for run in runs}, threads)
     return [{**result, **roofline[result["precision"]]} for result in results]
 
@@ -422,22 +424,28 @@ def matmul_limit(parts: dict, sentences: float, dtypes, threads: int | None) -> 
     """GFLOP/s of each dtype at the rate `tf.matmul` reaches now on each part's own shape, for
     `parts` (`nmt.model.flops.Product`s of one sentence) computed `sentences` at a time: the
     parts' FLOPs over the sum of their times. Element-wise work is not counted, so no model
-    reaches it."""
+    reaches it. Per dtype: (by wall clock, per CPU-second of the process)."""
     shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
               for name, part in parts.items()}
     seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
                               for dtype in set(dtypes)], threads=threads)
     total = sum(part.multiply_adds for part in parts.values())
-    return {dtype: total / sum(part.multiply_adds * seconds[shapes[name], dtype][0]
-                               / (shapes[name][0] * shapes[name][1] * shapes[name][2])
-                               for name, part in parts.items()) * 2 / 1e9
+    return {dtype: tuple(total / sum(part.multiply_adds * seconds[shapes[name], dtype][clock]
+                                     / (shapes[name][0] * shapes[name][1] * shapes[name][2])
+                                     for name, part in parts.items()) * 2 / 1e9
+                         for clock in (0, 1))
             for dtype in set(dtypes)}
 
 
-def _roofline_fields(per_unit_flops: float, units_per_sec: float, limit: float) -> dict:
-    achieved = per_unit_flops * units_per_sec / 1e9
-    return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit, 1),
-            "fraction_of_limit": round(achieved / limit, 4)}
+def _roofline_fields(per_unit_flops: float, units_per_sec: float, units_per_cpu_sec: float,
+                     limit: tuple) -> dict:
+    """The achieved rate against the limit, by wall clock and per CPU-second (steadier where
+    other processes share the cores: both the model and the products lose the same share)."""
+    achieved, achieved_cpu = (per_unit_flops * rate / 1e9
+                              for rate in (units_per_sec, units_per_cpu_sec))
+    return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit[0], 1),
+            "fraction_of_limit": round(achieved / limit[0], 4),
+            "fraction_of_limit_per_cpu_s": round(achieved_cpu / limit[1], 4)}
 
 
 def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
@@ -448,7 +456,8 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
     The model's useful FLOPs per target token come from its config (`nmt.model.flops`: the
     products at the corpus's mean lengths, no padding). The limit (`matmul_limit`) puts each
     part's products at the rate `tf.matmul` reaches on its shape (rows: a batch's sentences,
-    times the positions of the parts computed for all positions at once).
+    times the positions of the parts computed for all positions at once). `tokens_per_sec`:
+    per precision, (target tokens per second, per CPU-second).
     """
     from nmt.model import flops
     target_len = stats.target_tokens / max(stats.kept, 1)
@@ -463,7 +472,7 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
                    "mean_target_length": round(target_len, 3),
                    "source_per_target_token": round(source_len / target_len, 3),
                    "model_mflop_per_target_token": round(per_token / 1e6, 3),
-                   **_roofline_fields(per_token, tokens_per_sec[name],
+                   **_roofline_fields(per_token, *tokens_per_sec[name],
                                       limits[PRODUCT_DTYPES[name]])}
             for name in names}
 
@@ -476,7 +485,8 @@ def decoding_roofline(translator, lines: Sequence[str], output_tokens: dict,
     members) at the mean source length (EOS included) and the mean length of each precision's
     outputs (`output_tokens`: their tokens, EOS excluded); the limit at the decoding shapes:
     a decoding batch of sentences (as many as the lines, at most `decode.batch_size`) and the
-    beam's hypotheses per sentence in each step's products.
+    beam's hypotheses per sentence in each step's products. `sentences_per_sec`: per precision,
+    (sentences per second, per CPU-second).
     """
     from nmt.model import flops
     from nmt.search.inference import Ensemble
@@ -504,7 +514,7 @@ def decoding_roofline(translator, lines: Sequence[str], output_tokens: dict,
                           [PRODUCT_DTYPES[name] for name in output_tokens], threads)
     for name in output_tokens:
         figures[name].update({"model_mflop_per_sentence": round(per_sentence[name] / 1e6, 3),
-                              **_roofline_fields(per_sentence[name], sentences_per_sec[name],
+                              **_roofline_fields(per_sentence[name], *sentences_per_sec[name],
                                                  limits[PRODUCT_DTYPES[name]])})
     return figures
 
