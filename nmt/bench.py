@@ -443,7 +443,7 @@ def _roofline_fields(per_unit_flops: float, units_per_sec: float, units_per_cpu_
     other processes share the cores: both the model and the products lose the same share)."""
     achieved, achieved_cpu = (per_unit_flops * rate / 1e9
                               for rate in (units_per_sec, units_per_cpu_sec))
-    return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit[0], 1),
+    return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit[0], 3),
             "fraction_of_limit": round(achieved / limit[0], 4),
             "fraction_of_limit_per_cpu_s": round(achieved_cpu / limit[1], 4)}
 
