@@ -311,9 +311,10 @@ def bench_profile(recipe_path, steps: int = 10, warmup: int = 5, threads: int | 
     recipe's model trains `warmup` steps (tracing), then `steps` under the profiler (one
     `fit`, as in training: the iterator's start is in the warm-up); then the
     first `sentences` dev sources are translated twice (tracing, then under the profiler) with
-    the recipe's decode settings, by the model of `model_dir` if given (in its recipe's decode
-    precision), else by the model just trained (whose outputs, after so few steps, run to the
-    length limit). One result each, with the milliseconds and shares by part.
+    the recipe's decode settings, by the model of `model_dir` if given (in bfloat16 if the
+    training ran in mixed_bfloat16, else float32), else by the model just trained (whose
+    outputs, after so few steps, run to the length limit). One result each, with the
+    milliseconds and shares by part.
     """
     recipe, tokenizers, _, dataset, dev_pairs = _training_data(recipe_path, overrides, threads)
     import keras
@@ -337,7 +338,8 @@ def bench_profile(recipe_path, steps: int = 10, warmup: int = 5, threads: int | 
     lines = [source for source, _ in dev_pairs[:sentences]]
     if model_dir is not None:
         from nmt.translation.translate import Translator
-        translator = Translator(model_dir, beam_size=beam_size)
+        translator = Translator(model_dir, beam_size=beam_size, precision=(
+            "bfloat16" if recipe.train.precision == "mixed_bfloat16" else "float32"))
         searcher, decode = translator.searcher, translator.decode
         sources = [translator.source_ids(line) for line in lines]
     else:
