@@ -308,10 +308,10 @@ def bench_profile(recipe_path, steps: int = 10, warmup: int = 5, threads: int | 
                   overrides=(), model_dir=None, sentences: int = 64,
                   beam_size: int | None = None) -> list[dict]:
     """Where the time of training steps and of a search goes (`nmt.system.profiling`): the
-    recipe's model trains `warmup` steps (tracing), then `steps` under the profiler (one
-    `fit`, as in training: the iterator's start is in the warm-up); then the
-    first `sentences` dev sources are translated twice (tracing, then under the profiler) with
-    the recipe's decode settings, by the model of `model_dir` if given (in bfloat16 if the
+    recipe's model trains `warmup` steps (tracing), then `steps` under the profiler (one `fit`,
+    as in training: the iterator's start is in the warm-up); then the first `sentences` dev
+    sources are translated twice (tracing, then under the profiler) with the recipe's decode
+    settings, by the model of `model_dir` if given (in bfloat16 if the
     training ran in mixed_bfloat16, else float32), else by the model just trained (whose
     outputs, after so few steps, run to the length limit). One result each, with the
     milliseconds and shares by part.
@@ -425,8 +425,9 @@ PRODUCT_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_flo
 def matmul_limit(parts: dict, sentences: float, dtypes, threads: int | None) -> dict:
     """GFLOP/s of each dtype at the rate `tf.matmul` reaches now on each part's own shape, for
     `parts` (`nmt.model.flops.Product`s of one sentence) computed `sentences` at a time: the
-    parts' FLOPs over the sum of their times. Element-wise work is not counted, so no model
-    reaches it. Per dtype: (by wall clock, per CPU-second of the process)."""
+    parts' FLOPs over the sum of their times. Element-wise work is not counted, so a model
+    reaches it only where a call's own cost dominates the products (toy shapes). Per dtype:
+    (by wall clock, per CPU-second of the process)."""
     shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
               for name, part in parts.items()}
     seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
