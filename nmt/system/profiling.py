@@ -19,6 +19,8 @@ import tempfile
 import time
 from typing import Callable
 
+from nmt.system import runtime
+
 # (group, the op types or scope names that put an op in it), first match first: an attention
 # inside the decoder loop counts as attention, the output layer's gradient as the output's.
 GROUPS = (("input_pipeline", {"IteratorGetNext", "IteratorGetNextAsOptional",
@@ -58,7 +60,8 @@ class Session:
     def start(self) -> None:
         import tensorflow as tf
         self._folder = tempfile.TemporaryDirectory(prefix="nmt-profile-")
-        tf.profiler.experimental.start(self._folder.name)
+        with runtime.quiet_stderr():  # the profiler's C++ chatter
+            tf.profiler.experimental.start(self._folder.name)
         self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def stop(self) -> dict:
@@ -66,7 +69,8 @@ class Session:
         seconds = time.perf_counter() - self._start
         cpu_seconds = time.process_time() - self._cpu_start
         try:
-            tf.profiler.experimental.stop()
+            with runtime.quiet_stderr():
+                tf.profiler.experimental.stop()
             found = glob.glob(os.path.join(self._folder.name, "**", "*.xplane.pb"),
                               recursive=True)
             with open(found[0], "rb") as handle:
