@@ -11,17 +11,18 @@ import contextlib
 import json
 import os
 import platform
-import tempfile
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from nmt.config import recipes
+from nmt.data import batching, prepare
 from nmt.errors import NmtError
 from nmt.files import textio
-from nmt.system import precision, runtime
 from nmt.storage import prepared
+from nmt.system import precision, runtime
 from nmt.training import initialization, setup
 
 
@@ -40,6 +41,27 @@ def _cpu_model() -> str:
         return ""
 
 
+@contextlib.contextmanager
+def _training_data(recipe_path, overrides, threads: int | None):
+    """(recipe, tokenizers, corpus stats, the repeated training dataset, dev pairs) of a recipe,
+    TensorFlow started with `threads`. The recipe's prepared data (`data.prepared`) is used,
+    else the corpus is prepared into a temporary folder (its time counts in the time to the
+    first step, as in a training), removed at the end."""
+    recipe = initialization.with_absolute_paths(recipes.load_recipe(recipe_path, overrides))
+    dev_pairs = prepare.read_dev(recipe.data)
+    with contextlib.ExitStack() as stack:
+        if recipe.data.prepared:
+            data = prepared.Prepared(recipe.data.prepared)
+            data.check_matches(recipe)
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nmt-bench-")))
+            data = prepared.prepare_data(recipe, folder / "prepared")
+        tokenizers = data.tokenizers()
+        runtime.import_tensorflow(threads)
+        dataset, steps = setup.training_dataset(recipe, data, tokenizers, recipe.train.seed)
+        yield recipe, tokenizers, data.stats(), dataset if steps else dataset.repeat(), dev_pairs
+
+
 def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3,
                 threads: int | None = None, overrides=(), precisions: Sequence[str] | None = None,
                 started: float | None = None) -> list[dict]:
@@ -52,36 +74,20 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     the model's shapes, measured after the training rounds.
     With several `precisions` (default: the recipe's), one model per precision, from the same
     initial weights, trains in turn, a round each: a neighbour's load drifts over all alike.
-    Every round starts the data over, so each precision and round times the same batches.
+    Every round starts the data over, so each precision and round times the same batches (its
+    first step, which waits for the new iterator, untimed).
     One result per precision; after the first, `vs_first` gives the median over rounds of its
     rate over the first precision's in the same round, by wall-clock and by CPU time (the
     process's CPU seconds: a fairer clock where other processes share the cores).
     """
     started = started or time.perf_counter()
-    recipe = initialization.with_absolute_paths(recipes.load_recipe(recipe_path, overrides))
-    with contextlib.ExitStack() as stack:
-        data = _prepared(recipe, stack)
-        tokenizers, stats = data.tokenizers(), data.stats()
-        runtime.import_tensorflow(threads)
-        dataset, steps_per_epoch = setup.training_dataset(recipe, data, tokenizers,
-                                                          recipe.train.seed)
-        return _bench_train(recipe_path, recipe, dataset if steps_per_epoch else dataset.repeat(),
-                            tokenizers, stats, steps, warmup, rounds, threads, precisions,
-                            started)
+    with _training_data(recipe_path, overrides, threads) as (recipe, tokenizers, stats, dataset,
+                                                             _):
+        return _bench_train(recipe_path, recipe, tokenizers, stats, dataset, steps, warmup,
+                            rounds, threads, precisions, started)
 
 
-def _prepared(recipe, stack: contextlib.ExitStack) -> prepared.Prepared:
-    """The recipe's prepared data (`data.prepared`), else the corpus prepared into a temporary
-    folder (its time counts in the time to the first step, as in a training)."""
-    if recipe.data.prepared:
-        data = prepared.Prepared(recipe.data.prepared)
-        data.check_matches(recipe)
-        return data
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nmt-bench-")))
-    return prepared.prepare_data(recipe, folder / "prepared")
-
-
-def _bench_train(recipe_path, recipe, dataset, tokenizers, stats, steps: int, warmup: int,
+def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, steps: int, warmup: int,
                  rounds: int, threads: int | None, precisions, started: float) -> list[dict]:
     import keras
 
@@ -99,14 +105,17 @@ def _bench_train(recipe_path, recipe, dataset, tokenizers, stats, steps: int, wa
             first_step = runs[name][1].ends[0] - started
     for _ in range(rounds):
         for trainer, timer in runs.values():
-            trainer.fit(dataset, steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0,
-                        shuffle=False)
+            # One step more: a `fit`'s first step waits for its new iterator to start (the
+            # shuffle buffer: 2 s of CPU on multi30k), which an epoch's other steps do not.
+            trainer.fit(dataset, steps_per_epoch=1 + steps, epochs=1, callbacks=[timer],
+                        verbose=0, shuffle=False)
     tokens_per_sentence = stats.target_tokens / max(stats.kept, 1)
     results, first_rounds = [], None
     for name, (trainer, timer) in runs.items():
         per_round = []
         for r in range(rounds):
-            window = slice(1 + warmup + r * steps, 1 + warmup + (r + 1) * steps)
+            first = 1 + warmup + r * (1 + steps) + 1
+            window = slice(first, first + steps)
             seconds = sum(timer.seconds[window])
             tokens = sum(timer.tokens[window])
             per_round.append((tokens / seconds, tokens / tokens_per_sentence / seconds,
@@ -134,8 +143,9 @@ def _bench_train(recipe_path, recipe, dataset, tokenizers, stats, steps: int, wa
             "peak_rss_mib": round(runtime.peak_rss_mib()),
             **_machine(runtime.thread_count())})
     roofline = training_roofline(recipe, len(tokenizers[1]), stats, list(runs),
-                                 {r["precision"]: r["target_tokens_per_sec"] for r in results},
-                                 threads)
+                                 {r["precision"]: (r["target_tokens_per_sec"],
+                                                   r["target_tokens_per_cpu_sec"])
+                                  for r in results}, threads)
     return [{**result, **roofline[result["precision"]]} for result in results]
 
 
@@ -147,6 +157,7 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     """Translates a file `rounds` times; reports the median of the rounds after the first.
 
     The first round includes tracing the search graph; model load time is reported apart.
+    Also the roofline of the search (`decoding_roofline`), measured after the rounds.
     With several `precisions` (default: the recipe's decode.precision), the same weights are
     loaded in each and the rounds alternate between them. One result per precision, with
     `vs_first` after the first (speed relative to the first precision, as in `bench_train`).
@@ -194,7 +205,13 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
             "first_round_s": round(timings[0], 2), "load_s": round(run["load_s"], 2),
             "time_to_load_s": round(time.perf_counter() - started - spent, 2),
             "peak_rss_mib": round(runtime.peak_rss_mib()), **_machine(runtime.thread_count())})
-    return results
+    roofline = decoding_roofline(
+        runs[0]["translator"], lines,
+        {run["translator"].decode.precision: run["output_tokens"] for run in runs},
+        {run["translator"].decode.precision: tuple(
+            len(lines) / statistics.median(run[key][1:]) for key in ("timings", "cpu_timings"))
+         for run in runs}, threads)
+    return [{**result, **roofline[result["precision"]]} for result in results]
 
 
 def bench_serve(model_dirs: Sequence, source: str, clients: Sequence[int] = (1, 8, 32),
@@ -303,6 +320,68 @@ def _serve_memory(server, lines: list, clients: int, requests: int, max_seconds:
             "peak_rss_mib": round(server.memory_mib()[1]), **settings}
 
 
+def bench_profile(recipe_path, steps: int = 10, warmup: int = 5, threads: int | None = None,
+                  overrides=(), model_dir=None, sentences: int = 64,
+                  beam_size: int | None = None) -> list[dict]:
+    """Where the time of training steps and of a search goes (`nmt.system.profiling`): the
+    recipe's model trains `warmup` steps (tracing), then `steps` under the profiler (one `fit`,
+    as in training: the iterator's start is in the warm-up); then the first `sentences` dev
+    sources are translated twice (tracing, then under the profiler) with the recipe's decode
+    settings, by the model of `model_dir` if given (in bfloat16 if the
+    training ran in mixed_bfloat16, else float32), else by the model just trained (whose
+    outputs, after so few steps, run to the length limit). One result each, with the
+    milliseconds and shares by part.
+    """
+    with _training_data(recipe_path, overrides, threads) as (recipe, tokenizers, _, dataset,
+                                                             dev_pairs):
+        return _profile(recipe_path, recipe, tokenizers, dataset, dev_pairs, steps, warmup,
+                        model_dir, sentences, beam_size)
+
+
+def _profile(recipe_path, recipe, tokenizers, dataset, dev_pairs, steps: int, warmup: int,
+             model_dir, sentences: int, beam_size: int | None) -> list[dict]:
+    import keras
+
+    from nmt.search.decoding import Searcher, search_all
+    from nmt.system import profiling
+    from nmt.training.callbacks import ProfiledSteps, StepTimer
+
+    keras.utils.set_random_seed(recipe.train.seed)
+    trainer = setup.compiled_trainer(recipe, len(tokenizers[0]), len(tokenizers[1]))
+    # One `fit`: its first steps wait for the input pipeline to start (shuffle buffer).
+    timer, profiled = StepTimer(), ProfiledSteps(warmup, steps)
+    trainer.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False,
+                callbacks=[profiled, timer])
+    found = profiled.found
+    machine = _machine(runtime.thread_count())
+    results = [{"bench": "profile", "what": "train", "recipe": str(recipe_path),
+                "precision": recipe.train.precision, "steps": steps,
+                "target_tokens": int(sum(timer.tokens[warmup:])),
+                "step_ms": round(1000 * found["seconds"] / steps, 1), **found, **machine}]
+    lines = [source for source, _ in dev_pairs[:sentences]]
+    if model_dir is not None:
+        from nmt.translation.translate import Translator
+        translator = Translator(model_dir, beam_size=beam_size, precision=(
+            "bfloat16" if recipe.train.precision == "mixed_bfloat16" else "float32"))
+        searcher, decode = translator.searcher, translator.decode
+        sources = [translator.source_ids(line) for line in lines]
+    else:
+        searcher = Searcher(trainer.seq2seq)
+        decode = recipes.with_changes(recipe, "decode", **(
+            {"beam_size": beam_size} if beam_size else {})).decode
+        sources = [batching.source_ids(tokenizers[0], line) for line in lines]
+    search_all(searcher, sources, decode)
+    found = profiling.profile(lambda: search_all(searcher, sources, decode))
+    results.append({"bench": "profile", "what": "translate",
+                    "model": str(model_dir or f"{recipe_path} after {warmup + steps} steps"),
+                    "precision": decode.precision if model_dir is not None else
+                    recipe.train.precision, "beam_size": decode.beam_size,
+                    "batch_size": decode.batch_size, "sentences": len(sources),
+                    "sentence_ms": round(1000 * found["seconds"] / max(len(sources), 1), 2),
+                    **found, **machine})
+    return results
+
+
 # (m, k, n): the beam-5 output layer (64 sentences x 5 hypotheses), a large square-ish
 # product, one decoder step's recurrent product at batch 64, and the training output layer.
 MATMUL_SHAPES = ((320, 512, 8000), (2048, 512, 2048), (64, 1024, 2048), (64, 512, 8000))
@@ -312,7 +391,9 @@ def matmul_seconds(products, repeats: int = 20, rounds: int = 5, threads: int | 
                    ) -> dict:
     """The best round's (wall, CPU) seconds of one `tf.matmul` for each ((m, k, n), dtype name)
     in `products`: one `tf.function` each, traced outside the timing, `repeats` products a
-    round, the products alternating round by round so a neighbour's load drifts over all."""
+    round, the products alternating round by round so a neighbour's load drifts over all.
+    Each product is a call of its own: its fixed cost (some microseconds) dominates only tiny
+    shapes, far below a real model's."""
     tf = runtime.import_tensorflow(threads)
     runs = {}
     for (m, k, n), dtype in products:
@@ -359,8 +440,38 @@ def bench_matmul(shapes=MATMUL_SHAPES, repeats: int = 20, rounds: int = 5,
     return results
 
 
-# The dtype of a training precision's matrix products.
-PRODUCT_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+# The dtype of a precision's matrix products (training's and decoding's names).
+PRODUCT_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16",
+                  "bfloat16": "bfloat16"}
+
+
+def matmul_limit(parts: dict, sentences: float, dtypes, threads: int | None) -> dict:
+    """GFLOP/s of each dtype at the rate `tf.matmul` reaches now on each part's own shape, for
+    `parts` (`nmt.model.flops.Product`s of one sentence) computed `sentences` at a time: the
+    parts' FLOPs over the sum of their times. Element-wise work is not counted, so a model
+    reaches it only where a call's own cost dominates the products (toy shapes). Per dtype:
+    (by wall clock, per CPU-second of the process)."""
+    shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
+              for name, part in parts.items()}
+    seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
+                              for dtype in set(dtypes)], threads=threads)
+    total = sum(part.multiply_adds for part in parts.values())
+    return {dtype: tuple(total / sum(part.multiply_adds * seconds[shapes[name], dtype][clock]
+                                     / (shapes[name][0] * shapes[name][1] * shapes[name][2])
+                                     for name, part in parts.items()) * 2 / 1e9
+                         for clock in (0, 1))
+            for dtype in set(dtypes)}
+
+
+def _roofline_fields(per_unit_flops: float, units_per_sec: float, units_per_cpu_sec: float,
+                     limit: tuple) -> dict:
+    """The achieved rate against the limit, by wall clock and per CPU-second (steadier where
+    other processes share the cores: both the model and the products lose the same share)."""
+    achieved, achieved_cpu = (per_unit_flops * rate / 1e9
+                              for rate in (units_per_sec, units_per_cpu_sec))
+    return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit[0], 3),
+            "fraction_of_limit": round(achieved / limit[0], 4),
+            "fraction_of_limit_per_cpu_s": round(achieved_cpu / limit[1], 4)}
 
 
 def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
@@ -369,10 +480,10 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
     the model's own shapes, measured now.
 
     The model's useful FLOPs per target token come from its config (`nmt.model.flops`: the
-    products at the corpus's mean lengths, no padding). The limit is the time those products
-    take at the rate `tf.matmul` reaches on each part's shape (rows: a batch's sentences, times
-    the positions of the parts computed for all positions at once): FLOPs over the sum of the
-    parts' times. The element-wise work is not counted, so the limit cannot be reached.
+    products at the corpus's mean lengths, no padding). The limit (`matmul_limit`) puts each
+    part's products at the rate `tf.matmul` reaches on its shape (rows: a batch's sentences,
+    times the positions of the parts computed for all positions at once). `tokens_per_sec`:
+    per precision, (target tokens per second, per CPU-second).
     """
     from nmt.model import flops
     target_len = stats.target_tokens / max(stats.kept, 1)
@@ -380,30 +491,57 @@ def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],
     sentences = (recipe.train.batch_tokens / target_len if recipe.train.batch_type == "tokens"
                  else recipe.train.batch_size)
     parts = flops.products(recipe.model, tgt_vocab_size, source_len, target_len)
-    shapes = {name: (max(1, round(sentences * part.rows)), part.k, part.n)
-              for name, part in parts.items()}
-    dtypes = {name: PRODUCT_DTYPES[name] for name in names}
-    seconds = matmul_seconds([(shape, dtype) for shape in set(shapes.values())
-                              for dtype in set(dtypes.values())], threads=threads)
+    limits = matmul_limit(parts, sentences, [PRODUCT_DTYPES[name] for name in names], threads)
     per_token = flops.training_flops_per_target_token(recipe.model, tgt_vocab_size,
                                                       source_len / target_len, target_len)
-    figures = {}
-    for name, dtype in dtypes.items():
-        # Seconds per target token at the limit: each part's FLOPs at its shape's rate.
-        limit_seconds = sum(
-            2 * flops.TRAINING_PASSES * part.multiply_adds / target_len
-            / (2 * shapes[key][0] * shapes[key][1] * shapes[key][2]
-               / seconds[shapes[key], dtype][0])
-            for key, part in parts.items())
-        achieved = per_token * tokens_per_sec[name] / 1e9
-        limit = per_token / limit_seconds / 1e9
-        figures[name] = {"target_vocab_size": tgt_vocab_size,
-                         "mean_target_length": round(target_len, 3),
-                         "source_per_target_token": round(source_len / target_len, 3),
-                         "model_mflop_per_target_token": round(per_token / 1e6, 3),
-                         "achieved_gflops": round(achieved, 3),
-                         "matmul_limit_gflops": round(limit, 1),
-                         "fraction_of_limit": round(achieved / limit, 4)}
+    return {name: {"target_vocab_size": tgt_vocab_size,
+                   "mean_target_length": round(target_len, 3),
+                   "source_per_target_token": round(source_len / target_len, 3),
+                   "model_mflop_per_target_token": round(per_token / 1e6, 3),
+                   **_roofline_fields(per_token, *tokens_per_sec[name],
+                                      limits[PRODUCT_DTYPES[name]])}
+            for name in names}
+
+
+def decoding_roofline(translator, lines: Sequence[str], output_tokens: dict,
+                      sentences_per_sec: dict, threads: int | None) -> dict:
+    """`training_roofline` for translating `lines` with `translator`'s beam, per precision.
+
+    The FLOPs per sentence (`nmt.model.flops.decoding_products`, summed over an ensemble's
+    members) at the mean source length (EOS included) and the mean length of each precision's
+    outputs (`output_tokens`: their tokens, EOS excluded); the limit at the decoding shapes:
+    a decoding batch of sentences (as many as the lines, at most `decode.batch_size`) and the
+    beam's hypotheses per sentence in each step's products. `sentences_per_sec`: per precision,
+    (sentences per second, per CPU-second).
+    """
+    from nmt.model import flops
+    from nmt.search.inference import Ensemble
+    decode = translator.decode
+    members = (translator.model.members if isinstance(translator.model, Ensemble)
+               else (translator.model,))
+    sources = [translator.source_ids(line) for line in lines]
+    sentences = min(decode.batch_size, max(len(lines), 1))
+    source_lens = [sum(len(s if len(members) == 1 else s[index]) for s in sources)
+                   / max(len(lines), 1) for index in range(len(members))]
+    figures, per_sentence, limit_parts = {}, {}, {}
+    for name, tokens in output_tokens.items():
+        output_len = tokens / max(len(lines), 1) + 1
+        per_sentence[name] = 0.0
+        for index, (member, source_len) in enumerate(zip(members, source_lens)):
+            parts = flops.decoding_products(member.model_config, member.tgt_vocab_size,
+                                            source_len, output_len, decode.beam_size)
+            per_sentence[name] += 2 * sum(part.multiply_adds for part in parts.values())
+            if name == next(iter(output_tokens)):  # the first precision's shapes for all
+                limit_parts.update({f"{index}/{part}": value for part, value in parts.items()})
+        figures[name] = {"target_vocab_size": members[0].tgt_vocab_size,
+                         "mean_source_length": round(source_lens[0], 3),
+                         "mean_output_length": round(output_len, 3)}
+    limits = matmul_limit(limit_parts, sentences,
+                          [PRODUCT_DTYPES[name] for name in output_tokens], threads)
+    for name in output_tokens:
+        figures[name].update({"model_mflop_per_sentence": round(per_sentence[name] / 1e6, 3),
+                              **_roofline_fields(per_sentence[name], *sentences_per_sec[name],
+                                                 limits[PRODUCT_DTYPES[name]])})
     return figures
 
 

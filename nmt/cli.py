@@ -278,6 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     _precision(b, "train", several=True)
     _threads(b)
     b.set_defaults(run=_bench_train)
+    b = kinds.add_parser("profile", help="where training steps and a search spend their time "
+                         "(TensorFlow's profiler, grouped by the model's parts)")
+    b.add_argument("recipe", metavar="RECIPE")
+    b.add_argument("--steps", type=_positive, default=10, help="profiled steps (default 10)")
+    b.add_argument("--warmup", type=_positive, default=5, help="steps before (default 5)")
+    b.add_argument("--model", metavar="DIR", help="a trained model folder to profile the search "
+                   "of (default: the recipe's model after the steps)")
+    b.add_argument("--sentences", type=_positive, default=64,
+                   help="dev sources translated (default 64)")
+    b.add_argument("--beam-size", type=_positive, help="default: the recipe's (or the model's)")
+    b.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE")
+    _threads(b)
+    b.set_defaults(run=_bench_profile)
     b = kinds.add_parser("translate", help="translation speed of a model on a file")
     _model(b)
     b.add_argument("-i", "--input", required=True, help="source file")
@@ -659,6 +673,15 @@ def _bench_train(args) -> int:
     for result in bench.bench_train(args.recipe, args.steps, args.warmup, args.rounds,
                                     args.threads, args.overrides, args.precision,
                                     started=STARTED):
+        bench.print_json(result)
+    return 0
+
+
+def _bench_profile(args) -> int:
+    from nmt import bench
+    for result in bench.bench_profile(args.recipe, args.steps, args.warmup, args.threads,
+                                      args.overrides, args.model, args.sentences,
+                                      args.beam_size):
         bench.print_json(result)
     return 0
 

@@ -159,7 +159,8 @@ class AttentionDecoder(keras.layers.Layer):
 
     def logits(self, attentional):
         """[.., U] attentional vectors -> [.., V] float32 logits (softmax and loss need them)."""
-        return self.output_head(attentional)
+        with tf.name_scope("output"):  # the scope `nmt bench profile` groups by
+            return self.output_head(attentional)
 
     def call(self, target_in, state, memory: Memory, training=False, return_attention=False):
         """Teacher-forced decoding of a whole target prefix.

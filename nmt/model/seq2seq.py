@@ -6,6 +6,7 @@ The model maps ids to logits and knows nothing of files, strings, training or se
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from nmt.config.options import ModelConfig, architecture
@@ -69,7 +70,8 @@ class Seq2Seq(keras.Model):
     def encode(self, source, training=False):
         """Encodes int [B, S] source ids -> (Memory, initial decoder state)."""
         values, final, mask = self.encoder(source, training=training)
-        keys = self.decoder.attention.project_keys(values)
+        with tf.name_scope("attention"):  # scopes name the parts in `nmt bench profile`
+            keys = self.decoder.attention.project_keys(values)
         return Memory(values, keys, mask), self.decoder.initial_state(final)
 
     def step_tables(self):
@@ -88,10 +90,13 @@ class Seq2Seq(keras.Model):
 
         `tables` comes from `step_tables` of the current weights.
         """
-        attentional, state, weights = self.decoder.step(
-            ops.take(tables["input_table"], token, axis=0), state, memory,
-            weights=tables["step_weights"])
-        log_probs = ops.log_softmax(self.decoder.logits(attentional), axis=-1)
+        with tf.name_scope("decoder"):
+            attentional, state, weights = self.decoder.step(
+                ops.take(tables["input_table"], token, axis=0), state, memory,
+                weights=tables["step_weights"])
+            logits = self.decoder.logits(attentional)
+            with tf.name_scope("output"):
+                log_probs = ops.log_softmax(logits, axis=-1)
         return log_probs, state, weights
 
     def teacher_forced(self, source, target_in):

@@ -2,6 +2,7 @@
 on behalf of the command line, so that `nmt --help` and `nmt bleu` never pay for it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -11,25 +12,33 @@ def import_tensorflow(threads: int | None = None):
     """Imports TensorFlow and Keras with their C++ start-up chatter hidden; returns `tf`.
 
     TensorFlow prints device probing messages straight to file descriptor 2 before its logging is
-    configured, so stderr is redirected to a temporary file while it loads; the file is shown if
-    the import fails. `threads` (if given) bounds the intra- and inter-op thread pools, and must be
-    set before any op runs.
+    configured, so stderr is redirected while it loads (`quiet_stderr`). `threads` (if given)
+    bounds the intra- and inter-op thread pools, and must be set before any op runs.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     already = "tensorflow" in sys.modules
+    with quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow as tf
+        if not already:
+            tf.get_logger().setLevel("ERROR")
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            tf.config.list_physical_devices()  # probes devices now, while stderr is captured
+    return tf
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """File descriptor 2 into a temporary file while the block runs (TensorFlow's C++ code
+    writes there whatever the log level); the file is shown if the block fails."""
     with tempfile.TemporaryFile() as captured:
         saved = os.dup(2)
         sys.stderr.flush()
         os.dup2(captured.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow as tf
-            if not already:
-                tf.get_logger().setLevel("ERROR")
-                if threads:
-                    tf.config.threading.set_intra_op_parallelism_threads(threads)
-                    tf.config.threading.set_inter_op_parallelism_threads(threads)
-                tf.config.list_physical_devices()  # probes devices now, while stderr is captured
+            yield
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -38,7 +47,6 @@ def import_tensorflow(threads: int | None = None):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-    return tf
 
 
 def thread_count() -> int:

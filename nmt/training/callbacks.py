@@ -18,7 +18,7 @@ import keras
 from nmt.evaluation import metrics
 from nmt.search.decoding import Searcher, search_all
 from nmt.storage import rundir
-from nmt.system import runtime, termination
+from nmt.system import profiling, runtime, termination
 
 log = logging.getLogger("nmt")
 
@@ -182,6 +182,24 @@ class RunCheckpoint(keras.callbacks.Callback):
 def _plain(value):
     """JSON-friendly copy of a callback attribute (numpy scalars to Python numbers)."""
     return value.item() if hasattr(value, "item") else value
+
+
+class ProfiledSteps(keras.callbacks.Callback):
+    """Profiles `count` training steps from step `first` of a `fit`
+    (`nmt.system.profiling`): after it, `found` holds what they spent time on."""
+
+    def __init__(self, first: int, count: int):
+        super().__init__()
+        self.first, self.last = first, first + count - 1
+        self.session, self.found = profiling.Session(), None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.first:
+            self.session.start()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.last:
+            self.found = self.session.stop()
 
 
 class StepTimer(keras.callbacks.Callback):

@@ -80,7 +80,8 @@ class Seq2SeqTrainer(keras.Model):
         variables = self.seq2seq.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.seq2seq(inputs, training=True)
-            loss_sum, nll_sum, count = token_losses(targets, logits, self.label_smoothing)
+            with tf.name_scope("loss"):  # scopes name the parts in `nmt bench profile`
+                loss_sum, nll_sum, count = token_losses(targets, logits, self.label_smoothing)
             # apply_gradients sums over replicas: each replica's share of the global objective.
             if self.token_budget:
                 loss = loss_sum / self.token_budget
@@ -88,7 +89,9 @@ class Seq2SeqTrainer(keras.Model):
                 loss = (loss_sum / tf.maximum(count, 1.0)
                         / self.distribute_strategy.num_replicas_in_sync)
             scaled = self.optimizer.scale_loss(loss)
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        gradients = tape.gradient(scaled, variables)
+        with tf.name_scope("optimizer"):
+            self.optimizer.apply_gradients(zip(gradients, variables))
         return self._update_metrics(loss_sum, nll_sum, count)
 
     def test_step(self, data):

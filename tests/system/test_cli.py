@@ -10,7 +10,7 @@ from nmt import cli
 
 VERBS = [["train"], ["translate"], ["bleu"], ["evaluate"], ["score"], ["average"], ["tune"],
          ["embeddings"], ["plot"], ["export"], ["bench"], ["bench", "train"],
-         ["bench", "translate"], ["bench", "export"], ["bench", "matmul"]]
+         ["bench", "translate"], ["bench", "export"], ["bench", "matmul"], ["bench", "profile"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)

@@ -114,3 +114,27 @@ def test_a_gru_model_builds_for_bfloat16_translation(tf):
     np.testing.assert_allclose(tf.cast(kernel, "float32").numpy(), reference, atol=1e-2)
     logits = model({"source": SOURCE, "target_in": TARGET_IN})
     assert logits.dtype == "float32" and np.all(np.isfinite(logits))
+
+
+def test_the_tied_output_multiplies_in_the_compute_dtype(tf):
+    """Under mixed_bfloat16 the tied output layer's product, the model's largest, runs in
+    bfloat16 as the untied layer's does; the logits come out float32, near float32's."""
+    import keras
+
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.system import precision
+    config = ModelConfig(tie="decoder", embedding_dim=8, encoder_units=6, decoder_units=10,
+                         attention_units=7)
+    reference = Seq2Seq(config, 20, 15)
+    with precision.dtype_policy("mixed_bfloat16"):
+        model = Seq2Seq(config, 20, 15)
+    model.set_weights(reference.get_weights())
+    attentional = keras.random.normal((3, 10), seed=1)
+    logits = tf.function(lambda a: model.decoder.logits(tf.cast(a, "bfloat16")))
+    graph = logits.get_concrete_function(attentional).graph
+    # The projection to the embeddings' width and the product with them.
+    assert [op.get_attr("T") for op in graph.get_operations() if op.type == "MatMul"] == \
+        [tf.bfloat16] * 2
+    found = logits(attentional)
+    assert found.dtype == "float32"
+    np.testing.assert_allclose(found, reference.decoder.logits(attentional), atol=0.02)
