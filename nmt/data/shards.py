@@ -13,22 +13,24 @@ The reader shuffles the order of the shards each epoch and mixes several at a ti
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
 import os
 import queue
 import signal
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from nmt.data import batching
 from nmt.errors import DataError, NmtError
+from nmt.files import textio
 
 HEADER = 3
 DTYPE = np.dtype("<i4")
-CHUNK_PAIRS = 5_000  # pairs per unit of work sent to an encoding process
+LINES_PER_RANGE = 50_000  # lines per unit of work of an encoding process
 PAIRS_PER_SHARD = 100_000  # a shard is read into memory whole: ~25 MB at 30 ids a side
 LINES_PER_JOB = 200_000
 
@@ -72,13 +74,15 @@ def read_shard(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def pairs_dataset(paths: list[str], seed: int, shuffle_buffer: int):
     """A tf.data pipeline of (source ids, target ids) over the shard files: the shards in a new
-    order each epoch, several read at once and their pairs interleaved, then a shuffle buffer."""
+    order each epoch, two read at once and their pairs interleaved, then a shuffle buffer."""
     import tensorflow as tf
 
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle_buffer:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    pairs = files.interleave(_shard_pairs, cycle_length=min(len(paths), 4), block_length=1,
+    # Every shard is a random sample of the corpus already: mixing two at a time (each held in
+    # memory while it is read, ~25 MB) shuffles well enough.
+    pairs = files.interleave(_shard_pairs, cycle_length=min(len(paths), 2), block_length=1,
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if shuffle_buffer:
         pairs = pairs.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -117,67 +121,90 @@ def batches_per_epoch(target_lengths: dict, boundaries: list[int], sizes: list[i
 
 @dataclasses.dataclass
 class Encoded:
-    """What encoding a corpus found: the pairs' counts (`batching.CorpusStats`), the line
-    numbers of pairs dropped for length (the first few), the target lengths {length: pairs}
-    and the pairs per shard."""
+    """What encoding a corpus found: the lines left out or changed (`textio.Skipped`, the pairs
+    dropped for length among them), the pairs' counts (`batching.CorpusStats`), the target
+    lengths {length: pairs} and the pairs per shard."""
+    skipped: textio.Skipped
     stats: batching.CorpusStats
-    dropped_lines: list
     target_lengths: dict
     shard_pairs: list
 
 
 @dataclasses.dataclass
 class _Settings:
+    files: tuple  # (source, target) corpus files
+    max_line_tokens: int
     vocab_prefixes: tuple  # (source, target) tokenizer prefixes, loaded in each process
     max_len: int | None
+    too_long: str  # the reason noted for pairs over max_len
     shards: int
     seed: int
     folder: str  # pieces are written here, shards too
+    parent: int = dataclasses.field(default_factory=os.getpid)  # the main process
 
 
-def encode_corpus(numbered_pairs: Iterable[tuple[int, str, str]], vocab_prefixes: tuple,
-                  max_len: int | None, folder: Path, pairs: int, jobs: int,
+def line_ranges(files, limit: int = 0) -> tuple[list[tuple[int, int, int, int]], int]:
+    """([(source offset, target offset, first line, lines)] for every `LINES_PER_RANGE` lines,
+    the number of lines), at most `limit` lines if > 0; the files' newlines are counted in
+    binary (fast), their content is checked when each range is read. Raises DataError for an
+    empty or a misaligned corpus."""
+    (src_starts, src_lines), (_, tgt_lines) = found = [_line_starts(path) for path in files]
+    if src_lines != tgt_lines:
+        textio.check_parallel(*files)  # names the short file and its last line
+    if src_lines == 0:
+        raise DataError("empty file", str(files[0]))
+    lines = min(src_lines, limit) if limit else src_lines
+    return [(src_starts[i], found[1][0][i], i * LINES_PER_RANGE + 1,
+             min(LINES_PER_RANGE, lines - i * LINES_PER_RANGE))
+            for i in range(-(-lines // LINES_PER_RANGE))], lines
+
+
+def _line_starts(path) -> tuple[list[int], int]:
+    """(byte offsets of lines 1, 1 + LINES_PER_RANGE, ..., the number of lines)."""
+    starts, lines, position, last = [0], 0, 0, b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
+            after = lines + 1 + np.arange(len(ends))  # lines ended so far, at each newline
+            starts += (position + ends[after % LINES_PER_RANGE == 0] + 1).tolist()
+            lines, position, last = lines + len(ends), position + len(block), block[-1:]
+    lines += last != b"\n"  # a last line without a newline
+    return starts, lines
+
+
+def encode_corpus(files, ranges: list, lines: int, max_line_tokens: int, vocab_prefixes: tuple,
+                  max_len: int | None, too_long: str, folder: Path, jobs: int,
                   seed: int) -> Encoded:
-    """Encodes (line number, source, target) pairs into `shard_count(pairs)` shuffled shard
-    files in `folder` (`pairs`: how many the corpus holds at most), with `jobs` processes.
+    """Encodes the `ranges` of a corpus (`line_ranges`) into `shard_count(lines)` shuffled shard
+    files in `folder`, with `jobs` processes.
 
-    The lines are read here and sent in chunks; each process encodes a chunk, sends every pair
-    to a shard chosen at random (seeded by the chunk, so the result does not depend on which
-    process took which chunk) and appends it to its piece of that shard. Then each shard's
+    Each process reads and checks the ranges it is given, encodes their pairs, sends every pair
+    to a shard chosen at random (seeded by the range, so the result does not depend on which
+    process took which range) and appends it to its piece of that shard. Then each shard's
     pieces are put in line order, shuffled (seeded) and written as one shard file. With one
     job, all of it runs in this process.
     """
-    settings = _Settings(tuple(map(str, vocab_prefixes)), max_len, shard_count(pairs), seed,
-                         str(folder))
+    settings = _Settings(tuple(map(str, files)), max_line_tokens,
+                         tuple(map(str, vocab_prefixes)), max_len, too_long, shard_count(lines),
+                         seed, str(folder))
     if jobs == 1:
         encoder = _Encoder(settings, 0)
-        for chunk in _chunks(numbered_pairs):
-            encoder.encode(chunk)
+        for part in ranges:
+            encoder.encode(part)
         found = [encoder.finish()]
         counts = [_write_shard_from_pieces(settings, index, 1)
                   for index in range(settings.shards)]
     else:
-        found, counts = _encode_in_processes(numbered_pairs, settings, jobs)
-    stats, dropped, lengths = batching.CorpusStats(), [], collections.Counter()
-    for part_stats, part_dropped, part_lengths in found:
+        found, counts = _encode_in_processes(ranges, settings, jobs)
+    skipped, stats, lengths = textio.Skipped(), batching.CorpusStats(), collections.Counter()
+    for part_skipped, part_stats, part_lengths in found:
+        skipped.merge(part_skipped)
         stats.add(part_stats)
-        dropped += part_dropped
         lengths.update(part_lengths)
-    return Encoded(stats, sorted(dropped)[:5], dict(sorted(lengths.items())), counts)
+    return Encoded(skipped, stats, dict(sorted(lengths.items())), counts)
 
 
-def _chunks(numbered_pairs: Iterable) -> Iterator[list]:
-    chunk = []
-    for item in numbered_pairs:
-        chunk.append(item)
-        if len(chunk) == CHUNK_PAIRS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _encode_in_processes(numbered_pairs: Iterable, settings: _Settings, jobs: int):
+def _encode_in_processes(ranges: list, settings: _Settings, jobs: int):
     context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
     work, results = context.Queue(maxsize=2 * jobs), context.Queue()
     workers = [context.Process(target=_encode_worker, args=(number, settings, work, results),
@@ -185,14 +212,14 @@ def _encode_in_processes(numbered_pairs: Iterable, settings: _Settings, jobs: in
     for worker in workers:
         worker.start()
     try:
-        for chunk in _chunks(numbered_pairs):
-            _put(work, chunk, workers, results)
+        for part in ranges:
+            _put(work, part, workers, results)
         for _ in workers:
             _put(work, None, workers, results)
         found = [_result(results, workers) for _ in workers]
         for worker in workers:
             worker.join()
-        with context.Pool(jobs, initializer=_ignore_interrupts) as pool:
+        with context.Pool(jobs, initializer=_as_helper_of, initargs=(os.getpid(),)) as pool:
             counts = pool.starmap(_write_shard_from_pieces,
                                   [(settings, index, jobs) for index in range(settings.shards)])
     finally:
@@ -205,7 +232,7 @@ def _encode_in_processes(numbered_pairs: Iterable, settings: _Settings, jobs: in
 
 
 def _put(work, item, workers, results) -> None:
-    """Queues a chunk, noticing a process that stopped (it would never take it): one that
+    """Queues a range, noticing a process that stopped (it would never take it): one that
     failed sent its error."""
     while True:
         try:
@@ -234,9 +261,15 @@ def _result(results, workers):
         return value
 
 
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group: the main process stops the helpers itself.
+def _as_helper_of(parent: int) -> None:
+    """Set up a helper process: Ctrl-C reaches the whole process group, but the main process
+    stops its helpers itself; and a helper dies with the main process, even if that is killed
+    (Linux: PR_SET_PDEATHSIG), instead of waiting for work forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
 
 
 def _piece(settings: _Settings, worker: int, shard: int) -> Path:
@@ -244,27 +277,30 @@ def _piece(settings: _Settings, worker: int, shard: int) -> Path:
 
 
 class _Encoder:
-    """Encodes chunks of pairs into one process's pieces of every shard: runs of records
-    [line number, source length, target length, source ids, target ids] (int32)."""
+    """Reads and encodes ranges of the corpus into one process's pieces of every shard: runs of
+    records [line number, source length, target length, source ids, target ids] (int32)."""
 
     def __init__(self, settings: _Settings, number: int):
         import vocab
 
         self.settings = settings
         self.tokenizers = [vocab.load(prefix) for prefix in settings.vocab_prefixes]
-        self.stats, self.dropped, self.lengths = batching.CorpusStats(), [], collections.Counter()
+        self.skipped, self.stats = textio.Skipped(), batching.CorpusStats()
+        self.lengths = collections.Counter()
         self.pieces = [open(_piece(settings, number, shard), "wb")
                        for shard in range(settings.shards)]
 
-    def encode(self, chunk: list) -> None:
-        rng = np.random.default_rng([self.settings.seed, chunk[0][0]])
+    def encode(self, part: tuple[int, int, int, int]) -> None:
+        src_offset, tgt_offset, first, lines = part
+        rng = np.random.default_rng([self.settings.seed, first])
         records = collections.defaultdict(list)
-        for line, src, tgt in chunk:
+        for line, src, tgt in textio.numbered_pairs(
+                *self.settings.files, max_tokens=self.settings.max_line_tokens, limit=lines,
+                skipped=self.skipped, start=(src_offset, tgt_offset, first)):
             encoded = batching.encode_pair(src, tgt, *self.tokenizers, self.settings.max_len,
                                            self.stats)
             if encoded is None:
-                if len(self.dropped) < 5:
-                    self.dropped.append(line)
+                self.skipped.add(self.settings.too_long, line)
                 continue
             source, target = encoded
             self.lengths[len(target)] += 1
@@ -276,19 +312,21 @@ class _Encoder:
     def finish(self) -> tuple:
         for piece in self.pieces:
             piece.close()
-        return self.stats, self.dropped, self.lengths
+        return self.skipped, self.stats, self.lengths
 
 
 def _encode_worker(number: int, settings: _Settings, work, results) -> None:
-    """One encoding process: chunks from `work` until None, then its counts to `results`."""
-    _ignore_interrupts()
+    """One encoding process: ranges from `work` until None, then its counts to `results`."""
+    _as_helper_of(settings.parent)
     try:
         encoder = _Encoder(settings, number)
-        while (chunk := work.get()) is not None:
-            encoder.encode(chunk)
+        while (part := work.get()) is not None:
+            encoder.encode(part)
         results.put(("done", encoder.finish()))
     except OSError as err:  # a full disk: the main process names its folder
         results.put(("os_error", (err.errno, err.strerror)))
+    except DataError as err:  # a bad line: its file and number
+        results.put(("error", str(err)))
     except Exception as err:  # noqa: BLE001 - sent to the main process, which raises it
         results.put(("error", f"encoding the corpus failed: {err}"))
 

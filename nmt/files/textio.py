@@ -24,12 +24,13 @@ BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as Windows editors write it
 
 
 def read_lines(path: str | os.PathLike, *, max_tokens: int | None = None, allow_blank: bool = False,
-               allow_tab: bool = False) -> Iterator[str]:
+               allow_tab: bool = False, start: tuple[int, int] = (0, 1)) -> Iterator[str]:
     """Yields the lines of a UTF-8 text file without their newline, validating each one.
 
     A byte-order mark at the start is dropped. Raises DataError naming the file and line for: a
     missing file, invalid UTF-8, NUL bytes, CRLF endings, a TAB (unless `allow_tab`), a blank
     line (unless `allow_blank`), or more than `max_tokens` whitespace-separated tokens.
+    `start`: (byte offset, line number) of the line to start at.
     """
     path = str(path)
     try:
@@ -39,15 +40,17 @@ def read_lines(path: str | os.PathLike, *, max_tokens: int | None = None, allow_
     except OSError as err:
         raise DataError(f"cannot read ({err.strerror})", path) from None
     with handle:
+        handle.seek(start[0])
         yield from validate_lines(handle, path, max_tokens=max_tokens, allow_blank=allow_blank,
-                                  allow_tab=allow_tab)
+                                  allow_tab=allow_tab, first_line=start[1])
 
 
 def validate_lines(handle: Iterable[bytes], name: str, *, max_tokens: int | None = None,
-                   allow_blank: bool = False, allow_tab: bool = False) -> Iterator[str]:
+                   allow_blank: bool = False, allow_tab: bool = False,
+                   first_line: int = 1) -> Iterator[str]:
     """Decodes and checks the lines of a binary stream (a file, stdin, `InputLines`); see
     `read_lines`."""
-    for number, raw in enumerate(handle, start=1):
+    for number, raw in enumerate(handle, start=first_line):
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM):]
         if raw.endswith(b"\r\n"):
@@ -86,6 +89,16 @@ class Skipped:
         if len(self.lines[reason]) < self.SHOWN:
             self.lines[reason].append(line)
 
+    def merge(self, other: "Skipped") -> None:
+        """Adds what another part of the same corpus left out (read in parallel)."""
+        self.read += other.read
+        self.counts.update(other.counts)
+        for reason, lines in other.lines.items():
+            self.lines[reason] = sorted(self.lines[reason] + lines)[:self.SHOWN]
+        # Reasons in the order of their first line, as one reading in order would list them.
+        self.counts = collections.Counter(dict(sorted(
+            self.counts.items(), key=lambda item: self.lines[item[0]][:1] or [0])))
+
     def summary(self) -> str:
         """E.g. "3 blank (lines 4, 9, 12)"; "" if nothing was skipped."""
         parts = []
@@ -107,19 +120,25 @@ def over_limit(max_tokens: int) -> str:
 
 def numbered_pairs(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
                    max_tokens: int | None = None, limit: int = 0,
-                   skipped: Skipped | None = None) -> Iterator[tuple[int, str, str]]:
+                   skipped: Skipped | None = None,
+                   start: tuple[int, int, int] | None = None) -> Iterator[tuple[int, str, str]]:
     """Yields (line number, source, target) for the usable pairs of a parallel corpus.
 
     Corpora are taken as published: any run of whitespace (a TAB too) is one space; a pair that
     is blank on a side, or has more than `max_tokens` tokens on a side, is left out and noted in
     `skipped`. Misaligned files, invalid UTF-8, NUL bytes and CRLF ends raise DataError, as does
-    a corpus with no usable pair. `limit` > 0 reads only the first `limit` lines.
+    a corpus with no usable pair. `limit` > 0 reads only the first `limit` lines. `start`:
+    (source byte offset, target byte offset, line number) of a line to start at, for a part of
+    the corpus read apart: the checks of the whole (empty, no usable pair) are the caller's.
     """
-    sources = read_lines(src_path, allow_blank=True, allow_tab=True)
-    targets = read_lines(tgt_path, allow_blank=True, allow_tab=True)
+    number = (start[2] if start else 1) - 1
+    sources = read_lines(src_path, allow_blank=True, allow_tab=True,
+                         start=(start[0], number + 1) if start else (0, 1))
+    targets = read_lines(tgt_path, allow_blank=True, allow_tab=True,
+                         start=(start[1], number + 1) if start else (0, 1))
     skipped = Skipped() if skipped is None else skipped
-    number = usable = 0
-    while not limit or number < limit:
+    read = usable = 0
+    while not limit or read < limit:
         src, tgt = next(sources, None), next(targets, None)
         if src is None and tgt is None:
             break
@@ -129,7 +148,8 @@ def numbered_pairs(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
                 raise DataError("empty file", str(short))
             raise DataError(f"misaligned corpora: it ends after {number} lines but {long_} "
                             f"goes on", str(short), number)
-        number = skipped.read = number + 1
+        number, read = number + 1, read + 1
+        skipped.read += 1
         if _OTHER_WHITESPACE.search(src) or _OTHER_WHITESPACE.search(tgt):
             skipped.add(SPACES, number)
         src_tokens, tgt_tokens = src.split(), tgt.split()
@@ -140,6 +160,8 @@ def numbered_pairs(src_path: str | os.PathLike, tgt_path: str | os.PathLike, *,
         else:
             usable += 1
             yield number, " ".join(src_tokens), " ".join(tgt_tokens)
+    if start:
+        return
     if number == 0:
         raise DataError("empty file", str(src_path))
     if usable == 0:

@@ -68,24 +68,21 @@ def prepare_data(recipe: options.Recipe, out: str | os.PathLike, jobs: int | Non
         folder = ModelDir(tmp)
         save_tokenizers(folder, *tokenizers)
         (tmp / SHARDS).mkdir()
-        skipped = textio.Skipped()
-        pairs = textio.numbered_pairs(*files, max_tokens=recipe.data.max_line_tokens,
-                                      limit=recipe.data.train_lines, skipped=skipped)
-        lines = _count_lines(files[0], recipe.data.train_lines)
+        ranges, lines = shards.line_ranges(files, recipe.data.train_lines)
         jobs = jobs or shards.jobs_for(lines)
         log.info("preparing %s: %d lines, %d processes, %d shards", files[0], lines, jobs,
                  shards.shard_count(lines))
-        encoded = shards.encode_corpus(pairs, (folder.vocab_prefix("src"),
-                                               folder.vocab_prefix("tgt")),
-                                       recipe.data.max_len, tmp / SHARDS, lines, jobs,
-                                       recipe.train.seed)
+        encoded = shards.encode_corpus(
+            files, ranges, lines, recipe.data.max_line_tokens,
+            (folder.vocab_prefix("src"), folder.vocab_prefix("tgt")), recipe.data.max_len,
+            prepare.too_long(recipe.data), tmp / SHARDS, jobs, recipe.train.seed)
+        skipped = encoded.skipped
+        if encoded.stats.pairs == 0:
+            raise DataError(f"no usable pair in the first {lines} lines: {skipped.summary()}",
+                            str(files[0]))
         if encoded.stats.kept == 0:
             raise DataError(f"no pair of at most data.max_len ({recipe.data.max_len}) tokens "
                             "after tokenization", str(files[0]))
-        if encoded.stats.dropped_too_long:
-            for line in encoded.dropped_lines:
-                skipped.add(prepare.too_long(recipe.data), line)
-            skipped.counts[prepare.too_long(recipe.data)] = encoded.stats.dropped_too_long
         info = {"format": FORMAT, "settings": _settings(recipe), "corpus": _corpus(files),
                 "vocab": _fingerprints(tmp), "lines_read": skipped.read,
                 "left_out": skipped.summary(), "kept": encoded.stats.kept,
@@ -203,12 +200,3 @@ def _corpus(files) -> dict:
 def _fingerprints(folder: Path) -> dict:
     vocab_dir = folder / "vocab"
     return {p.name: manifest.sha256_file(p) for p in sorted(vocab_dir.iterdir()) if p.is_file()}
-
-
-def _count_lines(path: Path, limit: int) -> int:
-    """Lines of a file (counted in binary: fast), at most `limit` if > 0."""
-    count = 0
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            count += block.count(b"\n")
-    return min(count, limit) if limit else count

@@ -45,7 +45,7 @@ def test_a_shard_reads_back_the_same_in_numpy_and_in_tensorflow(tmp_path, tf):
 
 def test_the_encoding_is_the_same_with_one_process_or_two(tmp_path, monkeypatch):
     monkeypatch.setattr(shards, "PAIRS_PER_SHARD", 700)
-    monkeypatch.setattr(shards, "CHUNK_PAIRS", 300)
+    monkeypatch.setattr(shards, "LINES_PER_RANGE", 300)
     corpus = sorted_corpus(tmp_path / "corpus")
     recipe = recipe_for(corpus, max_len=9)
     made = {jobs: prepared.prepare_data(recipe, tmp_path / f"jobs{jobs}", jobs=jobs)
