@@ -8,7 +8,7 @@ A shard file holds little-endian int32 values:
 for P pairs whose sources are ids + EOS and targets BOS + ids + EOS (as `batching.encode_pairs`
 yields them). Each pair goes to a random shard and every shard is shuffled, so each shard is a
 sample of the whole corpus: a corpus sorted by length or by source trains as a shuffled one.
-The reader shuffles the order of the shards each epoch and mixes several at a time.
+The reader shuffles the order of the shards each epoch and mixes two at a time.
 """
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def _encode_in_processes(ranges: list, settings: _Settings, jobs: int):
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()
-        # Chunks still queued for a process that stopped must not hold this one at its exit.
+        # Ranges still queued for a process that stopped must not hold this one at its exit.
         work.cancel_join_thread()
     return found, counts
 
