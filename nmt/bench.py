@@ -19,7 +19,7 @@ from nmt.config import recipes
 from nmt.data import batching, prepare
 from nmt.errors import NmtError
 from nmt.files import textio
-from nmt.system import precision, runtime
+from nmt.system import distribute, precision, runtime
 from nmt.training import setup
 
 
@@ -64,17 +64,21 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     read, _ = prepare.checked_corpus(recipe.data)
     tokenizers = prepare.build_tokenizers(recipe.vocab, read)
     stats = batching.corpus_stats(read(), *tokenizers, recipe.data.max_len)
-    runtime.import_tensorflow(threads)
+    distribute.use_cpu_replicas(recipe.train.replicas, threads)
     import keras
 
     from nmt.training.callbacks import StepTimer
 
-    dataset = setup.training_dataset(recipe, read, *tokenizers, recipe.train.seed).repeat()
+    strategy = distribute.make_strategy(recipe.train.distribution)
+    dataset = setup.training_dataset(recipe, read, *tokenizers, recipe.train.seed,
+                                     strategy.num_replicas_in_sync).repeat()
     runs = {}
     for name in precisions or (recipe.train.precision,):
         keras.utils.set_random_seed(recipe.train.seed)
-        trainer = setup.compiled_trainer(recipes.with_changes(recipe, "train", precision=name),
-                                         len(tokenizers[0]), len(tokenizers[1]))
+        with strategy.scope():
+            trainer = setup.compiled_trainer(
+                recipes.with_changes(recipe, "train", precision=name), len(tokenizers[0]),
+                len(tokenizers[1]))
         runs[name] = trainer, StepTimer()
         trainer.fit(dataset, steps_per_epoch=1 + warmup, epochs=1, callbacks=[runs[name][1]],
                     verbose=0, shuffle=False)
@@ -106,7 +110,11 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
         results.append({
             "bench": "train", "recipe": str(recipe_path), "precision": name,
             "steps_per_round": steps, "rounds": rounds, "warmup_steps": warmup,
-            "batch_size": recipe.train.batch_size, "parameters": trainer.seq2seq.count_params(),
+            "batch_size": recipe.train.batch_size, "batch_type": recipe.train.batch_type,
+            "batch_tokens": recipe.train.batch_tokens, "accumulate": recipe.train.accumulate,
+            "distribution": recipe.train.distribution,
+            "replicas_in_sync": strategy.num_replicas_in_sync,
+            "parameters": trainer.seq2seq.count_params(),
             "target_tokens_per_sec": round(statistics.median(r[0] for r in per_round), 1),
             "sentences_per_sec": round(statistics.median(r[1] for r in per_round), 2),
             "median_step_ms": round(statistics.median(r[2] for r in per_round), 1),

@@ -178,6 +178,9 @@ class TrainConfig:
     seed: int = option(42, "weights, dropout and shuffling")
     distribution: Literal["default", "mirrored", "multi_worker"] = option(
         "default", "tf.distribute strategy")
+    replicas: int = option(1, "with distribution mirrored on a CPU: data-parallel replicas in "
+                           "this process, one per logical CPU device (the threads split among "
+                           "them), each on its share of every batch", check=positive)
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = option(
         "float32", "float32 variables and optimizer in all; the mixed policies multiply matrices "
         "in 16 bits (mixed_bfloat16: CPUs with bf16 units; mixed_float16: GPUs)")
@@ -309,9 +312,8 @@ RULES = (
          lambda r: r.train.average_best > r.train.keep_best,
          "train.average_best ({recipe.train.average_best}) needs train.keep_best >= it, not "
          "{recipe.train.keep_best}"),
-    # Keras 3.15's accumulation fails inside tf.distribute replicas (a merge_call under its cond).
-    Rule("train.accumulate", "train.distribution",
-         lambda r: r.train.accumulate > 1 and r.train.distribution != "default",
-         "train.accumulate > 1 runs without tf.distribute for now (Keras's accumulation fails "
-         "under a strategy): set train.distribution: default or train.accumulate: 1"),
+    Rule("train.replicas", "train.distribution",
+         lambda r: r.train.replicas > 1 and r.train.distribution != "mirrored",
+         "train.replicas: {recipe.train.replicas} makes MirroredStrategy replicas of the CPU: it "
+         "needs train.distribution: mirrored"),
 )

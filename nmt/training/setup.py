@@ -25,19 +25,24 @@ def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
             frozen = options.SIDES if recipe.train.init_from else recipe.model.pretrained_embeddings
             for side in frozen:
                 model.embedding_layer(side).trainable = False
-        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train))
+        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train),
+                                 recipe.train.accumulate)
         trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))
     return trainer
 
 
 def training_dataset(recipe: options.Recipe, read_train, src_tokenizer, tgt_tokenizer,
-                     seed: int):
+                     seed: int, replicas: int = 1):
     """The shuffled, bucketed batches of an epoch of the pairs `read_train()` yields, as the
-    recipe's data and train sections ask."""
-    return batching.training_dataset(
+    recipe's data and train sections ask: grouped by `train.accumulate` for the training step,
+    dealt out to `replicas` (the strategy's replicas in sync)."""
+    from nmt.training.train_step import grouped
+
+    return grouped(batching.training_dataset(
         read_train, src_tokenizer, tgt_tokenizer, batch_size=recipe.train.batch_size,
         max_len=recipe.data.max_len, shuffle_buffer=recipe.train.shuffle_buffer, seed=seed,
-        batch_tokens=token_budget(recipe.train), bucket_width=recipe.train.bucket_width)
+        batch_tokens=token_budget(recipe.train), bucket_width=recipe.train.bucket_width),
+        recipe.train.accumulate, replicas)
 
 
 def dev_dataset(recipe: options.Recipe, dev_pairs, src_tokenizer, tgt_tokenizer):
