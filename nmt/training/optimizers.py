@@ -55,9 +55,10 @@ class FusedAdam(keras.optimizers.Adam):
         return {**super().get_config(), "warmup_steps": self.warmup_steps}
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or tf.distribute.has_strategy():
-            # The fused kernel needs plain resource handles; mirrored variables take Keras's path.
+        if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
+        # Under tf.distribute this runs once per device (an update context), on that device's
+        # copies: `_handle` then gives their handles.
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         index = self._get_variable_index(variable)

@@ -172,6 +172,10 @@ def accumulated_and_large(weight_decay: float, budget: int, strategy=None) -> li
         trainer.fit(grouped(dataset(feed), accumulate, scope.num_replicas_in_sync),
                     steps_per_epoch=2, verbose=0)
         assert int(trainer.optimizer.iterations.numpy()) == 2
+        for weight in model.trainable_weights:  # every replica's copy took the same update
+            copies = getattr(weight.value, "values", ())
+            for copy in copies[1:]:
+                np.testing.assert_array_equal(copy.numpy(), copies[0].numpy())
         results.append([w.numpy() for w in model.trainable_weights])
     return results + [start]
 
