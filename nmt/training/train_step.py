@@ -183,7 +183,17 @@ class Seq2SeqTrainer(keras.Model):
         self.loss_mean.update_state(loss_sum, count)
         self.nll_mean.update_state(nll_sum, count)
         self.tokens.update_state(count)
-        results = {metric.name: metric.result() for metric in self.metrics}
+        if self.distribute_strategy.num_replicas_in_sync == 1:
+            results = {metric.name: metric.result() for metric in self.metrics}
+        else:
+            # Each replica's metric variables hold its own share (tf.distribute sums them where
+            # they are read after the step); the step's logs are the sums over all replicas.
+            shares = [self.loss_mean.total, self.loss_mean.count, self.nll_mean.total,
+                      self.nll_mean.count, self.tokens.total]
+            loss, loss_count, nll, nll_count, tokens = tf.unstack(
+                self._over_replicas(tf.stack([tf.convert_to_tensor(v) for v in shares])))
+            results = {"loss": loss / tf.maximum(loss_count, 1.0),
+                       "nll": nll / tf.maximum(nll_count, 1.0), "target_tokens": tokens}
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras averages step outputs across workers along axis 0, which scalars lack.
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
