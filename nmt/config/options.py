@@ -148,10 +148,11 @@ class TrainConfig:
                                "batch_type tokens", check=positive)
     bucket_width: int = option(1, "target lengths per batch: 1 = one exact length (no target "
                                "padding)", check=positive)
-    accumulate: int = option(1, "batches per update: the mean of K batches' gradients makes "
-                             "one update (with batch_type tokens exactly one K-times larger "
-                             "batch's), so the learning rate, warmup_steps and the optimizer "
-                             "count updates", check=positive)
+    accumulate: int = option(1, "batches per update: each training step takes K batches and "
+                             "makes the update of one K-times larger batch (replicas and "
+                             "workers exchange gradients once per K batches); the learning "
+                             "rate, warmup_steps, the optimizer and the progress bar count "
+                             "updates", check=positive)
     epochs: int = option(30, "epochs at most (early stopping may end sooner)", check=positive)
     learning_rate: float = option(0.001, "Adam's learning rate")
     adam_epsilon: float = option(1.0e-7, "Adam's denominator term: Keras's default; PyTorch's "
