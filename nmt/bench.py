@@ -45,7 +45,9 @@ def _cpu_model() -> str:
 def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3,
                 threads: int | None = None, overrides=(), precisions: Sequence[str] | None = None,
                 started: float | None = None) -> list[dict]:
-    """Trains the recipe's model for warmup + rounds * steps batches (no run directory).
+    """Trains the recipe's model for warmup + rounds * steps steps (no run directory), each
+    step one update: `train.accumulate` batches, under the recipe's `train.distribution` and
+    `train.replicas` (with `multi_worker`, one such process per worker, each given TF_CONFIG).
 
     Reports real (non-pad) target tokens per second in the steady state (median over rounds),
     sentences per second derived from it with the corpus's mean target length, the seconds from
