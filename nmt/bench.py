@@ -22,7 +22,7 @@ from nmt.data import batching, prepare
 from nmt.errors import NmtError
 from nmt.files import textio
 from nmt.storage import prepared
-from nmt.system import precision, runtime
+from nmt.system import distribute, precision, runtime
 from nmt.training import initialization, setup
 
 
@@ -43,8 +43,9 @@ def _cpu_model() -> str:
 
 @contextlib.contextmanager
 def _training_data(recipe_path, overrides, threads: int | None):
-    """(recipe, tokenizers, corpus stats, the repeated training dataset, dev pairs) of a recipe,
-    TensorFlow started with `threads`. The recipe's prepared data (`data.prepared`) is used,
+    """(recipe, tokenizers, corpus stats, the repeated training dataset, dev pairs, the
+    recipe's tf.distribute strategy) of a recipe, TensorFlow started with `threads` (and
+    `train.replicas` CPU devices). The recipe's prepared data (`data.prepared`) is used,
     else the corpus is prepared into a temporary folder (its time counts in the time to the
     first step, as in a training), removed at the end."""
     recipe = initialization.with_absolute_paths(recipes.load_recipe(recipe_path, overrides))
@@ -57,15 +58,20 @@ def _training_data(recipe_path, overrides, threads: int | None):
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nmt-bench-")))
             data = prepared.prepare_data(recipe, folder / "prepared")
         tokenizers = data.tokenizers()
-        runtime.import_tensorflow(threads)
-        dataset, steps = setup.training_dataset(recipe, data, tokenizers, recipe.train.seed)
-        yield recipe, tokenizers, data.stats(), dataset if steps else dataset.repeat(), dev_pairs
+        distribute.use_cpu_replicas(recipe.train.replicas, threads)
+        strategy = distribute.make_strategy(recipe.train.distribution)
+        dataset, steps = setup.training_dataset(recipe, data, tokenizers, recipe.train.seed,
+                                                strategy.num_replicas_in_sync)
+        yield (recipe, tokenizers, data.stats(), dataset if steps else dataset.repeat(),
+               dev_pairs, strategy)
 
 
 def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3,
                 threads: int | None = None, overrides=(), precisions: Sequence[str] | None = None,
                 started: float | None = None) -> list[dict]:
-    """Trains the recipe's model for warmup + rounds * steps batches (no run directory).
+    """Trains the recipe's model for warmup + rounds * steps steps (no run directory), each
+    step one update: `train.accumulate` batches, under the recipe's `train.distribution` and
+    `train.replicas` (with `multi_worker`, one such process per worker, each given TF_CONFIG).
 
     Reports real (non-pad) target tokens per second in the steady state (median over rounds),
     sentences per second derived from it with the corpus's mean target length, the seconds from
@@ -82,13 +88,14 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     """
     started = started or time.perf_counter()
     with _training_data(recipe_path, overrides, threads) as (recipe, tokenizers, stats, dataset,
-                                                             _):
-        return _bench_train(recipe_path, recipe, tokenizers, stats, dataset, steps, warmup,
-                            rounds, threads, precisions, started)
+                                                             _, strategy):
+        return _bench_train(recipe_path, recipe, tokenizers, stats, dataset, strategy, steps,
+                            warmup, rounds, threads, precisions, started)
 
 
-def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, steps: int, warmup: int,
-                 rounds: int, threads: int | None, precisions, started: float) -> list[dict]:
+def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, strategy, steps: int,
+                 warmup: int, rounds: int, threads: int | None, precisions,
+                 started: float) -> list[dict]:
     import keras
 
     from nmt.training.callbacks import StepTimer
@@ -96,8 +103,10 @@ def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, steps: int, wa
     runs = {}
     for name in precisions or (recipe.train.precision,):
         keras.utils.set_random_seed(recipe.train.seed)
-        trainer = setup.compiled_trainer(recipes.with_changes(recipe, "train", precision=name),
-                                         len(tokenizers[0]), len(tokenizers[1]))
+        with strategy.scope():
+            trainer = setup.compiled_trainer(
+                recipes.with_changes(recipe, "train", precision=name), len(tokenizers[0]),
+                len(tokenizers[1]))
         runs[name] = trainer, StepTimer()
         trainer.fit(dataset, steps_per_epoch=1 + warmup, epochs=1, callbacks=[runs[name][1]],
                     verbose=0, shuffle=False)
@@ -132,7 +141,11 @@ def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, steps: int, wa
         results.append({
             "bench": "train", "recipe": str(recipe_path), "precision": name,
             "steps_per_round": steps, "rounds": rounds, "warmup_steps": warmup,
-            "batch_size": recipe.train.batch_size, "parameters": trainer.seq2seq.count_params(),
+            "batch_size": recipe.train.batch_size, "batch_type": recipe.train.batch_type,
+            "batch_tokens": recipe.train.batch_tokens, "accumulate": recipe.train.accumulate,
+            "distribution": recipe.train.distribution,
+            "replicas_in_sync": strategy.num_replicas_in_sync,
+            "parameters": trainer.seq2seq.count_params(),
             "target_tokens_per_sec": round(statistics.median(r[0] for r in per_round), 1),
             "sentences_per_sec": round(statistics.median(r[1] for r in per_round), 2),
             "median_step_ms": round(statistics.median(r[2] for r in per_round), 1),
@@ -333,7 +346,7 @@ def bench_profile(recipe_path, steps: int = 10, warmup: int = 5, threads: int | 
     milliseconds and shares by part.
     """
     with _training_data(recipe_path, overrides, threads) as (recipe, tokenizers, _, dataset,
-                                                             dev_pairs):
+                                                             dev_pairs, _):
         return _profile(recipe_path, recipe, tokenizers, dataset, dev_pairs, steps, warmup,
                         model_dir, sentences, beam_size)
 

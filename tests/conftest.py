@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (SERVER_TOKEN, make_reverse_corpus, reverse_pairs, tiny_recipe_dict,
-                           train_reverse, train_reverse_run, write_recipe)
+from tests.helpers import (SERVER_TOKEN, make_reverse_corpus, reverse_pairs, run_nmt,
+                           tiny_recipe_dict, train_reverse, train_reverse_run, write_recipe)
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
@@ -52,10 +52,18 @@ def reverse_run_bfloat16(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mirrored_run(tmp_path_factory) -> Path:
-    """One short epoch on 400 pairs under tf.distribute's MirroredStrategy: the run that the
-    distribute tests check and the export tests export. Tests must not modify it."""
-    return built_once(tmp_path_factory, "mirrored_run", lambda folder: train_reverse(
-        folder, data={"train_lines": 400}, train={"distribution": "mirrored", "epochs": 1}))
+    """One short epoch on 400 pairs under tf.distribute's MirroredStrategy over two CPU replicas
+    (`train.replicas: 2`), two batches per update (`train.accumulate: 2`): the run that the
+    distribute tests check and the export tests export. Trained by `nmt train` in a process of
+    its own (the CPU devices are fixed when TensorFlow starts). Tests must not modify it."""
+    def build(root: Path) -> Path:
+        recipe = write_recipe(root / "recipe", tiny_recipe_dict(
+            make_reverse_corpus(root / "reverse", train=400),
+            train={"distribution": "mirrored", "replicas": 2, "accumulate": 2}))
+        code, _, err = run_nmt("train", recipe, "--run-dir", root / "run", "--threads", "2")
+        assert code == 0, err[-5000:]
+        return root / "run"
+    return built_once(tmp_path_factory, "mirrored_run", build)
 
 
 @pytest.fixture(scope="session")

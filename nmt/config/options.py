@@ -150,10 +150,11 @@ class TrainConfig:
                                "batch_type tokens", check=positive)
     bucket_width: int = option(1, "target lengths per batch: 1 = one exact length (no target "
                                "padding)", check=positive)
-    accumulate: int = option(1, "batches per update: the mean of K batches' gradients makes "
-                             "one update (with batch_type tokens exactly one K-times larger "
-                             "batch's), so the learning rate, warmup_steps and the optimizer "
-                             "count updates", check=positive)
+    accumulate: int = option(1, "batches per update: each training step takes K batches and "
+                             "makes the update of one K-times larger batch (replicas and "
+                             "workers exchange gradients once per K batches); the learning "
+                             "rate, warmup_steps, the optimizer and the progress bar count "
+                             "updates", check=positive)
     epochs: int = option(30, "epochs at most (early stopping may end sooner)", check=positive)
     learning_rate: float = option(0.001, "Adam's learning rate")
     adam_epsilon: float = option(1.0e-7, "Adam's denominator term: Keras's default; PyTorch's "
@@ -180,6 +181,9 @@ class TrainConfig:
     seed: int = option(42, "weights, dropout and shuffling")
     distribution: Literal["default", "mirrored", "multi_worker"] = option(
         "default", "tf.distribute strategy")
+    replicas: int = option(1, "with distribution mirrored on a CPU: data-parallel replicas in "
+                           "this process, one per logical CPU device (the threads split among "
+                           "them), each on its share of every batch", check=positive)
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = option(
         "float32", "float32 variables and optimizer in all; the mixed policies multiply matrices "
         "in 16 bits (mixed_bfloat16: CPUs with bf16 units; mixed_float16: GPUs)")
@@ -311,9 +315,8 @@ RULES = (
          lambda r: r.train.average_best > r.train.keep_best,
          "train.average_best ({recipe.train.average_best}) needs train.keep_best >= it, not "
          "{recipe.train.keep_best}"),
-    # Keras 3.15's accumulation fails inside tf.distribute replicas (a merge_call under its cond).
-    Rule("train.accumulate", "train.distribution",
-         lambda r: r.train.accumulate > 1 and r.train.distribution != "default",
-         "train.accumulate > 1 runs without tf.distribute for now (Keras's accumulation fails "
-         "under a strategy): set train.distribution: default or train.accumulate: 1"),
+    Rule("train.replicas", "train.distribution",
+         lambda r: r.train.replicas > 1 and r.train.distribution != "mirrored",
+         "train.replicas: {recipe.train.replicas} makes MirroredStrategy replicas of the CPU: it "
+         "needs train.distribution: mirrored"),
 )

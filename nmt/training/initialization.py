@@ -108,13 +108,6 @@ def checked_base(recipe: options.Recipe, run: rundir.RunDir, threads: int | None
         raise ConfigError(f"train.init_optimizer: keep, but the model of {root} was trained "
                           f"with model.freeze_embeddings, so its optimizer state does not cover "
                           f"the weights this run trains; use train.init_optimizer: fresh")
-    if recipe.train.init_optimizer == "keep" and (
-            (base_recipe.train.accumulate > 1) != (recipe.train.accumulate > 1)):
-        # Gradient accumulation adds optimizer variables: the state would not fit either.
-        raise ConfigError(f"train.init_optimizer: keep, but train.accumulate is "
-                          f"{recipe.train.accumulate} here and {base_recipe.train.accumulate} in "
-                          f"the run of {root}: its optimizer state does not fit; use "
-                          f"train.init_optimizer: fresh")
     if recipe.train.init_optimizer == "keep":
         state = rundir.read_resume_state(rundir.RunDir(root))
         if state is None or not (rundir.RunDir(root).backup / state["resume"]).is_file():

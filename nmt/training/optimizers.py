@@ -20,15 +20,13 @@ def adam(settings: TrainConfig, variables) -> "FusedAdam":
     With `weight_decay` > 0 each step first multiplies the weights by 1 - lr * weight_decay,
     apart from the gradient (Loshchilov & Hutter's AdamW; Keras's own decay). Biases and scales
     (the 1-D weights) are left out: decaying them pulls outputs, not weights, towards zero.
-    With `accumulate` K > 1, Keras's own gradient accumulation applies the mean gradient of K
-    batches once every K batches; `iterations` counts those updates.
+    Gradient accumulation (`accumulate`) is the training step's (`Seq2SeqTrainer`): one update
+    per step either way, and `iterations` counts updates.
     """
     optimizer = FusedAdam(settings.learning_rate, epsilon=settings.adam_epsilon,
                           global_clipnorm=settings.clip_norm or None,
                           weight_decay=settings.weight_decay or None,
-                          warmup_steps=settings.warmup_steps,
-                          gradient_accumulation_steps=(settings.accumulate
-                                                       if settings.accumulate > 1 else None))
+                          warmup_steps=settings.warmup_steps)
     optimizer.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) < 2])
     return optimizer
 
@@ -57,9 +55,10 @@ class FusedAdam(keras.optimizers.Adam):
         return {**super().get_config(), "warmup_steps": self.warmup_steps}
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or tf.distribute.has_strategy():
-            # The fused kernel needs plain resource handles; mirrored variables take Keras's path.
+        if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
+        # Under tf.distribute this runs once per device (an update context), on that device's
+        # copies: `_handle` then gives their handles.
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         index = self._get_variable_index(variable)

@@ -25,31 +25,39 @@ def compiled_trainer(recipe: options.Recipe, src_size: int, tgt_size: int):
             frozen = options.SIDES if recipe.train.init_from else recipe.model.pretrained_embeddings
             for side in frozen:
                 model.embedding_layer(side).trainable = False
-        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train))
+        trainer = Seq2SeqTrainer(model, recipe.train.label_smoothing, token_budget(recipe.train),
+                                 recipe.train.accumulate)
         trainer.compile(optimizer=adam(recipe.train, model.trainable_variables))
     return trainer
 
 
-def training_dataset(recipe: options.Recipe, source, tokenizers, seed: int):
-    """(the shuffled, bucketed training batches, the batches of an epoch or None), as the
-    recipe's data and train sections ask.
+def training_dataset(recipe: options.Recipe, source, tokenizers, seed: int,
+                     replicas: int = 1):
+    """(the shuffled, bucketed training batches, the training steps of an epoch or None), as
+    the recipe's data and train sections ask, grouped by `train.accumulate` for the training
+    step and dealt out to `replicas` (the strategy's replicas in sync; see `grouped`).
 
     `source`: a `prepared.Prepared` folder of shards (read again each epoch; the dataset repeats
-    and an epoch's batch count is known, so progress shows an ETA), or a function yielding the
+    and an epoch's step count is known, so progress shows an ETA), or a function yielding the
     text pairs of an epoch, encoded with `tokenizers` as they stream (segmentations sampled
     anew each epoch; the length of an epoch unknown). A multi-worker run's data is split among
     the workers by tf.distribute: its epochs end when the data does.
     """
+    from nmt.training.train_step import grouped
+
+    accumulate = recipe.train.accumulate
     plan = batching.bucket_plan(recipe.data.max_len, recipe.train.batch_size,
                                 token_budget(recipe.train), recipe.train.bucket_width)
     if callable(source):
         pairs = batching.streamed_pairs(source, *tokenizers, max_len=recipe.data.max_len,
                                         shuffle_buffer=recipe.train.shuffle_buffer, seed=seed)
-        return batching.bucketed_batches(pairs, *plan), None
-    batches = batching.bucketed_batches(source.dataset(seed, recipe.train.shuffle_buffer), *plan)
+        return grouped(batching.bucketed_batches(pairs, *plan), accumulate, replicas), None
+    batches = grouped(batching.bucketed_batches(
+        source.dataset(seed, recipe.train.shuffle_buffer), *plan), accumulate, replicas)
     if recipe.train.distribution == "multi_worker":
         return batches, None
-    return batches.repeat(), source.batches_per_epoch(*plan)
+    # An epoch's last group may hold fewer than `accumulate` batches.
+    return batches.repeat(), -(-source.batches_per_epoch(*plan) // accumulate)
 
 
 def dev_dataset(recipe: options.Recipe, dev_pairs, src_tokenizer, tgt_tokenizer):

@@ -45,6 +45,8 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     recipe = initialization.with_absolute_paths(recipes.load_recipe(recipe_path, overrides))
     run = rundir.RunDir(run_dir or rundir.default_run_dir(recipe_path))
     chief = distribute.is_chief()
+    if recipe.train.replicas > 1:  # before any TensorFlow op (a base model's check) fixes them
+        distribute.use_cpu_replicas(recipe.train.replicas, threads)
     rundir.refuse_foreign_folder(run)
     # The model to start from is checked before the run directory is made or locked.
     recipe, base = initialization.prepared(recipe, run, threads)
@@ -93,13 +95,15 @@ def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int
                  resumed["best"])
     if chief:
         rundir.trim_metrics(run, initial_epoch)
-    log.info("model: %s parameters; %d threads; %s", f"{trainer.seq2seq.count_params():,}",
-             runtime.thread_count(), type(strategy).__name__)
+    log.info("model: %s parameters; %d threads; %s, %d replicas",
+             f"{trainer.seq2seq.count_params():,}", runtime.thread_count(),
+             type(strategy).__name__, strategy.num_replicas_in_sync)
 
     # A resumed run reshuffles with a new seed rather than replaying the first epoch's order.
     seed = recipe.train.seed + initial_epoch
     train_set, steps = setup.training_dataset(
-        recipe, source, prepare.training_tokenizers(recipe.vocab, tokenizers, seed), seed)
+        recipe, source, prepare.training_tokenizers(recipe.vocab, tokenizers, seed), seed,
+        strategy.num_replicas_in_sync)
     dev_set = setup.dev_dataset(recipe, dev_pairs, *tokenizers)
     # A streamed dataset's length is unknown until the first epoch ends; Keras warns about it.
     warnings.filterwarnings("ignore", message="Your input ran out of data")

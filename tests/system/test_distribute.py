@@ -1,5 +1,6 @@
 """tf.distribute: two worker processes on 127.0.0.1 train one model
-(MultiWorkerMirroredStrategy)."""
+(MultiWorkerMirroredStrategy, two batches per update), and MirroredStrategy over two CPU
+replicas."""
 import json
 import os
 import socket
@@ -45,7 +46,7 @@ def read_weights(path):
 def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         reverse_corpus, data={"train_lines": 600},
-        train={"epochs": 2, "distribution": "multi_worker", "batch_size": 32}))
+        train={"epochs": 2, "distribution": "multi_worker", "batch_size": 32, "accumulate": 2}))
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
@@ -88,8 +89,10 @@ def assert_one_epoch_that_translates_in_float32(run):
 
 
 def test_mirrored_strategy_trains(mirrored_run):
-    """The shared run (conftest): 400 pairs of the reverse task, one epoch, MirroredStrategy."""
+    """The shared run (conftest): 400 pairs of the reverse task, one epoch, MirroredStrategy
+    over two CPU replicas, accumulating two batches per update."""
     assert_one_epoch_that_translates_in_float32(mirrored_run)
+    assert "; MirroredStrategy, 2 replicas" in (mirrored_run / "train.log").read_text()
 
 
 def test_mixed_precision_trains(tmp_path, reverse_corpus):

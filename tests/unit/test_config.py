@@ -164,8 +164,8 @@ def test_every_rule_between_options_is_blamed_on_its_line(tmp_path, rule):
             "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n",
         "train.average_best-train.keep_best":
             "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n",
-        "train.accumulate-train.distribution":
-            "train:\n  distribution: mirrored\n  epochs: 3\n  accumulate: 2\n"}
+        "train.replicas-train.distribution":
+            "train:\n  distribution: multi_worker\n  epochs: 3\n  replicas: 2\n"}
     path = tmp_path / "r.yaml"
     path.write_text(breaking[f"{rule.option}-{rule.needs}"])
     with pytest.raises(ConfigError) as caught:

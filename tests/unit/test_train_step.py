@@ -1,6 +1,12 @@
 """The training objective and the optimizer against Keras's own implementations."""
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_token_losses_equal_keras_crossentropy_with_label_smoothing(tf):
@@ -111,44 +117,94 @@ def test_warmup_ramps_the_learning_rate_then_the_plateau_decay_takes_over(tf):
     assert adam(TrainConfig(adam_epsilon=1e-8), [weight]).epsilon == 1e-8
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_accumulating_k_token_batches_is_one_k_times_larger_batch(tf, weight_decay):
-    """train.accumulate: 3 batches of a 30-token budget per update give the weights of one update
-    on the 3 batches joined, under a 90-token budget (Adam, clipping, warm-up and decay alike);
-    and the optimizer counts updates, not batches."""
+def accumulated_and_large(weight_decay: float, budget: int, strategy=None) -> list:
+    """The weights after two updates of three batches each, fed as `train.accumulate: 3` groups
+    (under `strategy`, default none), and after two updates on the same batches joined, one
+    three-times larger batch each (token budget 3 x `budget`; 0: sentence batches), from the
+    same initial weights; then the initial weights."""
     import keras
+    import tensorflow as tf
 
     from nmt.config.options import ModelConfig, TrainConfig
     from nmt.model.seq2seq import Seq2Seq
     from nmt.training.optimizers import adam
-    from nmt.training.train_step import Seq2SeqTrainer
+    from nmt.training.train_step import Seq2SeqTrainer, grouped
     rng = np.random.default_rng(4)
     batches = []
-    for _ in range(6):  # two updates of three batches
-        source = rng.integers(4, 20, size=(4, 5)).astype("int32")
-        target = np.concatenate([np.full((4, 1), 2), rng.integers(4, 20, size=(4, 3)),
-                                 np.full((4, 1), 3)], axis=1).astype("int32")
+    for rows, source_len, target_len in ((4, 5, 5), (1, 3, 4), (3, 7, 2),
+                                         (5, 4, 6), (2, 6, 3), (4, 2, 5)):  # two updates
+        source = rng.integers(4, 20, size=(rows, source_len)).astype("int32")
+        source[0, -2:] = 0  # padding ends a source shorter than the batch's longest
+        target = np.concatenate([np.full((rows, 1), 2), rng.integers(4, 20, size=(
+            rows, target_len - 1)), np.full((rows, 1), 3)], axis=1).astype("int32")
         batches.append(({"source": source, "target_in": target[:, :-1]}, target[:, 1:]))
 
     def joined(group):
-        return ({key: np.concatenate([b[0][key] for b in group]) for key in group[0][0]},
-                np.concatenate([b[1] for b in group]))
+        def padded(arrays):
+            longest = max(a.shape[1] for a in arrays)
+            return np.concatenate([np.pad(a, ((0, 0), (0, longest - a.shape[1])))
+                                   for a in arrays])
+        return ({key: padded([b[0][key] for b in group]) for key in group[0][0]},
+                padded([b[1] for b in group]))
+
+    def dataset(feed):
+        return tf.data.Dataset.from_generator(lambda: iter(feed), output_signature=(
+            {"source": tf.TensorSpec([None, None], tf.int32),
+             "target_in": tf.TensorSpec([None, None], tf.int32)},
+            tf.TensorSpec([None, None], tf.int32)))
+
     config = ModelConfig(embedding_dim=8, encoder_units=8, encoder_layers=1, decoder_units=16,
                          attention_units=8, dropout=0.0)
+    strategy = strategy or tf.distribute.get_strategy()
     results = []
-    for accumulate, budget, feed in ((3, 30, batches), (1, 90, [joined(batches[:3]),
-                                                               joined(batches[3:])])):
+    for accumulate, feed, scope in ((3, batches, strategy),
+                                    (1, [joined(batches[:3]), joined(batches[3:])],
+                                     tf.distribute.get_strategy())):
         keras.utils.set_random_seed(3)
-        model = Seq2Seq(config, 20, 20)
-        settings = TrainConfig(learning_rate=0.01, clip_norm=1.0, warmup_steps=2,
-                               weight_decay=weight_decay, accumulate=accumulate)
-        trainer = Seq2SeqTrainer(model, token_budget=budget)
-        trainer.compile(optimizer=adam(settings, model.trainable_variables))
+        with scope.scope():
+            model = Seq2Seq(config, 20, 20)
+            settings = TrainConfig(learning_rate=0.01, clip_norm=1.0, warmup_steps=2,
+                                   weight_decay=weight_decay, accumulate=accumulate)
+            trainer = Seq2SeqTrainer(model, token_budget=budget * 3 // accumulate,
+                                     accumulate=accumulate)
+            trainer.compile(optimizer=adam(settings, model.trainable_variables))
         start = [w.numpy() for w in model.trainable_weights]
-        for batch in feed:
-            trainer.train_on_batch(*batch)
-        assert int(trainer.optimizer.iterations) == 2
+        trainer.fit(grouped(dataset(feed), accumulate, scope.num_replicas_in_sync),
+                    steps_per_epoch=2, verbose=0)
+        assert int(trainer.optimizer.iterations.numpy()) == 2
+        for weight in model.trainable_weights:  # every replica's copy took the same update
+            copies = getattr(weight.value, "values", ())
+            for copy in copies[1:]:
+                np.testing.assert_array_equal(copy.numpy(), copies[0].numpy())
         results.append([w.numpy() for w in model.trainable_weights])
-    for accumulated, large, initial in zip(*results, start):
+    return results + [start]
+
+
+@pytest.mark.parametrize("weight_decay, budget", [(0.0, 30), (0.1, 0)])
+def test_accumulating_k_batches_is_one_k_times_larger_batch(tf, weight_decay, budget):
+    """train.accumulate: 3 batches of a 30-token budget (or of sentences) per update give the
+    weights of one update on the 3 batches joined under a 90-token budget (or their token mean):
+    Adam, clipping, warm-up and decay alike; the optimizer counts updates, not batches."""
+    for accumulated, large, initial in zip(*accumulated_and_large(weight_decay, budget)):
         assert not np.allclose(accumulated, initial)
         np.testing.assert_allclose(accumulated, large, atol=2e-6)
+
+
+def test_accumulating_under_two_mirrored_replicas_is_one_larger_batch():
+    """The same (sentence batches: a token mean over both replicas) under MirroredStrategy over
+    two logical CPU devices (`train.replicas: 2`): the rows of each batch dealt out to the
+    replicas, a 1-sentence batch leaving one of them none; every replica's copy updated alike.
+    In a process of its own: the devices are fixed when TensorFlow starts."""
+    script = ("from nmt.system import distribute\n"
+              "distribute.use_cpu_replicas(2)\n"
+              "import numpy as np, tensorflow as tf\n"
+              "from tests.unit.test_train_step import accumulated_and_large\n"
+              "strategy = tf.distribute.MirroredStrategy()\n"
+              "assert strategy.num_replicas_in_sync == 2\n"
+              "accumulated, large, initial = accumulated_and_large(0.1, 0, strategy)\n"
+              "for a, b, c in zip(accumulated, large, initial):\n"
+              "    assert not np.allclose(a, c)\n"
+              "    np.testing.assert_allclose(a, b, atol=2e-6)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-5000:]
