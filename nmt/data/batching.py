@@ -75,15 +75,6 @@ def encode_pairs(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
             yield encoded
 
 
-def corpus_stats(pairs: Iterable[tuple[str, str]], src_tokenizer, tgt_tokenizer,
-                 max_len: int | None) -> CorpusStats:
-    """Counts pairs, dropped pairs and target tokens in one pass over a corpus."""
-    stats = CorpusStats()
-    for _ in encode_pairs(pairs, src_tokenizer, tgt_tokenizer, max_len, stats):
-        pass
-    return stats
-
-
 def bucket_batch_sizes(boundaries: Sequence[int], batch_size: int, batch_tokens: int = 0
                        ) -> list[int]:
     """Sentences per batch for each bucket of `bucket_by_sequence_length` with these boundaries.
