@@ -8,7 +8,8 @@ FAULT is where the kill happens, during epoch EPOCH (0-based):
     writing_weights  when the epoch's model weights are written, before their temporary file
                      is renamed (before the commit)
     writing_state    after the epoch's weights are written, before state.json names them
-    publishing       after state.json is written, while best.weights.h5 is being replaced
+    publishing       after state.json is written, while last.weights.h5 is being replaced
+                     (every epoch: best.weights.h5 only when dev BLEU improved)
 or where the disk fills up (the process is not killed; it must fail with one line):
     disk_full        from epoch EPOCH on, the disk reports no free space
     hdf5_disk_full   the free-space check is skipped, so that HDF5 itself meets a full disk
@@ -88,7 +89,7 @@ class KillBeforeRename:
         name = os.path.basename(self.path)
         if current["epoch"] == kill_epoch and (
                 (fault == "writing_weights" and name.startswith("last-")) or
-                (fault == "publishing" and name == "best.weights.h5")):
+                (fault == "publishing" and name == "last.weights.h5")):
             die()
         return self.inner.__exit__(*exc)
 
