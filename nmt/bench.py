@@ -84,7 +84,8 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     first step, which waits for the new iterator, untimed).
     One result per precision; after the first, `vs_first` gives the median over rounds of its
     rate over the first precision's in the same round, by wall-clock and by CPU time (the
-    process's CPU seconds: a fairer clock where other processes share the cores).
+    process's CPU seconds: a fairer clock where other processes share the cores; with several
+    workers, all workers' tokens per CPU-second of all workers, taken alike).
     """
     started = started or time.perf_counter()
     with _training_data(recipe_path, overrides, threads) as (recipe, tokenizers, stats, dataset,
@@ -119,6 +120,8 @@ def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, strategy, step
             trainer.fit(dataset, steps_per_epoch=1 + steps, epochs=1, callbacks=[timer],
                         verbose=0, shuffle=False)
     tokens_per_sentence = stats.target_tokens / max(stats.kept, 1)
+    # The step's tokens are all workers'; the CPU time is this process's (the workers alike).
+    processes = distribute.worker_count() if recipe.train.distribution == "multi_worker" else 1
     results, first_rounds = [], None
     for name, (trainer, timer) in runs.items():
         per_round = []
@@ -129,7 +132,7 @@ def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, strategy, step
             tokens = sum(timer.tokens[window])
             per_round.append((tokens / seconds, tokens / tokens_per_sentence / seconds,
                               1000 * statistics.median(timer.seconds[window]),
-                              tokens / sum(timer.cpu_seconds[window])))
+                              tokens / processes / sum(timer.cpu_seconds[window])))
         first_rounds = first_rounds or per_round
         if per_round is not first_rounds:
             versus = {"vs_first": {

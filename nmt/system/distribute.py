@@ -54,3 +54,9 @@ def is_chief() -> bool:
         return True
     return (task.get("type") == "worker" and int(task.get("index", 0)) == 0
             and "chief" not in tf_config.get("cluster", {}))
+
+
+def worker_count() -> int:
+    """The processes training together: TF_CONFIG's chief and workers (1 without TF_CONFIG)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return max(1, len(cluster.get("chief", ())) + len(cluster.get("worker", ())))
