@@ -67,7 +67,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class VocabConfig:
     kind: Literal["words", "sentencepiece"] = option("words", "what a token is")
-    size: int = option(8000, "maximum entries per side, the 4 specials included", check=positive)
+    size: int = option(8000, "maximum entries per side, the 4 specials included",
+                       check=Interval("[5, inf)"))
     min_freq: int = option(1, "words only: drop rarer types", check=positive)
     model_type: Literal["unigram", "bpe"] = option("unigram", "sentencepiece only: the "
                                                    "segmentation model")
@@ -311,6 +312,11 @@ RULES = (
          lambda r: bool(r.vocab.sampling_alpha) and r.vocab.kind != "sentencepiece",
          "vocab.sampling_alpha samples SentencePiece segmentations: it needs vocab.kind: "
          "sentencepiece"),
+    Rule("data.prepared", "vocab.sampling_alpha",
+         lambda r: bool(r.data.prepared and r.vocab.sampling_alpha),
+         "data.prepared holds fixed segmentations, but vocab.sampling_alpha "
+         "({recipe.vocab.sampling_alpha}) samples new ones from the text each epoch: set one of "
+         "them back"),
     Rule("train.average_best", "train.keep_best",
          lambda r: r.train.average_best > r.train.keep_best,
          "train.average_best ({recipe.train.average_best}) needs train.keep_best >= it, not "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fcntl
 import gc
 import io
 import os
@@ -332,7 +333,11 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         _remove_stale_temporaries(path)  # a folder left by a killed process can be large
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
                                     suffix=".tmp"))
+        # Held while the folder is written: what tells a live writer's folder from a killed
+        # one's, also for a process of another PID namespace (a container on the same disk).
+        in_use = os.open(tmp, os.O_RDONLY)
         try:
+            fcntl.flock(in_use, fcntl.LOCK_EX)
             os.chmod(tmp, NEW_FOLDER_MODE)
             try:
                 yield tmp
@@ -342,9 +347,16 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
                 raise OutputError(err.reason, str(path)) from None
             if replace and path.exists():
                 shutil.rmtree(path)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise OutputError("is not empty (another process may have written it "
+                                  "meanwhile); nothing of this one was kept", str(path)) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            os.close(in_use)
 
 
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
@@ -378,8 +390,13 @@ def check_folder_writable(path: str | os.PathLike) -> None:
     """Raises OutputError naming `path` now if `atomic_folder(path)` could not write it later
     (its temporary is made beside it, so the parent must be writable too)."""
     path = Path(path)
+    if path.is_symlink():  # renaming the new folder onto it would fail after the work
+        raise OutputError("is a symbolic link; name the folder itself", str(path))
     if path.exists() and not path.is_dir():
         raise OutputError("is a file; a folder is expected", str(path))
+    if path.is_dir() and (os.path.ismount(path) or path.resolve() == Path.cwd().resolve()):
+        raise OutputError("is a mount point or the current folder, which cannot be replaced; "
+                          "name a new folder inside it", str(path))
     try:
         check_writable(path.parent, folder=True)
     except OutputError as err:
@@ -439,19 +456,36 @@ def _replaced_file(path: Path) -> Path | None:
 
 def _remove_stale_temporaries(target: Path) -> None:
     """Deletes `.NAME.PID-*.tmp*` (files, and folders of `atomic_folder`) beside `target` whose
-    writing process no longer exists."""
+    writing process no longer exists (a folder: nor holds its lock)."""
     prefix = f".{target.name}."
     for tmp in target.parent.iterdir():
         name = tmp.name
         if not (name.startswith(prefix) and ".tmp" in name[len(prefix):]):
             continue
         pid = name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
-            if tmp.is_dir() and not tmp.is_symlink():
+        if not pid.isdigit() or _process_exists(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            if not _folder_in_use(tmp):  # its writer may live in another PID namespace
                 shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _folder_in_use(folder: Path) -> bool:
+    """Whether a live `atomic_folder` holds `folder`'s lock (the OS drops it with the process)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return True  # gone meanwhile, or not ours to judge
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
 
 
 def _process_exists(pid: int) -> bool:

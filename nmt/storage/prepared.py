@@ -33,6 +33,8 @@ log = logging.getLogger("nmt")
 
 FORMAT = 1
 INFO = "prepared.json"
+RECORD_KEYS = ("settings", "corpus", "vocab", "lines_read", "left_out", "kept", "target_tokens",
+               "tokens", "unknown", "target_lengths", "shards", "seconds")
 SHARDS = "shards"
 # Vocabularies are trained on at most this many pairs, spread over the whole corpus: enough for
 # SentencePiece's statistics (its own default samples 1M sentences), and it bounds the memory
@@ -52,9 +54,13 @@ def prepare_data(recipe: options.Recipe, out: str | os.PathLike, jobs: int | Non
     None trains them on a sample of the corpus (`VOCAB_SAMPLE_PAIRS`).
     """
     out = Path(out)
+    if recipe.vocab.sampling_alpha:
+        raise ConfigError(f"vocab.sampling_alpha ({recipe.vocab.sampling_alpha}) samples new "
+                          "segmentations from the text each epoch: such a training reads the "
+                          "text, there is nothing to prepare")
     if (out / INFO).exists() or (out.is_dir() and any(out.iterdir())):
         raise ConfigError("the folder is not empty: remove it or choose another --out", str(out))
-    textio.check_writable(out, folder=True)
+    textio.check_folder_writable(out)
     files = corpus.split_files(recipe.data, "train")
     started = time.monotonic()
     if recipe.data.train_lines:  # the rest of the files is checked too, though not used
@@ -69,9 +75,9 @@ def prepare_data(recipe: options.Recipe, out: str | os.PathLike, jobs: int | Non
         save_tokenizers(folder, *tokenizers)
         (tmp / SHARDS).mkdir()
         ranges, lines = shards.line_ranges(files, recipe.data.train_lines)
-        jobs = jobs or shards.jobs_for(lines)
-        log.info("preparing %s: %d lines, %d processes, %d shards", files[0], lines, jobs,
-                 shards.shard_count(lines))
+        jobs = min(jobs or shards.jobs_for(lines), len(ranges))  # a range is a unit of work
+        log.info("preparing %s: %d lines, %d process%s, %d shards", files[0], lines, jobs,
+                 "" if jobs == 1 else "es", shards.shard_count(lines))
         encoded = shards.encode_corpus(
             files, ranges, lines, recipe.data.max_line_tokens,
             (folder.vocab_prefix("src"), folder.vocab_prefix("tgt")), recipe.data.max_len,
@@ -118,20 +124,29 @@ class Prepared:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         info_path = self.root / INFO
+        if not self.root.is_dir():
+            raise DataError("no such folder of prepared data (make it with `nmt prepare`)",
+                            str(self.root))
         if not info_path.is_file() or not (self.root / manifest.NAME).is_file():
             raise DataError(f"no prepared data here ({INFO} or {manifest.NAME} missing: "
                             "`nmt prepare` did not finish)", str(self.root))
         try:
             manifest.check(self.root)
         except ModelDirError as err:
-            raise DataError(f"prepared data: {err.reason}; prepare the data again",
-                            err.path) from None
+            raise DataError(f"prepared data: {err.reason}; remove {self.root} and prepare "
+                            "the data again", err.path) from None
         try:
             self.info = json.loads(info_path.read_text(encoding="utf-8"))
             if self.info.get("format") != FORMAT:
                 raise ValueError(f"format {self.info.get('format')}, expected {FORMAT}")
+            if missing := [key for key in RECORD_KEYS if key not in self.info]:
+                raise ValueError(f"no {', '.join(missing)}")
         except ValueError as err:
             raise DataError(f"damaged ({err})", str(info_path)) from None
+        # The manifest may have been rewritten with the vocabularies: the record says which.
+        if _fingerprints(self.root) != self.info["vocab"]:
+            raise DataError("the vocabularies are not those the shards were encoded with; "
+                            "prepare the data again", str(self.root / "vocab"))
         self.shard_paths = [self.root / SHARDS / shards.shard_name(i)
                             for i in range(len(self.info["shards"]))]
         for path, pairs in zip(self.shard_paths, self.info["shards"]):

@@ -69,6 +69,9 @@ def refuse_foreign_folder(run: RunDir) -> None:
     """A folder that holds files but no run of nmt is not ours to write into."""
     if not run.root.is_dir():
         return
+    if (run.root / "prepared.json").is_file():
+        raise ConfigError("holds prepared data (nmt prepare), not a run: give it as "
+                          "data.prepared and choose another --run-dir", str(run.root))
     ours = (run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
             or (run.prepared / "prepared.json").is_file())  # killed after preparing its data
     if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
@@ -187,8 +190,11 @@ def repair(run: RunDir, state: dict | None) -> None:
     best/last not yet pointing at the committed state's weights (a kill between commit and
     publication)."""
     for folder in (run.root, run.backup):
-        for path in folder.glob(".*.tmp*"):
-            path.unlink(missing_ok=True)
+        for path in folder.glob(".*.tmp*"):  # a killed prepare leaves a folder
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
     for path in run.root.glob(".vocab.*"):
         shutil.rmtree(path, ignore_errors=True)
     if state:

@@ -39,6 +39,7 @@ def test_unknown_section(tmp_path):
     ("train:\n  batch_size: 0\n", "must be a positive integer"),
     ("model:\n  cell: rnn\n", "model.cell must be one of lstm, gru"),
     ("model:\n  dropout: 1.5\n", r"model.dropout must be in \[0, 1\)"),
+    ("vocab:\n  size: 4\n", r"vocab.size must be in \[5, inf\), got 4"),  # the 4 specials only
     ("train:\n  lr_decay: 0\n", r"train.lr_decay must be in \(0, 1\]"),
     ("eval:\n  tokenize: moses\n", "eval.tokenize must be a sacrebleu tokenizer"),
     ("train:\n  precision: bfloat16\n",
@@ -164,6 +165,9 @@ def test_every_rule_between_options_is_blamed_on_its_line(tmp_path, rule):
             "model:\n  cell: lstm\nvocab:\n  sampling_alpha: 0.1\n",
         "train.average_best-train.keep_best":
             "train:\n  keep_best: 2\n  epochs: 3\n  average_best: 3\n",
+        "data.prepared-vocab.sampling_alpha":
+            "vocab: {kind: sentencepiece, sampling_alpha: 0.1}\ndata:\n  corpus: c\n"
+            "  prepared: p\n",
         "train.replicas-train.distribution":
             "train:\n  distribution: multi_worker\n  epochs: 3\n  replicas: 2\n"}
     path = tmp_path / "r.yaml"

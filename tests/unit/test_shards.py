@@ -10,7 +10,7 @@ from tests.helpers import reverse_pairs, tiny_recipe_dict, write_lines, write_re
 from nmt.config import recipes
 from nmt.data import batching, shards
 from nmt.errors import ConfigError, DataError
-from nmt.storage import prepared
+from nmt.storage import manifest, prepared
 
 
 def recipe_for(corpus, **data):
@@ -113,6 +113,39 @@ def test_prepared_data_made_otherwise_or_damaged_is_refused_by_name(tmp_path):
     (data.root / "manifest.json").unlink()
     with pytest.raises(DataError, match="did not finish"):
         prepared.Prepared(data.root)
+    with pytest.raises(DataError, match="no such folder of prepared data"):
+        prepared.Prepared(tmp_path / "nowhere")
+
+
+def test_a_record_or_vocabularies_changed_with_the_manifest_are_named(tmp_path):
+    """Edits that also rewrote the manifest (its check passes): the record still tells."""
+    corpus = sorted_corpus(tmp_path / "corpus", count=400)
+    data = prepared.prepare_data(recipe_for(corpus), tmp_path / "prepared")
+    listed = ["vocab", prepared.SHARDS, prepared.INFO]
+    vocab = data.root / "vocab" / "tgt.words.txt"
+    vocab.write_text(vocab.read_text() + "extra\n")
+    manifest.write(data.root, listed)
+    with pytest.raises(DataError, match=f"{data.root / 'vocab'}: the vocabularies are not those"):
+        prepared.Prepared(data.root)
+    vocab.write_text(vocab.read_text().removesuffix("extra\n"))
+    info = json.loads((data.root / prepared.INFO).read_text())
+    del info["target_lengths"]
+    (data.root / prepared.INFO).write_text(json.dumps(info))
+    manifest.write(data.root, listed)
+    with pytest.raises(DataError, match=r"prepared.json: damaged \(no target_lengths\)"):
+        prepared.Prepared(data.root)
+
+
+def test_processes_are_at_most_the_ranges_of_work_and_sampled_segmentations_prepare_nothing(
+        tmp_path):
+    corpus = sorted_corpus(tmp_path / "corpus", count=400)
+    data = prepared.prepare_data(recipe_for(corpus), tmp_path / "prepared", jobs=100)
+    assert json.loads((data.root / prepared.INFO).read_text())["processes"] == 1
+    recipe = recipes.with_changes(recipe_for(corpus), "vocab", kind="sentencepiece",
+                                  sampling_alpha=0.1)
+    with pytest.raises(ConfigError, match="vocab.sampling_alpha .* nothing to prepare"):
+        prepared.prepare_data(recipe, tmp_path / "sampled")
+    assert not (tmp_path / "sampled").exists()
 
 
 def test_a_misaligned_corpus_leaves_no_prepared_folder(tmp_path):
@@ -145,3 +178,11 @@ def test_a_run_killed_after_preparing_its_data_is_still_a_run_directory(tmp_path
         rundir.refuse_foreign_folder(run)
     (run.prepared / prepared.INFO).write_text("{}")
     rundir.refuse_foreign_folder(run)
+    # Killed while preparing (SIGKILL): the next `nmt train` removes the temporary folder.
+    left = run.root / ".prepared.12345-abc.tmp"
+    (left / "shards").mkdir(parents=True)
+    rundir.repair(run, None)
+    assert not left.exists() and run.prepared.is_dir()
+    # A prepared folder is not a run directory: training into it would rewrite its manifest.
+    with pytest.raises(ConfigError, match="holds prepared data .* choose another --run-dir"):
+        rundir.refuse_foreign_folder(rundir.RunDir(run.prepared))

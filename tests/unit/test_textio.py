@@ -1,5 +1,7 @@
+import fcntl
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -105,7 +107,9 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     assert out.stat().st_mode == plain.stat().st_mode  # the umask's permissions, not 0700
-    with pytest.raises(OSError):  # a folder with files is replaced only when the caller says so
+    # A folder with files is replaced only when the caller says so (or another process wrote
+    # it since the caller checked).
+    with pytest.raises(OutputError, match=f"{out}: is not empty .*nothing of this one was kept"):
         with textio.atomic_folder(out) as tmp:
             (tmp / "new").write_text("y")
     with textio.atomic_folder(out, replace=True) as tmp:
@@ -123,6 +127,40 @@ def test_a_folder_left_by_a_killed_writer_is_removed_by_the_next_one(tmp_path):
     with textio.atomic_folder(tmp_path / "data") as tmp:
         (tmp / "whole").write_text("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data", alive.name])
+
+
+def test_a_folder_whose_writer_still_holds_it_is_kept_whatever_its_pid(tmp_path):
+    """A writer in another PID namespace (a container on the same disk) has a pid that does not
+    exist here: its folder's lock, not its pid, says it is at work."""
+    busy = tmp_path / f".data.{_pid_of_ended()}-abc.tmp"
+    busy.mkdir()
+    held = os.open(busy, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with textio.atomic_folder(tmp_path / "data") as tmp:
+            (tmp / "whole").write_text("x")
+        assert busy.is_dir()
+    finally:
+        os.close(held)  # the writer ends: its folder is stale now
+    with textio.atomic_folder(tmp_path / "data", replace=True):
+        pass
+    assert not busy.exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink to a folder", "dangling symlink", "current folder"])
+def test_a_folder_that_cannot_be_replaced_is_refused_before_the_work(tmp_path, monkeypatch, kind):
+    out = tmp_path / "out"
+    if kind == "symlink to a folder":
+        (tmp_path / "empty").mkdir()
+        out.symlink_to(tmp_path / "empty")
+    elif kind == "dangling symlink":
+        out.symlink_to(tmp_path / "nowhere")
+    else:
+        out.mkdir()
+        monkeypatch.chdir(out)
+        out = Path(".")
+    with pytest.raises(OutputError, match="symbolic link|current folder"):
+        textio.check_folder_writable(out)
 
 
 def _pid_of_ended() -> int:
