@@ -32,7 +32,7 @@ from nmt.config import options, recipes
 from nmt.errors import ConfigError, ModelDirError, OutputError
 from nmt.files import textio
 from nmt.files.textio import atomic_path, atomic_write, reported_as_output_error
-from nmt.storage import manifest
+from nmt.storage import manifest, prepared
 from nmt.storage.modeldir import MODEL_FILES, ModelDir
 from nmt.storage.weights import load_weights, save_weights
 
@@ -69,11 +69,11 @@ def refuse_foreign_folder(run: RunDir) -> None:
     """A folder that holds files but no run of nmt is not ours to write into."""
     if not run.root.is_dir():
         return
-    if (run.root / "prepared.json").is_file():
+    if (run.root / prepared.INFO).is_file():
         raise ConfigError("holds prepared data (nmt prepare), not a run: give it as "
                           "data.prepared and choose another --run-dir", str(run.root))
     ours = (run.recipe.is_file() or run.vocab_dir.is_dir() or run.log.is_file()
-            or (run.prepared / "prepared.json").is_file())  # killed after preparing its data
+            or (run.prepared / prepared.INFO).is_file())  # killed after preparing its data
     if not ours and any(not p.name.startswith(".") for p in run.root.iterdir()):
         raise ConfigError("the folder is not empty and is not a run directory of nmt; choose "
                           "another --run-dir", str(run.root))
