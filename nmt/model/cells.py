@@ -1,4 +1,5 @@
-"""The decoder's recurrent step, one class per cell kind (`CELLS`), with input feeding.
+"""The decoder's recurrent step, one class per cell kind (`CELLS`), with input feeding; and
+`lstm_update`, the LSTM's gates, which the encoder's LSTM runs too.
 
 A step computes s_t = RNN([E y_{t-1}; a_{t-1}], s_{t-1}); the input side E y @ W_x + b is
 projected for all positions at once (`project_inputs`), outside the step loop.
@@ -13,6 +14,16 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 from keras.initializers import Orthogonal
+
+
+def lstm_update(z, c):
+    """One LSTM update from the pre-activations z [B, 4U] (Keras's gate order i, f, g, o) and
+    the cell state c [B, U]: (h in z's dtype, c float32). The gates and c are float32 in any
+    precision (a no-op in float32): c sums over many steps."""
+    i, f, g, o = ops.split(ops.cast(z, "float32"), 4, axis=-1)
+    c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+    h = ops.cast(ops.sigmoid(o) * ops.tanh(c), z.dtype)
+    return h, c
 
 
 class _Step:
@@ -76,10 +87,7 @@ class LSTMStep(_Step):
         h, c = state
         z = projected_input + ops.matmul(ops.concatenate([feed, h], axis=-1),
                                          weights["recurrent_kernel"])
-        # Gates and cell state in float32 (a no-op in float32): c sums over many steps.
-        i, f, g, o = ops.split(ops.cast(z, "float32"), 4, axis=-1)
-        c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-        h = ops.cast(ops.sigmoid(o) * ops.tanh(c), z.dtype)
+        h, c = lstm_update(z, c)
         return h, (h, c)
 
 

@@ -2,7 +2,67 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from nmt.model.cells import lstm_update
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class ProjectedLSTM(keras.layers.LSTM):
+    """Keras's LSTM with the input side of all time steps multiplied outside the recurrence.
+
+    Keras's CPU loop multiplies each step's input x_t W inside the loop, a product of B rows per
+    step; here X W is one product of B*S rows before it, and a step adds h U + b. The weights are
+    Keras's (files unchanged) and so are float32's results: a step's sums run in Keras's order,
+    (x W + h U) + b. Under bfloat16 the products run in bfloat16, the gates and c in float32
+    (`lstm_update`), where Keras's LSTM would keep c in bfloat16. On a GPU, Keras's cuDNN kernel
+    (float32, float16).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        if self.cell.dropout or self.cell.recurrent_dropout:
+            raise ValueError("ProjectedLSTM takes no dropout: drop its inputs outside it")
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        # cuDNN takes float32 and float16, not bfloat16 (GPU figures not measured).
+        if self.compute_dtype != "bfloat16" and tf.config.list_logical_devices("GPU"):
+            return super().inner_loop(sequences, initial_state, mask, training)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if mask is None:
+            mask = ops.ones(ops.shape(sequences)[:2], dtype="bool")
+        h, c = initial_state
+        outputs, h, c = self._recurrence(ops.matmul(sequences, self.cell.kernel), mask,
+                                         h, ops.cast(c, "float32"))
+        return outputs[:, -1], outputs, [h, c]
+
+    def _recurrence(self, projected, mask, h, c):
+        """([B, S, 4H] projected inputs, [B, S] mask, h, c) -> (outputs [B, S, H] in the order
+        of the steps, final h, c). A masked step keeps the state; its output is zero when
+        `zero_output_for_mask` (Bidirectional sets it), else the kept h."""
+        inputs, keep = tf.transpose(projected, [1, 0, 2]), tf.transpose(mask)[:, :, None]
+        if self.go_backwards:
+            inputs, keep = tf.reverse(inputs, [0]), tf.reverse(keep, [0])
+        steps = tf.shape(inputs)[0]
+        # TensorArrays, not slices: a slice's gradient would be a whole [S, B, 4H] per step.
+        inputs = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
+        keep = tf.TensorArray(tf.bool, size=steps).unstack(keep)
+        outputs = tf.TensorArray(h.dtype, size=steps)
+        recurrent_kernel, bias = self.cell.recurrent_kernel, self.cell.bias
+
+        def step(t, outputs, h, c):
+            new_h, new_c = lstm_update(inputs.read(t) + ops.matmul(h, recurrent_kernel) + bias, c)
+            keep_t = keep.read(t)
+            h, c = tf.where(keep_t, new_h, h), tf.where(keep_t, new_c, c)
+            output = tf.where(keep_t, new_h, tf.zeros_like(new_h)) if self.zero_output_for_mask \
+                else h
+            return t + 1, outputs.write(t, output), h, c
+
+        _, outputs, h, c = tf.while_loop(lambda t, *_: t < steps, step, (0, outputs, h, c),
+                                         maximum_iterations=steps, swap_memory=True)
+        return tf.transpose(outputs.stack(), [1, 0, 2]), h, c
 
 
 @keras.saving.register_keras_serializable(package="nmt")
@@ -41,10 +101,13 @@ class Encoder(keras.layers.Layer):
         self.embedding = embedding or keras.layers.Embedding(
             vocab_size, embedding_dim, embeddings_initializer=embeddings_initializer,
             name="embedding")
-        rnn = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
-        # Keras's CPU recurrent layers keep their state in the compute dtype, which bfloat16 is too
-        # coarse for: they run in float32 then. (float16, meant for GPUs, is left to cuDNN.)
-        rnn_policy = "float32" if self.compute_dtype == "bfloat16" else self.dtype_policy
+        rnn = {"lstm": ProjectedLSTM, "gru": keras.layers.GRU}[cell]
+        rnn_policy = self.dtype_policy
+        if self.compute_dtype == "bfloat16":
+            # Float32 weights in any bfloat16 precision (the orthogonal initializer's QR has no
+            # bfloat16 kernel); Keras's CPU GRU keeps its state in the compute dtype, which
+            # bfloat16 is too coarse for: it runs in float32. (float16 is left to cuDNN.)
+            rnn_policy = "mixed_bfloat16" if cell == "lstm" else "float32"
         # Default activations and no recurrent dropout keep Keras's cuDNN path open on GPUs.
         self.rnns = [keras.layers.Bidirectional(rnn(units, return_sequences=True, return_state=True,
                                                     dtype=rnn_policy),
