@@ -22,8 +22,14 @@ class ProjectedLSTM(keras.layers.LSTM):
 
     def __init__(self, units, **kwargs):
         super().__init__(units, **kwargs)
-        if self.cell.dropout or self.cell.recurrent_dropout:
+        cell = self.cell
+        if cell.dropout or cell.recurrent_dropout:
             raise ValueError("ProjectedLSTM takes no dropout: drop its inputs outside it")
+        if (cell.activation is not keras.activations.tanh
+                or cell.recurrent_activation is not keras.activations.sigmoid
+                or not cell.use_bias or cell.implementation != 2):
+            raise ValueError("ProjectedLSTM runs the default LSTM cell only (tanh, sigmoid, a "
+                             "bias, implementation 2)")
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         # cuDNN takes float32 and float16, not bfloat16 (GPU figures not measured).
@@ -32,16 +38,16 @@ class ProjectedLSTM(keras.layers.LSTM):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         if mask is None:
-            mask = ops.ones(ops.shape(sequences)[:2], dtype="bool")
+            mask = ops.ones(ops.shape(sequences)[:2], "bool")
         h, c = initial_state
-        outputs, h, c = self._recurrence(ops.matmul(sequences, self.cell.kernel), mask,
-                                         h, ops.cast(c, "float32"))
+        outputs, h, c = self._recurrence(ops.matmul(sequences, self.cell.kernel),
+                                         ops.cast(mask, "bool"), h, ops.cast(c, "float32"))
         return outputs[:, -1], outputs, [h, c]
 
     def _recurrence(self, projected, mask, h, c):
         """([B, S, 4H] projected inputs, [B, S] mask, h, c) -> (outputs [B, S, H] in the order
         of the steps, final h, c). A masked step keeps the state; its output is zero when
-        `zero_output_for_mask` (Bidirectional sets it), else the kept h."""
+        `zero_output_for_mask` (Bidirectional sets it), else the last output (zero at first)."""
         inputs, keep = tf.transpose(projected, [1, 0, 2]), tf.transpose(mask)[:, :, None]
         if self.go_backwards:
             inputs, keep = tf.reverse(inputs, [0]), tf.reverse(keep, [0])
@@ -52,16 +58,17 @@ class ProjectedLSTM(keras.layers.LSTM):
         outputs = tf.TensorArray(h.dtype, size=steps)
         recurrent_kernel, bias = self.cell.recurrent_kernel, self.cell.bias
 
-        def step(t, outputs, h, c):
+        def step(t, outputs, output, h, c):
             new_h, new_c = lstm_update(inputs.read(t) + ops.matmul(h, recurrent_kernel) + bias, c)
             keep_t = keep.read(t)
             h, c = tf.where(keep_t, new_h, h), tf.where(keep_t, new_c, c)
-            output = tf.where(keep_t, new_h, tf.zeros_like(new_h)) if self.zero_output_for_mask \
-                else h
-            return t + 1, outputs.write(t, output), h, c
+            output = tf.where(keep_t, new_h,
+                              tf.zeros_like(new_h) if self.zero_output_for_mask else output)
+            return t + 1, outputs.write(t, output), output, h, c
 
-        _, outputs, h, c = tf.while_loop(lambda t, *_: t < steps, step, (0, outputs, h, c),
-                                         maximum_iterations=steps, swap_memory=True)
+        _, outputs, _, h, c = tf.while_loop(lambda t, *_: t < steps, step,
+                                            (0, outputs, tf.zeros_like(h), h, c),
+                                            maximum_iterations=steps, swap_memory=True)
         return tf.transpose(outputs.stack(), [1, 0, 2]), h, c
 
 

@@ -52,31 +52,42 @@ def test_encoder_rnns_meet_the_cudnn_conditions(layers, cell):
                 assert rnn.cell.reset_after
 
 
-def _masked_steps(seed=0, batch=6, steps=9, width=8):
+def _masked_steps(seed=0, batch=6, steps=9, width=8, left=False):
+    """Random inputs [B, S, W] and a bool mask of varied lengths, padded right (or left)."""
     rng = np.random.default_rng(seed)
     inputs = rng.normal(size=(batch, steps, width)).astype("float32")
     lengths = np.array([steps, 1, 4, steps - 1, 2, 7])[:batch]
-    return inputs, np.arange(steps)[None, :] < lengths[:, None]
+    mask = np.arange(steps)[None, :] < lengths[:, None]
+    return inputs, mask[:, ::-1].copy() if left else mask
 
 
-@pytest.mark.parametrize("wrap", ["bidirectional", "forward", "backward"])
-def test_projected_lstm_is_kerass_lstm_in_float32(layers, tf, wrap):
-    """Same weights: the same outputs and final states to the bit as Keras's LSTM, with padding,
-    in either direction (translation output must not change); gradients equal to rounding (the
-    input kernel's sums over steps run in one product)."""
-    import keras
-
+def _lstm_pair(keras, units=5, width=8, **kwargs):
+    """A ProjectedLSTM and a Keras LSTM with the same (enlarged: saturated gates too) weights."""
     from nmt.model.encoder import ProjectedLSTM
-    inputs, mask = _masked_steps()
-
-    def make(kind):
-        rnn = kind(5, return_sequences=True, return_state=True, go_backwards=wrap == "backward")
-        return keras.layers.Bidirectional(rnn) if wrap == "bidirectional" else rnn
-    ours, kerass = make(ProjectedLSTM), make(keras.layers.LSTM)
+    ours, kerass = ProjectedLSTM(units, **kwargs), keras.layers.LSTM(units, **kwargs)
     for layer in (ours, kerass):
-        layer.build((None, None, 8))
-    ours.set_weights([w * 3 for w in kerass.get_weights()])  # larger weights: saturated gates too
+        layer.build((None, None, width))
+    ours.set_weights([w * 3 for w in kerass.get_weights()])
     kerass.set_weights(ours.get_weights())
+    return ours, kerass
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+@pytest.mark.parametrize("wrap", ["bidirectional", "forward", "backward"])
+def test_projected_lstm_is_kerass_lstm_in_float32(layers, tf, wrap, batch):
+    """Same weights: the same outputs and final states to the bit as Keras's LSTM, with padding,
+    in either direction (translation output must not change; with TensorFlow's oneDNN
+    products, its default on x86); gradients equal to rounding (the input kernel's sums over
+    steps run in one product)."""
+    import keras
+    inputs, mask = _masked_steps(batch=batch)
+    ours, kerass = _lstm_pair(keras, return_sequences=True, return_state=True,
+                              go_backwards=wrap == "backward")
+    if wrap == "bidirectional":
+        ours, kerass = keras.layers.Bidirectional(ours), keras.layers.Bidirectional(kerass)
+        for layer in (ours, kerass):
+            layer.build((None, None, 8))
+        ours.set_weights(kerass.get_weights())
 
     def run(layer):
         x = tf.constant(inputs)
@@ -92,10 +103,40 @@ def test_projected_lstm_is_kerass_lstm_in_float32(layers, tf, wrap):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_projected_lstm_keeps_kerass_masked_outputs(layers, tf, return_sequences):
+    """Outside Bidirectional (zero_output_for_mask off), with an initial state, left padding and
+    an int mask: a masked step repeats the last output, zero before the first, as Keras's."""
+    import keras
+    inputs, mask = _masked_steps(left=True)
+    ours, kerass = _lstm_pair(keras, return_sequences=return_sequences, return_state=True)
+    rng = np.random.default_rng(2)
+    state = [rng.normal(size=(6, 5)).astype("float32") for _ in range(2)]
+    got, want = (layer(inputs, mask=mask.astype("int32"), initial_state=state)
+                 for layer in (ours, kerass))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_projected_lstm_keeps_the_cell_state_in_float32_under_bfloat16(layers, tf):
+    """Under mixed_bfloat16 the products run in bfloat16 and c in float32: c grows by 0.003 a step
+    (input and forget gates open, g = 0.003), which a bfloat16 c (spacing 0.0078 at 1) would
+    lose once past 0.4; after 400 steps h = tanh(1.2) to bfloat16's rounding."""
+    from nmt.model.encoder import ProjectedLSTM
+    layer = ProjectedLSTM(2, dtype="mixed_bfloat16")
+    layer.build((None, None, 3))
+    kernel, recurrent, bias = (np.zeros(w.shape, "float32") for w in layer.get_weights())
+    bias.reshape(4, 2)[:] = [[30.0], [30.0], [np.arctanh(0.003)], [30.0]]  # i, f, g, o
+    layer.set_weights([kernel, recurrent, bias])
+    h = layer(np.zeros((1, 400, 3), "float32"))
+    assert h.dtype == "bfloat16"
+    np.testing.assert_allclose(np.asarray(tf.cast(h, "float32")), np.tanh(1.2), rtol=0.01)
+
+
 def test_projected_lstm_in_bfloat16_follows_float32(layers, tf):
-    """Under mixed_bfloat16 the products run in bfloat16 and the cell state in float32: over 60
-    steps the outputs stay within bfloat16's rounding of float32's (a bfloat16 cell state, as
-    Keras's LSTM keeps under mixed_bfloat16, drifts twice as far: mean error 7e-4 here)."""
+    """Under mixed_bfloat16, over 60 steps of random weights, the outputs stay within bfloat16's
+    rounding of float32's (Keras's LSTM under mixed_bfloat16, gates and c in bfloat16: mean
+    error 7e-4 here)."""
     from nmt.model.encoder import ProjectedLSTM
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(4, 60, 8)).astype("float32")
@@ -115,7 +156,8 @@ def test_projected_lstm_in_bfloat16_follows_float32(layers, tf):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_encoder_in_bfloat16_keeps_float32_recurrent_weights(layers, cell):
     """A model built for bfloat16 translation (bfloat16 variables) still builds its recurrent
-    layers (the orthogonal initializer's QR has no bfloat16 kernel) and gives bfloat16 memory."""
+    layers (the orthogonal initializer's QR has no bfloat16 kernel) and gives bfloat16 memory;
+    the LSTMs compute in bfloat16, the GRUs in float32."""
     from nmt.system.precision import dtype_policy
     Encoder = layers
     with dtype_policy("bfloat16"):  # as `nmt translate --precision bfloat16` builds the model
@@ -123,13 +165,19 @@ def test_encoder_in_bfloat16_keeps_float32_recurrent_weights(layers, cell):
         memory, final, _ = encoder(np.array([[4, 5, 6, 3]], np.int32))
     assert memory.dtype == "bfloat16" and final[0].dtype == "bfloat16"
     assert {w.dtype for rnn in encoder.rnns for w in rnn.weights} == {"float32"}
+    assert {rnn.forward_layer.compute_dtype for rnn in encoder.rnns} == \
+        {"bfloat16" if cell == "lstm" else "float32"}
     assert encoder.embedding.embeddings.dtype == "bfloat16"
 
 
-def test_projected_lstm_refuses_dropout_inside(layers):
+@pytest.mark.parametrize("setting, value", [("dropout", 0.1), ("recurrent_dropout", 0.1),
+                                            ("activation", "relu"),
+                                            ("recurrent_activation", "hard_sigmoid"),
+                                            ("use_bias", False), ("implementation", 1)])
+def test_projected_lstm_refuses_what_its_loop_does_not_run(layers, setting, value):
     from nmt.model.encoder import ProjectedLSTM
-    with pytest.raises(ValueError, match="no dropout"):
-        ProjectedLSTM(4, dropout=0.1)
+    with pytest.raises(ValueError, match="no dropout|default LSTM cell only"):
+        ProjectedLSTM(4, **{setting: value})
 
 
 def test_dropout_only_in_training(layers):
