@@ -29,6 +29,42 @@ def test_token_losses_equal_keras_crossentropy_with_label_smoothing(tf):
         assert float(nll_sum) == pytest.approx(float(np.sum(nll * mask)), rel=1e-5)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_the_written_out_gradient_equals_the_formulas(tf, smoothing):
+    """`smoothed_cross_entropy`'s gradient against TensorFlow's gradient of the formula it
+    implements (dense smoothed labels), for the loss, the NLL and a mix of both, eager and traced;
+    PAD rows get none."""
+    from nmt.training.train_step import token_losses
+    rng = np.random.default_rng(3)
+    logits = tf.constant(rng.normal(size=(3, 4, 9)) * 3, tf.float32)
+    targets = tf.constant([[5, 6, 3, 0], [7, 3, 0, 0], [4, 4, 8, 3]], tf.int32)
+    mask = tf.cast(targets != 0, tf.float32)[..., None]
+
+    def reference(logits):
+        labels = tf.one_hot(targets, 9) * (1 - smoothing) + smoothing / 9
+        loss = tf.nn.softmax_cross_entropy_with_logits(labels, logits)[..., None] * mask
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)[..., None] * mask
+        return tf.reduce_sum(loss), tf.reduce_sum(nll)
+
+    def gradients(losses):
+        found = []
+        for weights in ((1.0, 0.0), (0.0, 1.0), (0.7, 2.0)):
+            with tf.GradientTape() as tape:
+                tape.watch(logits)
+                loss, nll = losses(logits)[:2]
+                objective = weights[0] * loss + weights[1] * nll
+            found.append(tape.gradient(objective, logits).numpy())
+        return found
+
+    ours = gradients(lambda z: token_losses(targets, z, smoothing))
+    traced = gradients(tf.function(lambda z: token_losses(targets, z, smoothing)))
+    for mine, mine_traced, expected in zip(ours, traced, gradients(reference)):
+        np.testing.assert_allclose(mine, expected, atol=1e-6)
+        np.testing.assert_allclose(mine_traced, expected, atol=1e-6)
+        assert np.abs(mine).sum() > 0.1
+        assert not mine[1, 2:].any()  # PAD positions
+
+
 def test_fused_adam_equals_keras_adam(tf):
     import keras
 
