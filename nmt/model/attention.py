@@ -85,7 +85,9 @@ class AdditiveAttention(_AttentionLayer):
                                             initializer="glorot_uniform")
         self.key_kernel = self.add_weight((values_shape[-1], self.units), name="key_kernel",
                                           initializer="glorot_uniform")
-        self.energy = self.add_weight((self.units,), name="energy", initializer="glorot_uniform")
+        # Read as float32 under mixed precision too (no autocast): the energies are float32.
+        self.energy = self.add_weight((self.units,), name="energy", initializer="glorot_uniform",
+                                      autocast=False)
         self.built = True
 
     def project_keys(self, memory):
@@ -95,13 +97,14 @@ class AdditiveAttention(_AttentionLayer):
         return ops.cast(ops.matmul(memory, ops.cast(self.key_kernel, memory.dtype)), "float32")
 
     def step_weights(self) -> dict:
-        return {"query_kernel": ops.cast(self.query_kernel, self.compute_dtype)}
+        return {"query_kernel": ops.cast(self.query_kernel, self.compute_dtype),
+                "energy": ops.cast(self.energy, "float32")}
 
     def call(self, query, keys, values, mask, weights=None):
-        kernel = self.query_kernel if weights is None else weights["query_kernel"]
-        projected = ops.matmul(ops.cast(query, self.compute_dtype), kernel)
+        weights = weights or self.step_weights()
+        projected = ops.matmul(ops.cast(query, self.compute_dtype), weights["query_kernel"])
         hidden = ops.tanh(keys + ops.cast(projected, "float32")[:, None, :])
-        scores = ops.tensordot(hidden, ops.cast(self.energy, "float32"), 1)  # [B*S, A] x [A]
+        scores = ops.tensordot(hidden, weights["energy"], 1)  # [B*S, A] x [A]
         return _attend(scores, values, mask)
 
     def get_config(self):

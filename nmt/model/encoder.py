@@ -56,7 +56,10 @@ class ProjectedLSTM(keras.layers.LSTM):
         inputs = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
         keep = tf.TensorArray(tf.bool, size=steps).unstack(keep)
         outputs = tf.TensorArray(h.dtype, size=steps)
-        recurrent_kernel, bias = self.cell.recurrent_kernel, self.cell.bias
+        # Cast once, not at each step: under bfloat16 a variable read in the loop is a cast of
+        # the whole kernel per step, as long as the step's product itself.
+        recurrent_kernel, bias = (ops.cast(w, self.compute_dtype)
+                                  for w in (self.cell.recurrent_kernel, self.cell.bias))
 
         def step(t, outputs, output, h, c):
             new_h, new_c = lstm_update(inputs.read(t) + ops.matmul(h, recurrent_kernel) + bias, c)

@@ -54,8 +54,10 @@ class TiedOutput:
                                             name="output_projection")
 
     def build(self, layer) -> None:
+        # float32 and read as float32 under mixed precision too (no autocast): added to the
+        # float32 logits.
         self.bias = layer.add_weight((self.vocab_size,), name="output_bias", initializer="zeros",
-                                     dtype="float32")
+                                     dtype="float32", autocast=False)
         if self.layer is not None:
             self.layer.build((None, self.units))
 

@@ -243,7 +243,12 @@ def test_search_all_keeps_input_order(tf, random_model):
 def test_blockwise_top_k_equals_tf_top_k_ties_included(tf):
     from nmt.search.decoding import top_k
     rng = np.random.default_rng(3)
-    cases = itertools.product(((7, 1), (7, 5), (130, 3), (200, 10), (64, 64), (1000, 5)), (4, 300))
+    # Blocks cut in place (7931 = 103 * 77, 1000 = 20 * 50) and padded (7, 130, 997 prime; any
+    # width when the shape is unknown at tracing).
+    unknown_width = tf.function(top_k, input_signature=[tf.TensorSpec([None, None], tf.float32),
+                                                        tf.TensorSpec([], tf.int32)])
+    cases = itertools.product(((7, 1), (7, 5), (130, 3), (200, 10), (64, 64), (1000, 5),
+                               (997, 5), (7931, 7)), (4, 300))
     for (width, k), distinct in cases:
         # Few distinct values, some -inf: ties within and across blocks, maxima in any order.
         values = rng.integers(0, distinct, size=(6, width)).astype(np.float32)
@@ -252,3 +257,12 @@ def test_blockwise_top_k_equals_tf_top_k_ties_included(tf):
         found = top_k(tf.constant(values), k)
         np.testing.assert_array_equal(found[0].numpy(), expected[0].numpy())
         np.testing.assert_array_equal(found[1].numpy(), expected[1].numpy())
+        traced = unknown_width(tf.constant(values), tf.constant(k))
+        np.testing.assert_array_equal(traced[0].numpy(), expected[0].numpy())
+        np.testing.assert_array_equal(traced[1].numpy(), expected[1].numpy())
+
+
+def test_top_k_blocks_divide_the_vocabulary_where_they_can():
+    from nmt.search.decoding import _block_width
+    assert [_block_width(v) for v in (7931, 8000, 4000, 6000, 1000, 997, None)] == [
+        77, 64, 50, 60, 50, 64, 64]

@@ -170,6 +170,45 @@ def test_encoder_in_bfloat16_keeps_float32_recurrent_weights(layers, cell):
     assert encoder.embedding.embeddings.dtype == "bfloat16"
 
 
+def test_no_loop_of_a_bfloat16_training_step_casts_a_weight(layers, tf):
+    """Under mixed_bfloat16 the weights are cast to bfloat16 once per step, outside the
+    recurrences: a cast inside a while loop (a variable read there) runs at every time step, and
+    costs about what the step's product does. Weights are the casts of fully known shape."""
+    from nmt.config.options import ModelConfig
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.system.precision import dtype_policy
+    from nmt.training.train_step import token_losses
+    with dtype_policy("mixed_bfloat16"):
+        model = Seq2Seq(ModelConfig(embedding_dim=8, encoder_units=6, decoder_units=6,
+                                    attention_units=5, encoder_layers=2), 30, 20)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 3)
+    def gradients(source, target_in, target_out):
+        with tf.GradientTape() as tape:
+            logits = model({"source": source, "target_in": target_in}, training=True)
+            loss = token_losses(target_out, logits, 0.1)[0]
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = gradients.get_concrete_function().graph
+    loops, in_loops = [], []
+
+    def visit(graph, in_loop):
+        for op in graph.get_operations():
+            if in_loop and op.type == "Cast" and op.inputs[0].shape.is_fully_defined():
+                in_loops.append(op.name)
+            for attr in ("body", "then_branch", "else_branch"):
+                try:
+                    function = graph._functions.get(op.get_attr(attr).name)
+                except ValueError:
+                    continue
+                loops.append(attr == "body")
+                visit(function.graph, in_loop or attr == "body")
+
+    visit(graph, False)
+    assert sum(loops) >= 4  # the encoder's, the decoder's, and their gradients' loops
+    assert in_loops == []
+
+
 @pytest.mark.parametrize("setting, value", [("dropout", 0.1), ("recurrent_dropout", 0.1),
                                             ("activation", "relu"),
                                             ("recurrent_activation", "hard_sigmoid"),
