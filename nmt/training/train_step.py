@@ -42,7 +42,6 @@ def smoothed_cross_entropy(logits, targets, label_smoothing: float):
     def losses(logits):
         log_probs = tf.nn.log_softmax(logits)
         nll = -tf.gather(log_probs, targets, batch_dims=1)
-        # mean_v(-log p_v) = nll + z_y - mean(z), as -mean(log p)
         loss = (1.0 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, axis=-1)
 
         def gradient(d_loss, d_nll):
