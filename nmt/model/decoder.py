@@ -28,7 +28,7 @@ from keras import ops
 from nmt.config.options import ModelConfig, architecture
 from nmt.model.attention import ATTENTIONS
 from nmt.model.bridges import BRIDGES
-from nmt.model.cells import CELLS
+from nmt.model.cells import CELLS, DeferredGradient
 from nmt.model.output import OUTPUTS
 
 
@@ -137,9 +137,7 @@ class AttentionDecoder(keras.layers.Layer):
         """
         w = weights or self.step_weights()
         # 1. input feeding: the last attentional vector joins the input
-        feed = state[-1]
-        if feed_mask is not None:
-            feed = feed * feed_mask
+        feed = self._fed(state, feed_mask)
         # 2. the recurrent step: s_t
         h, recurrent = self.cell(projected_input, feed, state[:-1], w["cell"])
         # 3. attention: the context c_t of s_t
@@ -151,6 +149,11 @@ class AttentionDecoder(keras.layers.Layer):
             hidden = hidden * hidden_mask
         attentional = ops.tanh(ops.matmul(hidden, w["combine_kernel"]) + w["combine_bias"])
         return attentional, (*recurrent, attentional), attention
+
+    @staticmethod
+    def _fed(state, feed_mask):
+        """The last attentional vector a_{t-1}, the step's fed input, dropped out in training."""
+        return state[-1] if feed_mask is None else state[-1] * feed_mask
 
     def _cast(self, weight):
         # `step` also runs outside this layer's __call__ (search), where Keras does not autocast
@@ -177,27 +180,40 @@ class AttentionDecoder(keras.layers.Layer):
         # 1. the input side of every step at once, time-major: [T, B, G*U]
         inputs = tf.transpose(self.project_inputs(target_in, training), [1, 0, 2])
         steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        # 2. the step's weights, cast once for the whole sequence; in training, the recurrent
+        # kernel's gradient taken after the loop, from the inputs' (`DeferredGradient`)
+        step_weights = self.step_weights()
+        deferred = None
+        if training and self.cell.deferred_weight:
+            deferred = DeferredGradient(step_weights["cell"][self.cell.deferred_weight])
+            step_weights["cell"] = {**step_weights["cell"],
+                                    self.cell.deferred_weight: deferred.stopped}
+            inputs = deferred.attach(inputs)
         inputs = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
-        # 2. one dropout mask per step, drawn before the loop
+        # 3. one dropout mask per step, drawn before the loop
         masks = self._dropout_masks(steps, batch, inputs.dtype) if training else None
         outputs = tf.TensorArray(self.compute_dtype, size=steps)
-        weights = tf.TensorArray("float32", size=steps if return_attention else 0,
-                                 dynamic_size=False)
-        # 3. the step's weights, cast once for the whole sequence
-        step_weights = self.step_weights()
+        weights = tf.TensorArray("float32", size=steps if return_attention else 0)
+        products = tf.TensorArray(self.compute_dtype, size=steps if deferred else 0)
 
-        def body(t, state, outputs, weights):
+        def body(t, state, outputs, weights, products):
             feed_mask, hidden_mask = (masks[0].read(t), masks[1].read(t)) if masks else (None, None)
+            if deferred:
+                products = products.write(t, self.cell.product_input(self._fed(state, feed_mask),
+                                                                     state[:-1]))
             out, state, attention = self.step(inputs.read(t), state, memory, feed_mask, hidden_mask,
                                               step_weights)
             outputs = outputs.write(t, out)
             if return_attention:
                 weights = weights.write(t, attention)
-            return t + 1, state, outputs, weights
+            return t + 1, state, outputs, weights, products
 
         # 4. the steps, in a while loop over target positions
-        _, _, outputs, weights = tf.while_loop(lambda t, *_: t < steps, body,
-                                               (tf.constant(0), tuple(state), outputs, weights))
+        _, _, outputs, weights, products = tf.while_loop(
+            lambda t, *_: t < steps, body,
+            (tf.constant(0), tuple(state), outputs, weights, products))
+        if deferred:
+            deferred.inputs = products.stack()
         # 5. the logits of all positions at once, batch-major again
         logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
         if return_attention:

@@ -209,6 +209,44 @@ def test_no_loop_of_a_bfloat16_training_step_casts_a_weight(layers, tf):
     assert in_loops == []
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_the_decoder_lstms_deferred_gradient_equals_the_loops(layers, tf, dropout):
+    """Training takes the decoder LSTM's recurrent-kernel gradient after the loop, as one product
+    of all steps (`DeferredGradient`): every weight's gradient is the one TensorFlow's
+    step-by-step loop gradient gives, with input-feeding dropout too (same masks: same seeds)."""
+    import keras
+
+    from nmt.config.options import ModelConfig
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.training.train_step import token_losses
+    config = ModelConfig(embedding_dim=8, encoder_units=6, decoder_units=7, attention_units=5,
+                         dropout=dropout)
+    models = []
+    for deferred in (True, False):
+        keras.utils.set_random_seed(4)
+        model = Seq2Seq(config, 30, 20)
+        if not deferred:
+            model.decoder.cell.deferred_weight = None
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    rng = np.random.default_rng(5)
+    source = rng.integers(1, 30, size=(4, 6)).astype("int32")
+    target = rng.integers(1, 20, size=(4, 9)).astype("int32")
+    target[2, 5:] = 0
+    found = []
+    for model in models:
+        with tf.GradientTape() as tape:
+            logits = model({"source": source, "target_in": target[:, :-1]}, training=True)
+            loss = token_losses(target[:, 1:], logits, 0.1)[0]
+        found.append([tf.convert_to_tensor(g).numpy()
+                      for g in tape.gradient(loss, model.trainable_variables)])
+    paths = [v.path for v in models[0].trainable_variables]
+    kernel = found[0][paths.index(models[0].decoder.cell.recurrent_kernel.path)]
+    assert np.abs(kernel).sum() > 1e-3
+    for path, ours, loops in zip(paths, *found):
+        np.testing.assert_allclose(ours, loops, rtol=1e-4, atol=1e-6, err_msg=path)
+
+
 @pytest.mark.parametrize("setting, value", [("dropout", 0.1), ("recurrent_dropout", 0.1),
                                             ("activation", "relu"),
                                             ("recurrent_activation", "hard_sigmoid"),
