@@ -35,7 +35,8 @@ class Attention(Protocol):
         """[B, S, M] memory -> float32 [B, S, K] keys, computed once per sentence."""
 
     def step_weights(self) -> dict:
-        """The weights a step multiplies by, cast to the compute dtype once (may be empty)."""
+        """The weights a step multiplies by, cast once: to the compute dtype, or to float32
+        for what the step computes in float32 (may be empty)."""
 
     def __call__(self, query, keys, values, mask, weights: dict | None = None):
         """query [B, Q], keys from `project_keys`, values [B, S, M] memory, mask bool [B, S]

@@ -110,7 +110,8 @@ class AttentionDecoder(keras.layers.Layer):
         return self.cell.project_inputs(embedded, self._cast)
 
     def step_weights(self) -> dict:
-        """The kernels and biases a step multiplies by, in the compute dtype.
+        """The kernels and biases a step multiplies by, in the compute dtype (the attention's
+        float32 parts in float32).
 
         Under mixed precision the caller casts them once per sequence, not at every step: a
         cast of the 2 M-weight recurrent kernel takes about as long as the bfloat16 product that
@@ -194,26 +195,26 @@ class AttentionDecoder(keras.layers.Layer):
         masks = self._dropout_masks(steps, batch, inputs.dtype) if training else None
         outputs = tf.TensorArray(self.compute_dtype, size=steps)
         weights = tf.TensorArray("float32", size=steps if return_attention else 0)
-        products = tf.TensorArray(self.compute_dtype, size=steps if deferred else 0)
+        product_inputs = tf.TensorArray(self.compute_dtype, size=steps if deferred else 0)
 
-        def body(t, state, outputs, weights, products):
+        def body(t, state, outputs, weights, product_inputs):
             feed_mask, hidden_mask = (masks[0].read(t), masks[1].read(t)) if masks else (None, None)
-            if deferred:
-                products = products.write(t, self.cell.product_input(self._fed(state, feed_mask),
-                                                                     state[:-1]))
+            if deferred:  # x_t, recorded for the gradient (the cell computes it too: one op)
+                product_inputs = product_inputs.write(
+                    t, self.cell.product_input(self._fed(state, feed_mask), state[:-1]))
             out, state, attention = self.step(inputs.read(t), state, memory, feed_mask, hidden_mask,
                                               step_weights)
             outputs = outputs.write(t, out)
             if return_attention:
                 weights = weights.write(t, attention)
-            return t + 1, state, outputs, weights, products
+            return t + 1, state, outputs, weights, product_inputs
 
         # 4. the steps, in a while loop over target positions
-        _, _, outputs, weights, products = tf.while_loop(
+        _, _, outputs, weights, product_inputs = tf.while_loop(
             lambda t, *_: t < steps, body,
-            (tf.constant(0), tuple(state), outputs, weights, products))
+            (tf.constant(0), tuple(state), outputs, weights, product_inputs))
         if deferred:
-            deferred.inputs = products.stack()
+            deferred.product_inputs = product_inputs.stack()
         # 5. the logits of all positions at once, batch-major again
         logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
         if return_attention:

@@ -17,7 +17,7 @@ def token_losses(targets, logits, label_smoothing: float = 0.0):
     """Sums over the real target tokens of a batch: (training loss, NLL, token count).
 
     Label smoothing spreads `label_smoothing` of the target mass uniformly over the vocabulary:
-    loss = (1 - e) * nll + e * mean_v(-log p_v), where mean_v(-log p_v) = nll + z_y - mean(z).
+    loss = (1 - e) * nll + e * mean_v(-log p_v) (`smoothed_cross_entropy`).
     """
     targets = tf.cast(targets, tf.int32)
     logits = tf.cast(logits, tf.float32)
@@ -29,7 +29,7 @@ def token_losses(targets, logits, label_smoothing: float = 0.0):
 
 
 def smoothed_cross_entropy(logits, targets, label_smoothing: float):
-    """Per row of float32 logits [N, V] and int targets [N]: (label-smoothed loss, NLL), both [N].
+    """Per row of float32 logits [N, V] and int32 targets [N]: (label-smoothed loss, NLL), [N] each.
 
     From `log_softmax`, with the gradient written out, d loss / d z = p - (1 - e) onehot(y) - e / V:
     TensorFlow's fused cross-entropy kernel takes three times as long as `log_softmax` on CPUs,

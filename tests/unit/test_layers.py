@@ -209,11 +209,12 @@ def test_no_loop_of_a_bfloat16_training_step_casts_a_weight(layers, tf):
     assert in_loops == []
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_the_decoder_lstms_deferred_gradient_equals_the_loops(layers, tf, dropout):
+@pytest.mark.parametrize("dropout, traced", [(0.0, False), (0.3, False), (0.3, True)])
+def test_the_decoder_lstms_deferred_gradient_equals_the_loops(layers, tf, dropout, traced):
     """Training takes the decoder LSTM's recurrent-kernel gradient after the loop, as one product
     of all steps (`DeferredGradient`): every weight's gradient is the one TensorFlow's
-    step-by-step loop gradient gives, with input-feeding dropout too (same masks: same seeds)."""
+    step-by-step loop gradient gives, with input-feeding dropout too (same masks: same seeds),
+    eager and traced inside an outer while loop (as `train.accumulate` runs the model)."""
     import keras
 
     from nmt.config.options import ModelConfig
@@ -233,13 +234,21 @@ def test_the_decoder_lstms_deferred_gradient_equals_the_loops(layers, tf, dropou
     source = rng.integers(1, 30, size=(4, 6)).astype("int32")
     target = rng.integers(1, 20, size=(4, 9)).astype("int32")
     target[2, 5:] = 0
-    found = []
-    for model in models:
+
+    def gradients(model):
         with tf.GradientTape() as tape:
             logits = model({"source": source, "target_in": target[:, :-1]}, training=True)
             loss = token_losses(target[:, 1:], logits, 0.1)[0]
-        found.append([tf.convert_to_tensor(g).numpy()
-                      for g in tape.gradient(loss, model.trainable_variables)])
+        return [tf.reshape(tf.convert_to_tensor(g), v.shape)
+                for g, v in zip(tape.gradient(loss, model.trainable_variables),
+                                model.trainable_variables)]
+
+    def in_a_loop(model):
+        return tf.while_loop(lambda i, _: i < 1, lambda i, _: (i + 1, gradients(model)),
+                             (0, [tf.zeros_like(v) for v in model.trainable_variables]))[1]
+
+    found = [[g.numpy() for g in (tf.function(in_a_loop)(model) if traced else gradients(model))]
+             for model in models]
     paths = [v.path for v in models[0].trainable_variables]
     kernel = found[0][paths.index(models[0].decoder.cell.recurrent_kernel.path)]
     assert np.abs(kernel).sum() > 1e-3
