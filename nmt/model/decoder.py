@@ -199,7 +199,7 @@ class AttentionDecoder(keras.layers.Layer):
 
         def body(t, state, outputs, weights, product_inputs):
             feed_mask, hidden_mask = (masks[0].read(t), masks[1].read(t)) if masks else (None, None)
-            if deferred:  # x_t, recorded for the gradient (the cell computes it too: one op)
+            if deferred:  # x_t for the gradient (the cell concatenates it again: [B, 2U])
                 product_inputs = product_inputs.write(
                     t, self.cell.product_input(self._fed(state, feed_mask), state[:-1]))
             out, state, attention = self.step(inputs.read(t), state, memory, feed_mask, hidden_mask,

@@ -42,12 +42,16 @@ def smoothed_cross_entropy(logits, targets, label_smoothing: float):
     def losses(logits):
         log_probs = tf.nn.log_softmax(logits)
         nll = -tf.gather(log_probs, targets, batch_dims=1)
-        loss = (1.0 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, axis=-1)
+        loss = nll
+        if smoothing:  # passes over [N, V] only where smoothing asks for them
+            loss = (1.0 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, axis=-1)
 
         def gradient(d_loss, d_nll):
             d_all = d_loss + d_nll
-            uniform = (smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)) * d_loss
-            found = tf.exp(log_probs) * d_all[:, None] - uniform[:, None]
+            found = tf.exp(log_probs) * d_all[:, None]
+            if smoothing:
+                width = tf.cast(tf.shape(logits)[-1], tf.float32)
+                found -= (smoothing / width * d_loss)[:, None]
             at_target = tf.stack([tf.range(tf.shape(targets)[0]), targets], axis=1)
             return tf.tensor_scatter_nd_sub(found, at_target, d_all - smoothing * d_loss)
         return (loss, nll), gradient
