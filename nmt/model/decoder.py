@@ -28,7 +28,8 @@ from keras import ops
 from nmt.config.options import ModelConfig, architecture
 from nmt.model.attention import ATTENTIONS
 from nmt.model.bridges import BRIDGES
-from nmt.model.cells import CELLS, DeferredGradient
+from nmt.model.cells import CELLS
+from nmt.model.gradients import DeferredGradient
 from nmt.model.output import OUTPUTS
 
 
@@ -75,6 +76,9 @@ class AttentionDecoder(keras.layers.Layer):
         if self.output_head.layer is not None:
             setattr(self, self.output_head.attribute, self.output_head.layer)
         self.seed_generator = keras.random.SeedGenerator(1337)
+        # Training takes the gradients of the recurrent kernel and the memory after the step loop
+        # (`_defer`); off, TensorFlow's own step-by-step loop gradient (tests compare the two).
+        self.deferred_gradients = True
         # State and memory come from the model in their own dtypes (some parts float32 in any
         # precision): Keras must not cast them to the compute dtype.
         self._convert_input_args = False
@@ -123,7 +127,7 @@ class AttentionDecoder(keras.layers.Layer):
                 "attention": self.attention.step_weights()}
 
     def step(self, projected_input, state, memory: Memory, feed_mask=None, hidden_mask=None,
-             weights: dict | None = None):
+             weights: dict | None = None, context_input=None):
         """One decoder step.
 
         Args:
@@ -132,6 +136,8 @@ class AttentionDecoder(keras.layers.Layer):
             memory: the encoder `Memory`.
             feed_mask, hidden_mask: scaled dropout masks [B, U] and [B, U+M], or None.
             weights: `step_weights()`, when the caller runs many steps (default: cast here).
+            context_input: zeros [B, M] added to the context, or None: in training, a loop input
+                whose gradient is the context's (`DeferredGradient`).
 
         Returns:
             (attentional vector a_t [B, U], new state, attention weights [B, S]).
@@ -144,6 +150,8 @@ class AttentionDecoder(keras.layers.Layer):
         # 3. attention: the context c_t of s_t
         context, attention = self.attention(h, memory.keys, memory.values, memory.mask,
                                             w["attention"])
+        if context_input is not None:
+            context = context + context_input
         # 4. the attentional vector a_t = tanh(W_c [s_t; c_t] + b_c)
         hidden = ops.concatenate([h, context], axis=-1)
         if hidden_mask is not None:
@@ -181,31 +189,30 @@ class AttentionDecoder(keras.layers.Layer):
         # 1. the input side of every step at once, time-major: [T, B, G*U]
         inputs = tf.transpose(self.project_inputs(target_in, training), [1, 0, 2])
         steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-        # 2. the step's weights, cast once for the whole sequence; in training, the recurrent
-        # kernel's gradient taken after the loop, from the inputs' (`DeferredGradient`)
+        # 2. the step's weights, cast once for the whole sequence; in training, the gradients of
+        # the recurrent kernel and of the attended memory taken after the loop
         step_weights = self.step_weights()
-        deferred = None
-        if training and self.cell.deferred_weight:
-            deferred = DeferredGradient(step_weights["cell"][self.cell.deferred_weight])
-            step_weights["cell"] = {**step_weights["cell"],
-                                    self.cell.deferred_weight: deferred.stopped}
-            inputs = deferred.attach(inputs)
+        kernel = context = context_inputs = None
+        if training and self.deferred_gradients:
+            inputs, step_weights, memory, kernel, context, context_inputs = self._defer(
+                inputs, step_weights, memory)
         inputs = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
         # 3. one dropout mask per step, drawn before the loop
         masks = self._dropout_masks(steps, batch, inputs.dtype) if training else None
         outputs = tf.TensorArray(self.compute_dtype, size=steps)
-        weights = tf.TensorArray("float32", size=steps if return_attention else 0)
-        product_inputs = tf.TensorArray(self.compute_dtype, size=steps if deferred else 0)
+        weights = tf.TensorArray("float32", size=steps if return_attention or context else 0)
+        product_inputs = tf.TensorArray(self.compute_dtype, size=steps if kernel else 0)
 
         def body(t, state, outputs, weights, product_inputs):
             feed_mask, hidden_mask = (masks[0].read(t), masks[1].read(t)) if masks else (None, None)
-            if deferred:  # x_t for the gradient (the cell concatenates it again: [B, 2U])
+            if kernel:  # x_t for the gradient (the cell concatenates it again: [B, 2U])
                 product_inputs = product_inputs.write(
                     t, self.cell.product_input(self._fed(state, feed_mask), state[:-1]))
-            out, state, attention = self.step(inputs.read(t), state, memory, feed_mask, hidden_mask,
-                                              step_weights)
+            out, state, attention = self.step(
+                inputs.read(t), state, memory, feed_mask, hidden_mask, step_weights,
+                context_inputs.read(t) if context else None)
             outputs = outputs.write(t, out)
-            if return_attention:
+            if return_attention or context:
                 weights = weights.write(t, attention)
             return t + 1, state, outputs, weights, product_inputs
 
@@ -213,13 +220,40 @@ class AttentionDecoder(keras.layers.Layer):
         _, _, outputs, weights, product_inputs = tf.while_loop(
             lambda t, *_: t < steps, body,
             (tf.constant(0), tuple(state), outputs, weights, product_inputs))
-        if deferred:
-            deferred.product_inputs = product_inputs.stack()
+        weights = weights.stack() if return_attention or context else None
+        if kernel:
+            kernel.product_inputs = product_inputs.stack()
+        if context:  # the context multiplies the memory by the weights it was given
+            context.product_inputs = ops.cast(weights, memory.values.dtype)
         # 5. the logits of all positions at once, batch-major again
         logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
         if return_attention:
-            return logits, tf.transpose(weights.stack(), [1, 0, 2])
+            return logits, tf.transpose(weights, [1, 0, 2])
         return logits
+
+    def _defer(self, inputs, step_weights, memory: Memory):
+        """The training loop's inputs, weights and memory with two gradients taken after the loop
+        (`DeferredGradient`): the recurrent kernel's, if the cell has one to defer (z_t = p_t +
+        x_t W_r), and the attended memory's (c_t = 0 + w_t V, a loop input of zeros added). In
+        the loop each is a step's product of B rows, summed step by step.
+
+        Returns (inputs, step_weights, memory, kernel's and memory's `DeferredGradient` or None,
+        zeros [T, B, M] for `step`'s context_input, in a TensorArray).
+        """
+        kernel = None
+        if self.cell.deferred_weight:
+            cell = dict(step_weights["cell"])
+            kernel = DeferredGradient(cell[self.cell.deferred_weight])
+            cell[self.cell.deferred_weight] = kernel.stopped
+            step_weights = {**step_weights, "cell": cell}
+            inputs = kernel.attach(inputs)
+        values = memory.values
+        context = DeferredGradient(values, "tbs,tbm->bsm")
+        steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        zeros = context.attach(tf.zeros([steps, batch, tf.shape(values)[-1]], values.dtype))
+        context_inputs = tf.TensorArray(values.dtype, size=steps).unstack(zeros)
+        return (inputs, step_weights, memory._replace(values=context.stopped), kernel, context,
+                context_inputs)
 
     def _dropout_masks(self, steps, batch, dtype):
         """Per-step dropout masks for the fed input and the [s; c] vector, drawn before the loop."""
