@@ -10,6 +10,7 @@
     attention   the Attention protocol, one class per `model.attention` (ATTENTIONS)
     bridges     the first decoder state, one class per `model.bridge` (BRIDGES)
     output      the output layer, tied to the target embeddings or not, per `model.tie` (OUTPUTS)
+    gradients   DeferredGradient: a weight's gradient taken after a loop, as one product
 
 May import: `nmt.config.options`, Keras and TensorFlow. Knows nothing of files, strings,
 training or search.
