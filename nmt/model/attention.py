@@ -41,8 +41,9 @@ class Attention(Protocol):
     def __call__(self, query, keys, values, mask, weights: dict | None = None):
         """query [B, Q], keys from `project_keys`, values [B, S, M] memory, mask bool [B, S]
         (True at real tokens) -> context [B, M], float32 weights [B, S] (rows sum to 1; padding
-        gets exactly zero weight). The context must be the weights times the values
-        (`_attend`): training takes the values' gradient from the weights, after the loop."""
+        gets exactly zero weight). The values enter only as the context, the returned weights
+        (cast to the values' dtype) times the values (`_attend`): training stops the values'
+        gradient inside the decoder loop and takes it from the returned weights after it."""
 
 
 def _attend(scores, values, mask):

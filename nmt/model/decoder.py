@@ -189,30 +189,34 @@ class AttentionDecoder(keras.layers.Layer):
         # 1. the input side of every step at once, time-major: [T, B, G*U]
         inputs = tf.transpose(self.project_inputs(target_in, training), [1, 0, 2])
         steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-        # 2. the step's weights, cast once for the whole sequence; in training, the gradients of
-        # the recurrent kernel and of the attended memory taken after the loop
+        # 2. the step's weights, cast once for the whole sequence; in training, the recurrent
+        # kernel's and the attended memory's gradients taken after the loop (`DeferredGradient`)
         step_weights = self.step_weights()
-        kernel = context = context_inputs = None
-        if training and self.deferred_gradients:
-            inputs, step_weights, memory, kernel, context, context_inputs = self._defer(
-                inputs, step_weights, memory)
+        defer = training and self.deferred_gradients
+        kernel_gradient = memory_gradient = context_inputs = None
+        if defer and self.cell.deferred_weight:
+            inputs, step_weights, kernel_gradient = self._defer_kernel(inputs, step_weights)
+        if defer:
+            memory, memory_gradient, context_inputs = self._defer_memory(memory, steps, batch)
         inputs = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
         # 3. one dropout mask per step, drawn before the loop
         masks = self._dropout_masks(steps, batch, inputs.dtype) if training else None
         outputs = tf.TensorArray(self.compute_dtype, size=steps)
-        weights = tf.TensorArray("float32", size=steps if return_attention or context else 0)
-        product_inputs = tf.TensorArray(self.compute_dtype, size=steps if kernel else 0)
+        keep_weights = return_attention or memory_gradient is not None
+        weights = tf.TensorArray("float32", size=steps if keep_weights else 0)
+        product_inputs = tf.TensorArray(self.compute_dtype,
+                                        size=steps if kernel_gradient is not None else 0)
 
         def body(t, state, outputs, weights, product_inputs):
             feed_mask, hidden_mask = (masks[0].read(t), masks[1].read(t)) if masks else (None, None)
-            if kernel:  # x_t for the gradient (the cell concatenates it again: [B, 2U])
+            if kernel_gradient is not None:  # x_t (the cell concatenates it again: [B, 2U])
                 product_inputs = product_inputs.write(
                     t, self.cell.product_input(self._fed(state, feed_mask), state[:-1]))
             out, state, attention = self.step(
                 inputs.read(t), state, memory, feed_mask, hidden_mask, step_weights,
-                context_inputs.read(t) if context else None)
+                context_inputs.read(t) if memory_gradient is not None else None)
             outputs = outputs.write(t, out)
-            if return_attention or context:
+            if keep_weights:
                 weights = weights.write(t, attention)
             return t + 1, state, outputs, weights, product_inputs
 
@@ -220,40 +224,40 @@ class AttentionDecoder(keras.layers.Layer):
         _, _, outputs, weights, product_inputs = tf.while_loop(
             lambda t, *_: t < steps, body,
             (tf.constant(0), tuple(state), outputs, weights, product_inputs))
-        weights = weights.stack() if return_attention or context else None
-        if kernel:
-            kernel.product_inputs = product_inputs.stack()
-        if context:  # the context multiplies the memory by the weights it was given
-            context.product_inputs = ops.cast(weights, memory.values.dtype)
+        weights = weights.stack() if keep_weights else None
+        if kernel_gradient is not None:
+            kernel_gradient.product_inputs = product_inputs.stack()
+        if memory_gradient is not None:  # in the dtype `_attend` multiplied the values in
+            memory_gradient.product_inputs = ops.cast(weights, memory.values.dtype)
         # 5. the logits of all positions at once, batch-major again
         logits = self.logits(tf.transpose(outputs.stack(), [1, 0, 2]))
         if return_attention:
             return logits, tf.transpose(weights, [1, 0, 2])
         return logits
 
-    def _defer(self, inputs, step_weights, memory: Memory):
-        """The training loop's inputs, weights and memory with two gradients taken after the loop
-        (`DeferredGradient`): the recurrent kernel's, if the cell has one to defer (z_t = p_t +
-        x_t W_r), and the attended memory's (c_t = 0 + w_t V, a loop input of zeros added). In
-        the loop each is a step's product of B rows, summed step by step.
+    def _defer_kernel(self, inputs, step_weights):
+        """The cell's deferred weight (LSTM: z_t = p_t + x_t W_r) stopped in the step's weights, its
+        gradient X^T dP hooked onto the projected inputs P [T, B, G*U].
 
-        Returns (inputs, step_weights, memory, kernel's and memory's `DeferredGradient` or None,
-        zeros [T, B, M] for `step`'s context_input, in a TensorArray).
+        Returns (inputs, step_weights, its `DeferredGradient`); the loop records x_t.
         """
-        kernel = None
-        if self.cell.deferred_weight:
-            cell = dict(step_weights["cell"])
-            kernel = DeferredGradient(cell[self.cell.deferred_weight])
-            cell[self.cell.deferred_weight] = kernel.stopped
-            step_weights = {**step_weights, "cell": cell}
-            inputs = kernel.attach(inputs)
+        name = self.cell.deferred_weight
+        gradient = DeferredGradient(step_weights["cell"][name])
+        cell = {**step_weights["cell"], name: gradient.stopped}
+        return gradient.attach(inputs), {**step_weights, "cell": cell}, gradient
+
+    def _defer_memory(self, memory: Memory, steps, batch):
+        """The memory's values V stopped, their gradient taken from a loop input of zeros added to
+        each context: c_t = w_t V + 0, so its gradient is dc_t, and V's is sum_t w_t^T dc_t.
+
+        Returns (memory, its `DeferredGradient`, zeros [T, B, M] in a TensorArray: `step`'s
+        context_input); the loop records w_t.
+        """
         values = memory.values
-        context = DeferredGradient(values, "tbs,tbm->bsm")
-        steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
-        zeros = context.attach(tf.zeros([steps, batch, tf.shape(values)[-1]], values.dtype))
+        gradient = DeferredGradient(values, "tbs,tbm->bsm")
+        zeros = gradient.attach(tf.zeros([steps, batch, tf.shape(values)[-1]], values.dtype))
         context_inputs = tf.TensorArray(values.dtype, size=steps).unstack(zeros)
-        return (inputs, step_weights, memory._replace(values=context.stopped), kernel, context,
-                context_inputs)
+        return memory._replace(values=gradient.stopped), gradient, context_inputs
 
     def _dropout_masks(self, steps, batch, dtype):
         """Per-step dropout masks for the fed input and the [s; c] vector, drawn before the loop."""
