@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import logging
 import math
 import sys
 import time
@@ -451,9 +450,9 @@ def _prepare(args) -> int:
     from nmt.config import recipes
     from nmt.storage import prepared
     from nmt.training import initialization
+    from nmt.training.train import log_progress_to
 
-    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
-    logging.getLogger("nmt").setLevel(logging.INFO)
+    log_progress_to(None)
     recipe = initialization.with_absolute_paths(recipes.load_recipe(args.recipe, args.overrides))
     recipe, tokenizers = initialization.borrowed_vocabularies(recipe)
     data = prepared.prepare_data(recipe, args.out, args.jobs, tokenizers)

@@ -52,7 +52,7 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
     recipe, base = initialization.prepared(recipe, run, threads)
     done = rundir.finished_read_only(run, recipe) if chief else None
     if done:  # a read-only copy of a finished run: nothing to write, so no lock to take
-        _log_to(None)
+        log_progress_to(None)
         log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
                  run.root, done["epoch"], done["best"])
         return TrainResult(run.root, done["epoch"], done["best"])
@@ -63,7 +63,7 @@ def train(recipe_path: str | os.PathLike, run_dir: str | os.PathLike | None = No
 
 def _train(recipe: options.Recipe, run: rundir.RunDir, chief: bool, threads: int | None,
            verbose: int | None, base: initialization.Base | None) -> TrainResult:
-    _log_to(None)
+    log_progress_to(None)
     resumed = rundir.check_resumable(run, recipe)
     if resumed and rundir.finished(resumed, recipe.train):
         log.info("%s: this run has already finished (%d epochs, best dev BLEU %.2f)",
@@ -186,7 +186,7 @@ def _prepare_run_dir(run: rundir.RunDir, recipe: options.Recipe, resumed: dict |
             source.check_vocabularies(run.root if own else base.root)
         tokenizers = given or source.tokenizers()
         log_data = source.log_training_data
-    _log_to(run.log if chief else None)
+    log_progress_to(run.log if chief else None)
     log_data(initialization.source(recipe))
     if chief and not own:
         modeldir.save_tokenizers(run, *tokenizers)
@@ -271,8 +271,10 @@ def learning_rate_decay(train_config: options.TrainConfig):
         min_lr=train_config.min_learning_rate)
 
 
-def _log_to(path: Path | None) -> None:
-    """Progress lines go to stderr and, for the chief, to the run's train.log."""
+def log_progress_to(path: Path | None) -> None:
+    """Progress lines (the "nmt" logger) go to stderr and, given a path, to that file (the
+    chief's train.log). The handlers of an earlier call are replaced: in a process that runs
+    several commands, they may hold a stream closed since."""
     log.setLevel(logging.INFO)
     formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = [logging.StreamHandler(sys.stderr)]

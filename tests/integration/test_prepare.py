@@ -33,3 +33,24 @@ def test_a_prepared_folder_trains_as_the_run_s_own_preparation(tmp_path, reverse
     with pytest.raises(ConfigError, match="data.max_len is 12"):
         train(recipe, tmp_path / "other", [f"data.prepared={tmp_path / 'shared'}",
                                            "data.max_len=12"], verbose=0)
+
+
+def test_prepare_after_a_training_in_the_same_process_logs_to_the_stderr_of_now(
+        tmp_path, reverse_corpus, capsys):
+    """A training's progress handler holds the stderr of its time; a later `nmt prepare` in the
+    same process (a program calling `cli.main` twice) replaces it rather than writing into a
+    stream closed since."""
+    import contextlib
+    import io
+
+    from nmt.errors import DataError
+    recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(reverse_corpus))
+    (reverse_corpus / "dev.src").rename(reverse_corpus / "moved.src")
+    with contextlib.redirect_stderr(io.StringIO()) as earlier:
+        with pytest.raises(DataError):  # after its progress lines were set up
+            train(recipe, tmp_path / "run", verbose=0)
+    earlier.close()
+    (reverse_corpus / "moved.src").rename(reverse_corpus / "dev.src")
+    assert cli.main(["prepare", str(recipe), "--out", str(tmp_path / "prepared")]) == 0
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "training the source words vocabulary" in err

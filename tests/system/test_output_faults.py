@@ -4,6 +4,7 @@ gave; damaged weights are named when they load; tune keeps a default it cannot i
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -120,8 +121,13 @@ def test_prepare_meeting_a_full_disk_says_so_and_leaves_nothing(jobs, tmp_path, 
         code = cli.main(["prepare", str(Path(__file__).parents[2] / "recipes" / "ja-en-tiny"),
                          "--out", str(disk / "prepared"),
                          "--jobs", str(jobs)])
-        assert_one_line_error(code, capsys.readouterr().err,
-                              f"nmt: error: {disk / 'prepared'}: cannot write (No space left")
+        # Its progress lines (timestamped), then the one-line error.
+        err = capsys.readouterr().err
+        *progress, error = err.splitlines()
+        assert code == 1 and "Traceback" not in err, err
+        assert error.startswith(f"nmt: error: {disk / 'prepared'}: cannot write (No space left")
+        assert progress and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)
+                                for line in progress), err
         assert list(disk.iterdir()) == []
 
 
