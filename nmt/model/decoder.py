@@ -77,7 +77,8 @@ class AttentionDecoder(keras.layers.Layer):
             setattr(self, self.output_head.attribute, self.output_head.layer)
         self.seed_generator = keras.random.SeedGenerator(1337)
         # Training takes the gradients of the recurrent kernel and the memory after the step loop
-        # (`_defer`); off, TensorFlow's own step-by-step loop gradient (tests compare the two).
+        # (`_defer_kernel`, `_defer_memory`); off, TensorFlow's own step-by-step loop gradient
+        # (tests compare the two).
         self.deferred_gradients = True
         # State and memory come from the model in their own dtypes (some parts float32 in any
         # precision): Keras must not cast them to the compute dtype.
