@@ -278,11 +278,12 @@ class ScriptedModel:
         batch = tf.shape(source)[0]
         return {"mask": mask}, (tf.zeros([batch]),)
 
-    def decode_step(self, token, state, memory, tables):
+    def decode_step(self, token, state, memory, tables, rows_per_memory=1):
         tf = self.tf
         weights = tf.cast(memory["mask"], tf.float32)
         weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
-        return tf.gather(self.log_table, token), (state[0] + 1.0,), weights
+        return (tf.gather(self.log_table, token), (state[0] + 1.0,),
+                tf.repeat(weights, rows_per_memory, axis=0))
 
     def teacher_forced(self, source, target_in):
         tf = self.tf

@@ -128,7 +128,7 @@ class AttentionDecoder(keras.layers.Layer):
                 "attention": self.attention.step_weights()}
 
     def step(self, projected_input, state, memory: Memory, feed_mask=None, hidden_mask=None,
-             weights: dict | None = None, context_input=None):
+             weights: dict | None = None, context_input=None, rows_per_memory: int = 1):
         """One decoder step.
 
         Args:
@@ -139,6 +139,8 @@ class AttentionDecoder(keras.layers.Layer):
             weights: `step_weights()`, when the caller runs many steps (default: cast here).
             context_input: zeros [B, M] added to the context, or None: in training, a loop input
                 whose gradient is the context's (`DeferredGradient`).
+            rows_per_memory: R consecutive rows of the input and state per memory row (beam
+                search: the hypotheses of a sentence, which share one copy of its memory).
 
         Returns:
             (attentional vector a_t [B, U], new state, attention weights [B, S]).
@@ -150,7 +152,7 @@ class AttentionDecoder(keras.layers.Layer):
         h, recurrent = self.cell(projected_input, feed, state[:-1], w["cell"])
         # 3. attention: the context c_t of s_t
         context, attention = self.attention(h, memory.keys, memory.values, memory.mask,
-                                            w["attention"])
+                                            w["attention"], rows_per_memory=rows_per_memory)
         if context_input is not None:
             context = context + context_input
         # 4. the attentional vector a_t = tanh(W_c [s_t; c_t] + b_c)

@@ -85,15 +85,16 @@ class Seq2Seq(keras.Model):
         return {"input_table": self.decoder.project_inputs(ops.arange(self.tgt_vocab_size)),
                 "step_weights": self.decoder.step_weights()}
 
-    def decode_step(self, token, state, memory, tables):
+    def decode_step(self, token, state, memory, tables, rows_per_memory: int = 1):
         """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S]).
 
-        `tables` comes from `step_tables` of the current weights.
+        `tables` comes from `step_tables` of the current weights; `rows_per_memory` consecutive
+        rows of `token` and `state` per row of `memory`.
         """
         with tf.name_scope("decoder"):
             attentional, state, weights = self.decoder.step(
                 ops.take(tables["input_table"], token, axis=0), state, memory,
-                weights=tables["step_weights"])
+                weights=tables["step_weights"], rows_per_memory=rows_per_memory)
             logits = self.decoder.logits(attentional)
             with tf.name_scope("output"):
                 log_probs = ops.log_softmax(logits, axis=-1)

@@ -14,20 +14,22 @@ class InferenceModel(Protocol):
 
         tables = model.step_tables()                 weight-derived constants, once per weights
         memory, state = model.encode(source)
-        log_probs, state, attention = model.decode_step(token, state, memory, tables)
+        log_probs, state, attention = model.decode_step(token, state, memory, tables, R)
         log_probs, attention = model.teacher_forced(source, target_in)
 
     `source` is int [B, S] for one model, [B, M, S] for an ensemble of M (each member's own ids);
     search reads only its first dimension. `token` is int [B]; `log_probs` [B, V] (normalized:
     scores are sums of them) or [B, T, V]; attention [B, S] or [B, T, S]. `memory` and `state`
     are nested structures of tensors with the batch first, which search gathers and reorders.
+    `decode_step` takes R = `rows_per_memory` (default 1) consecutive rows of `token` and `state`
+    per row of `memory`: beam search keeps one copy of a sentence's memory for its hypotheses.
     """
 
     def step_tables(self): ...
 
     def encode(self, source): ...
 
-    def decode_step(self, token, state, memory, tables): ...
+    def decode_step(self, token, state, memory, tables, rows_per_memory: int = 1): ...
 
     def teacher_forced(self, source, target_in): ...
 
@@ -53,8 +55,8 @@ class Ensemble:
         encoded = [m.encode(source[:, i, :]) for i, m in enumerate(self.members)]
         return tuple(e[0] for e in encoded), tuple(e[1] for e in encoded)
 
-    def decode_step(self, token, state, memory, tables):
-        found = [m.decode_step(token, s, mem, t)
+    def decode_step(self, token, state, memory, tables, rows_per_memory: int = 1):
+        found = [m.decode_step(token, s, mem, t, rows_per_memory)
                  for m, s, mem, t in zip(self.members, state, memory, tables)]
         return (_mean([f[0] for f in found]), tuple(f[1] for f in found),
                 _mean([f[2] for f in found]))

@@ -84,9 +84,9 @@ class CountingModel(ScriptedModel):
         super().__init__(table)
         self.rows = self.tf.Variable(0)
 
-    def decode_step(self, token, state, memory, tables):
+    def decode_step(self, token, state, memory, tables, rows_per_memory=1):
         self.rows.assign_add(self.tf.shape(token)[0])
-        return super().decode_step(token, state, memory, tables)
+        return super().decode_step(token, state, memory, tables, rows_per_memory)
 
 
 def test_sentences_leave_the_batch_when_they_end(tf):

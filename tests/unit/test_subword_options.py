@@ -115,6 +115,29 @@ def test_tied_logits_use_the_target_embeddings(tf, tie, embedding_dim):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "bfloat16"])
+def test_tied_output_bias_is_float32_but_in_a_bfloat16_translator(tf, policy):
+    """Mixed precision trains a float32 bias, added unrounded to the float32 logits; a bfloat16
+    translator's bias is bfloat16, as its other weights, added in the bfloat16 product."""
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.system import precision
+    with precision.dtype_policy(policy):
+        model = Seq2Seq(options.ModelConfig(tie="decoder", embedding_dim=16, encoder_units=8,
+                                            decoder_units=16, attention_units=8), 40, 40)
+    head = model.decoder.output_head
+    assert head.bias.dtype == ("float32" if policy == "mixed_bfloat16" else "bfloat16")
+    rng = np.random.default_rng(0)
+    head.bias.assign(rng.normal(size=40).astype("float32"))  # not all bfloat16 numbers
+    attentional = tf.cast(rng.normal(size=(3, 16)).astype("float32"), "bfloat16")
+    product = tf.matmul(attentional, tf.cast(model.decoder.embedding.embeddings, "bfloat16"),
+                        transpose_b=True)
+    expected = (tf.cast(product, "float32") + head.bias if policy == "mixed_bfloat16"
+                else tf.cast(product + head.bias, "float32"))
+    logits = model.decoder.logits(attentional)
+    assert logits.dtype == "float32"
+    np.testing.assert_array_equal(logits.numpy(), expected.numpy())
+
+
 def test_tie_all_needs_equal_vocabularies(tf):
     from nmt.model.seq2seq import Seq2Seq
     with pytest.raises(ValueError, match="one vocabulary"):
