@@ -132,9 +132,10 @@ class AttentionDecoder(keras.layers.Layer):
         """One decoder step.
 
         Args:
-            projected_input: [B, G*U] from `project_inputs` of the previous target token.
+            projected_input: [B, G*U] from `project_inputs` of the previous target token (B rows
+                here and below: B * R when `rows_per_memory` is R).
             state: the decoder state tuple.
-            memory: the encoder `Memory`.
+            memory: the encoder `Memory`, one row per R rows of the input and state.
             feed_mask, hidden_mask: scaled dropout masks [B, U] and [B, U+M], or None.
             weights: `step_weights()`, when the caller runs many steps (default: cast here).
             context_input: zeros [B, M] added to the context, or None: in training, a loop input

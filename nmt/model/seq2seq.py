@@ -86,10 +86,10 @@ class Seq2Seq(keras.Model):
                 "step_weights": self.decoder.step_weights()}
 
     def decode_step(self, token, state, memory, tables, rows_per_memory: int = 1):
-        """One step of search: int [B] previous tokens -> (log_probs [B, V], state, weights [B, S]).
+        """One step of search: int [N] previous tokens -> (log_probs [N, V], state, weights [N, S]).
 
-        `tables` comes from `step_tables` of the current weights; `rows_per_memory` consecutive
-        rows of `token` and `state` per row of `memory`.
+        `tables` comes from `step_tables` of the current weights. `token` and `state` have
+        N = B * R rows, R = `rows_per_memory` consecutive ones per row of `memory` [B, ...].
         """
         with tf.name_scope("decoder"):
             attentional, state, weights = self.decoder.step(

@@ -20,7 +20,8 @@ class InferenceModel(Protocol):
     `source` is int [B, S] for one model, [B, M, S] for an ensemble of M (each member's own ids);
     search reads only its first dimension. `token` is int [B]; `log_probs` [B, V] (normalized:
     scores are sums of them) or [B, T, V]; attention [B, S] or [B, T, S]. `memory` and `state`
-    are nested structures of tensors with the batch first, which search gathers and reorders.
+    are nested structures of tensors with the batch first, which search gathers (the memory
+    per sentence) and reorders (the state per hypothesis).
     `decode_step` takes R = `rows_per_memory` (default 1) consecutive rows of `token` and `state`
     per row of `memory`: beam search keeps one copy of a sentence's memory for its hypotheses.
     """

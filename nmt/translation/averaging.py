@@ -63,8 +63,8 @@ def average_run(run_dir: str | os.PathLike, best: int | None = None, last: int |
     run = rundir.RunDir(run_dir)
     names = chosen_weights(run, best, last)
     out = check_output(run_dir, best, last, out)
-    loaded = modeldir.load_model(run.root)
-    model = loaded.model
+    # float32 whatever the recipe translates in: a bfloat16 model would round every mean.
+    model = modeldir.load_model(run.root, precision="float32").model
     total = None
     for name in names:
         load_weights(model, run.backup / name)

@@ -31,7 +31,7 @@ def load_embeddings(model_dir: str | Path, side: str) -> Embeddings:
 
     from nmt.storage import modeldir
 
-    loaded = modeldir.load_model(model_dir)
+    loaded = modeldir.load_model(model_dir, precision="float32")  # not rounded to bfloat16
     tokenizer = loaded.src_tokenizer if side == "src" else loaded.tgt_tokenizer
     first = len(SPECIAL_TOKENS)
     matrix = ops.convert_to_numpy(ops.cast(loaded.model.embedding_layer(side).embeddings,

@@ -52,6 +52,26 @@ def test_the_k_best_and_last_epochs_are_kept_and_averaged(kept_run, tmp_path, ca
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
+def test_averaging_a_run_that_translates_in_bfloat16_keeps_float32_means(kept_run, tmp_path):
+    """decode.precision bfloat16 is how the model translates, not how its weights are stored:
+    the means are float32, not rounded to bfloat16's 8 bits."""
+    import shutil
+
+    import yaml
+    run = shutil.copytree(kept_run, tmp_path / "run")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["decode"]["precision"] = "bfloat16"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert cli.main(["average", str(run), "--last", "3", "-o", str(tmp_path / "l3")]) == 0
+    recent = [weights_of(kept_run, kept_run / "backup" / f"last-{e:04d}.weights.h5")
+              for e in (2, 3, 4)]
+    for averaged, *epochs in zip(weights_of(kept_run, tmp_path / "l3" / "best.weights.h5"),
+                                 *recent):
+        assert averaged.dtype == np.float32
+        np.testing.assert_allclose(averaged, sum(epochs) / 3, rtol=1e-6, atol=1e-7)
+
+
 def test_average_best_above_keep_best_is_a_recipe_error(tmp_path, reverse_corpus, capsys):
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         reverse_corpus, train={"keep_best": 2, "average_best": 3}))

@@ -326,24 +326,28 @@ def test_attention_sums_to_one_and_ignores_padding(layers, tf, name):
     assert clone.get_config() == attention.get_config()
 
 
+@pytest.mark.parametrize("policy", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", ["additive", "multiplicative"])
-def test_queries_sharing_a_memory_row_attend_as_with_their_own_copy(layers, tf, name):
+def test_queries_sharing_a_memory_row_attend_as_with_their_own_copy(layers, tf, name, policy):
     """Beam search passes one memory row per sentence for its R hypotheses (R consecutive query
     rows): the same context and weights as each query with its own copy of the row."""
     from nmt.config.options import ModelConfig
     from nmt.model.attention import ATTENTIONS
-    attention = ATTENTIONS[name].for_model(ModelConfig(attention_units=6))
-    attention.build((None, 4), values_shape=(None, None, 10))
+    from nmt.system import precision
+    with precision.dtype_policy(policy):
+        attention = ATTENTIONS[name].for_model(ModelConfig(attention_units=6))
+        attention.build((None, 4), values_shape=(None, None, 10))
     rng = np.random.default_rng(2)
-    values = rng.normal(size=(2, 5, 10)).astype("float32")
+    values = tf.cast(rng.normal(size=(2, 5, 10)).astype("float32"), policy)
     mask = np.array([[True, True, True, False, False], [True] * 5])
-    query = rng.normal(size=(2 * 3, 4)).astype("float32")  # 3 queries per memory row
+    query = tf.cast(rng.normal(size=(2 * 3, 4)).astype("float32"), policy)  # 3 per memory row
     shared = attention(query, attention.project_keys(values), values, mask, rows_per_memory=3)
-    copied = np.repeat(values, 3, axis=0)
+    copied = tf.repeat(values, 3, axis=0)
     own = attention(query, attention.project_keys(copied), copied, np.repeat(mask, 3, axis=0))
     for found, expected in zip(shared, own):
         assert found.shape == expected.shape == (6, expected.shape[1])
-        np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(tf.cast(found, "float32"), tf.cast(expected, "float32"),
+                                   rtol=1e-6, atol=1e-7)
     assert not np.allclose(shared[1][0], shared[1][1])  # each query has its own weights
 
 

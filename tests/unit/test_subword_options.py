@@ -138,6 +138,27 @@ def test_tied_output_bias_is_float32_but_in_a_bfloat16_translator(tf, policy):
     np.testing.assert_array_equal(logits.numpy(), expected.numpy())
 
 
+def test_a_bfloat16_translator_loads_a_float32_tied_bias_rounded(tf, tmp_path):
+    """Weights files hold float32 (training's variables): a bfloat16 translator's tied bias is
+    their value rounded to bfloat16 once, as it loads."""
+    from nmt.model.seq2seq import Seq2Seq
+    from nmt.storage.weights import load_weights
+    from nmt.system import precision
+    config = options.ModelConfig(tie="decoder", embedding_dim=16, encoder_units=8,
+                                 decoder_units=16, attention_units=8)
+    trained = Seq2Seq(config, 40, 40)
+    bias = np.random.default_rng(1).normal(size=40).astype("float32")
+    trained.decoder.output_head.bias.assign(bias)
+    trained.save_weights(tmp_path / "best.weights.h5")
+    with precision.dtype_policy("bfloat16"):
+        translator = Seq2Seq(config, 40, 40)
+    load_weights(translator, tmp_path / "best.weights.h5")
+    loaded = translator.decoder.output_head.bias
+    assert loaded.dtype == "bfloat16"
+    np.testing.assert_array_equal(tf.cast(loaded, "float32"),
+                                  tf.cast(tf.cast(bias, "bfloat16"), "float32"))
+
+
 def test_tie_all_needs_equal_vocabularies(tf):
     from nmt.model.seq2seq import Seq2Seq
     with pytest.raises(ValueError, match="one vocabulary"):
