@@ -34,16 +34,23 @@ def browser():
     driver.quit()
 
 
+def waiting(browser):
+    """Waits up to 30 s for a condition, asking again when the page replaced an element the
+    condition was reading (the results list is redrawn as each translation arrives)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def test_the_page_translates_as_you_type_with_nbest_and_attention(
         browser, reverse_translator, reverse_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     first, second = "1 2 3 4 5", "9 8 7"
     expected = nmt_translate(reverse_translator, tmp_path, [first, second], nbest=3)
     browser.get(reverse_server.url + "/")
-    wait = WebDriverWait(browser, 30)
+    wait = waiting(browser)
     box = browser.find_element(By.ID, "source")
     assert browser.find_element(By.CSS_SELECTOR, "label[for=source]").text.startswith(
         "Source text")
@@ -83,10 +90,9 @@ def test_the_page_translates_as_you_type_with_nbest_and_attention(
 
 def test_a_cleared_box_stays_empty_and_a_cut_request_says_so(browser, reverse_server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(reverse_server.url + "/")
-    wait = WebDriverWait(browser, 30)
+    wait = waiting(browser)
     wait.until(lambda _: "Model:" in browser.find_element(By.ID, "model").text)
     # A slow server: every translation answers 1.5 s late.
     browser.execute_script("""
