@@ -34,8 +34,7 @@ def load_embeddings(model_dir: str | Path, side: str) -> Embeddings:
     loaded = modeldir.load_model(model_dir, precision="float32")  # not rounded to bfloat16
     tokenizer = loaded.src_tokenizer if side == "src" else loaded.tgt_tokenizer
     first = len(SPECIAL_TOKENS)
-    matrix = ops.convert_to_numpy(ops.cast(loaded.model.embedding_layer(side).embeddings,
-                                           "float32"))
+    matrix = ops.convert_to_numpy(loaded.model.embedding_layer(side).embeddings)
     return Embeddings(tokenizer.pieces(range(first, len(tokenizer))), matrix[first:], side)
 
 
