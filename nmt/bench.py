@@ -85,7 +85,8 @@ def bench_train(recipe_path, steps: int = 100, warmup: int = 20, rounds: int = 3
     One result per precision; after the first, `vs_first` gives the median over rounds of its
     rate over the first precision's in the same round, by wall-clock and by CPU time (the
     process's CPU seconds: a fairer clock where other processes share the cores; with several
-    workers, all workers' tokens per CPU-second of all workers, taken alike).
+    workers, all workers' tokens per CPU-second of all workers, taken alike), and
+    `matmul_limit`, the ratio of their roofline limits (`_limit_versus_first`).
     """
     started = started or time.perf_counter()
     with _training_data(recipe_path, overrides, threads) as (recipe, tokenizers, stats, dataset,
@@ -162,7 +163,8 @@ def _bench_train(recipe_path, recipe, tokenizers, stats, dataset, strategy, step
                                  {r["precision"]: (r["target_tokens_per_sec"],
                                                    r["target_tokens_per_cpu_sec"])
                                   for r in results}, threads)
-    return [{**result, **roofline[result["precision"]]} for result in results]
+    return _limit_versus_first([{**result, **roofline[result["precision"]]}
+                                for result in results])
 
 
 def bench_translate(model_dir, source: str, beam_size: int | None = None,
@@ -176,7 +178,8 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
     Also the roofline of the search (`decoding_roofline`), measured after the rounds.
     With several `precisions` (default: the recipe's decode.precision), the same weights are
     loaded in each and the rounds alternate between them. One result per precision, with
-    `vs_first` after the first (speed relative to the first precision, as in `bench_train`).
+    `vs_first` after the first (speed and limit relative to the first precision, as in
+    `bench_train`).
     """
     started = started or time.perf_counter()
     runtime.import_tensorflow(threads)
@@ -227,7 +230,8 @@ def bench_translate(model_dir, source: str, beam_size: int | None = None,
         {run["translator"].decode.precision: tuple(
             len(lines) / statistics.median(run[key][1:]) for key in ("timings", "cpu_timings"))
          for run in runs}, threads)
-    return [{**result, **roofline[result["precision"]]} for result in results]
+    return _limit_versus_first([{**result, **roofline[result["precision"]]}
+                                for result in results])
 
 
 def bench_serve(model_dirs: Sequence, source: str, clients: Sequence[int] = (1, 8, 32),
@@ -488,6 +492,16 @@ def _roofline_fields(per_unit_flops: float, units_per_sec: float, units_per_cpu_
     return {"achieved_gflops": round(achieved, 3), "matmul_limit_gflops": round(limit[0], 3),
             "fraction_of_limit": round(achieved / limit[0], 4),
             "fraction_of_limit_per_cpu_s": round(achieved_cpu / limit[1], 4)}
+
+
+def _limit_versus_first(results: list[dict]) -> list[dict]:
+    """Adds `vs_first.matmul_limit` to the later precisions: their matrix-product limit over
+    the first's, measured in the same run. It is what the products alone would gain, beside
+    what the model gains (`vs_first.wall`)."""
+    for result in results[1:]:
+        result["vs_first"]["matmul_limit"] = round(
+            result["matmul_limit_gflops"] / results[0]["matmul_limit_gflops"], 3)
+    return results
 
 
 def training_roofline(recipe, tgt_vocab_size: int, stats, names: Sequence[str],

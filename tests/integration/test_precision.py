@@ -121,6 +121,10 @@ def test_bench_translate_alternates_precisions(reverse_run, tmp_path, capsys):
         assert result["fraction_of_limit"] == pytest.approx(
             result["achieved_gflops"] / result["matmul_limit_gflops"], rel=0.02)
         assert result["fraction_of_limit_per_cpu_s"] > 0
+    # What bfloat16's products alone gain here, beside what the search gains.
+    assert set(results[1]["vs_first"]) == {"wall", "cpu", "matmul_limit"}
+    assert results[1]["vs_first"]["matmul_limit"] == pytest.approx(
+        results[1]["matmul_limit_gflops"] / results[0]["matmul_limit_gflops"], rel=1e-2)
 
 
 def test_precision_option_is_checked(capsys):
@@ -176,7 +180,11 @@ def test_bench_train_reports_how_far_from_the_matrix_product_limit(tiny_recipe):
     from nmt import bench
     from nmt.config import recipes
     from nmt.model import flops
-    [result] = bench.bench_train(tiny_recipe, steps=2, warmup=1, rounds=1, threads=1)
+    results = bench.bench_train(tiny_recipe, steps=2, warmup=1, rounds=1, threads=1,
+                                precisions=("float32", "mixed_bfloat16"))
+    assert results[1]["vs_first"]["matmul_limit"] == pytest.approx(
+        results[1]["matmul_limit_gflops"] / results[0]["matmul_limit_gflops"], rel=1e-2)
+    result = results[0]
     recipe = recipes.load_recipe(tiny_recipe)
     assert result["model_mflop_per_target_token"] == pytest.approx(
         flops.training_flops_per_target_token(recipe.model, result["target_vocab_size"],
