@@ -102,18 +102,24 @@ def reverse_translator(reverse_run):
     return Translator(reverse_run)
 
 
+def _ensemble_server_process(reverse_run):
+    from nmt.serving.load import ServerProcess
+    return ServerProcess(["--model", reverse_run, "--model", reverse_run,
+                          "--batch-wait-ms", 200, "--threads", 1],
+                         env=dict(os.environ, NMT_SERVE_TOKEN=SERVER_TOKEN))
+
+
 @pytest.fixture(scope="session")
 def _servers(reverse_run):
     """Both test servers, started together so that their start-ups (TensorFlow, loading,
     warm-up: half a minute each on a loaded core) overlap."""
     from nmt.serving.load import ServerProcess
-    single = ServerProcess(["--model", reverse_run, "--max-lines", 16, "--max-line-chars", 200,
-                            "--max-body-kb", 4, "--max-queue", 24])
-    ensemble = ServerProcess(["--model", reverse_run, "--model", reverse_run,
-                              "--batch-wait-ms", 200, "--threads", 1],
-                             env=dict(os.environ, NMT_SERVE_TOKEN=SERVER_TOKEN))
-    with single, ensemble:
-        yield single, ensemble
+    servers = [ServerProcess(["--model", reverse_run, "--max-lines", 16, "--max-line-chars", 200,
+                              "--max-body-kb", 4, "--max-queue", 24]),
+               _ensemble_server_process(reverse_run)]
+    yield servers
+    for server in servers:
+        server.__exit__()
 
 
 @pytest.fixture(scope="session")
@@ -125,12 +131,16 @@ def reverse_server(_servers):
     return _servers[0]
 
 
-@pytest.fixture(scope="session")
-def ensemble_server(_servers):
+@pytest.fixture
+def ensemble_server(_servers, reverse_run):
     """`nmt serve` of the ensemble reverse_run + reverse_run (whose answers are reverse_run's:
     the mean of two equal log-probabilities is the same), requiring the token SERVER_TOKEN from
-    $NMT_SERVE_TOKEN; a batch waits 200 ms for more requests. tests/system/test_serve.py's last
-    test stops it."""
+    $NMT_SERVE_TOKEN; a batch waits 200 ms for more requests. tests/system/test_serve.py's
+    SIGTERM test stops it; xdist's work stealing can run another test after that one on the same
+    worker, which then gets a new server."""
+    if _servers[1].process.poll() is not None:
+        _servers[1].__exit__()
+        _servers[1] = _ensemble_server_process(reverse_run)
     _servers[1].wait_ready()
     return _servers[1]
 

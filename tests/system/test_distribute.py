@@ -3,13 +3,14 @@
 replicas."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import h5py
 import numpy as np
 import pytest
+
+from nmt.serving.load import free_port
 from tests.helpers import tiny_recipe_dict, write_recipe
 
 pytestmark = pytest.mark.slow  # worker processes train models
@@ -25,16 +26,6 @@ result.model.save_weights(sys.argv[3])
 """
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def read_weights(path):
     arrays = {}
     with h5py.File(path, "r") as handle:
@@ -47,7 +38,7 @@ def test_two_workers_end_with_identical_weights(tmp_path, reverse_corpus):
     recipe = write_recipe(tmp_path / "recipe", tiny_recipe_dict(
         reverse_corpus, data={"train_lines": 600},
         train={"epochs": 2, "distribution": "multi_worker", "batch_size": 32, "accumulate": 2}))
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in (free_port(), free_port())]}
     workers = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps(

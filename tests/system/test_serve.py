@@ -233,9 +233,15 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(ensemble_server):
     clients = [threading.Thread(target=lambda i=i: answers.append(call(
         ensemble_server, "/translate", {"text": SOURCES[i:i + 4]}, TOKEN)[::2]))
         for i in range(4)]
+    translated = ensemble_server.metrics(TOKEN)["nmt_batch_sentences_sum"]
     for client in clients:
         client.start()
-    time.sleep(0.05)  # they wait for their batch (200 ms) when the signal comes
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the server has read all 16 sentences: they wait
+        counts = ensemble_server.metrics(TOKEN)  # for their batch (200 ms) when the signal comes
+        if counts["nmt_queue_sentences"] + counts["nmt_batch_sentences_sum"] - translated >= 16:
+            break
+        time.sleep(0.01)
     start = time.monotonic()
     ensemble_server.process.terminate()
     for client in clients:
