@@ -119,7 +119,7 @@ def _servers(reverse_run):
                _ensemble_server_process(reverse_run)]
     yield servers
     for server in servers:
-        server.__exit__()
+        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +139,7 @@ def ensemble_server(_servers, reverse_run):
     SIGTERM test stops it; xdist's work stealing can run another test after that one on the same
     worker, which then gets a new server."""
     if _servers[1].process.poll() is not None:
-        _servers[1].__exit__()
+        _servers[1].close()
         _servers[1] = _ensemble_server_process(reverse_run)
     _servers[1].wait_ready()
     return _servers[1]

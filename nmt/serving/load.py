@@ -104,12 +104,16 @@ class ServerProcess:
                 self.process.wait()
         return self.process.returncode
 
+    def close(self) -> None:
+        """Stops the server and drops its log."""
+        self.stop()
+        self._log.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-        self._log.close()
+        self.close()
 
 
 @dataclass

@@ -79,7 +79,7 @@ def test_a_sorted_corpus_is_read_in_random_order_and_the_epoch_length_is_exact(t
     # Each shard is a sample of the whole corpus, not a slice of its sorted order.
     means = [np.mean([len(s) for s in shards.read_shard(p)[0]]) for p in data.shard_paths]
     assert max(means) - min(means) < 0.6
-    tf.random.set_seed(0)  # the shuffle's seed joins the global one: the earlier tests' otherwise
+    tf.random.set_seed(0)  # the shuffle joins its seed with the global one, which tests set
     lengths = [len(s) for s, _ in data.dataset(seed=3, shuffle_buffer=200).take(600)]
     assert abs(np.corrcoef(np.arange(600), lengths)[0, 1]) < 0.15
     for batch_tokens, width in ((0, 1), (120, 1), (0, 3)):
